@@ -1,0 +1,72 @@
+"""The whole extension contract of kvmfx.
+
+A plugin is a module (or object) that implements some of these hooks with
+``@kvmfx.hookimpl``. Built-in plugins in ``kvmfx_plugins`` and outside packages are loaded the
+same way: through the ``kvmfx`` entry-point group, or as plain files from ``--plugin-dir`` /
+``KVMFX_PLUGIN_PATH``. Each hook returns a list of provider objects; the core collects the
+lists from every plugin and never imports a plugin by name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from kvmfx.arch import Architecture
+    from kvmfx.commands import Command
+    from kvmfx.layers import DumpFormat
+    from kvmfx.process import OSProfile
+    from kvmfx.symbols import SymbolProvider
+
+PROJECT = "kvmfx"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def kvmfx_dump_formats() -> list[DumpFormat]:
+    """Dump formats this plugin decodes.
+
+    Each :class:`~kvmfx.layers.DumpFormat` has ``name``, ``description``,
+    ``probe(head, source) -> int`` (0-100 confidence from the file's content, never its name)
+    and ``open(source) -> PhysicalLayer``.
+    """
+
+
+@hookspec
+def kvmfx_symbol_providers() -> list[SymbolProvider]:
+    """Symbol and type sources (vmlinux, System.map, BTF, kallsyms in memory, ...).
+
+    Each :class:`~kvmfx.symbols.SymbolProvider` has ``name``, ``priority`` (lower is tried
+    first within its ``stage``), ``stage`` (``execfile``, ``ksyms``, ``booted``, ``path_unix``
+    or ``image``) and ``load(session, path) -> SymbolTable | None``.
+    """
+
+
+@hookspec
+def kvmfx_architectures() -> list[Architecture]:
+    """CPU architectures: detection and virtual-to-physical translation.
+
+    Each :class:`~kvmfx.arch.Architecture` has ``name``, ``detect(session) -> int`` and
+    ``virtual_layer(session) -> VirtualLayer``.
+    """
+
+
+@hookspec
+def kvmfx_os_profiles() -> list[OSProfile]:
+    """Operating-system process models (Linux from /proc, Linux from a dump, NetBSD, ...).
+
+    Each :class:`~kvmfx.process.OSProfile` has ``name``, ``applies(session) -> int`` and
+    ``processes(session)``, ``argv(session, proc)``, ``envv(session, proc)``.
+    """
+
+
+@hookspec
+def kvmfx_commands() -> list[Command]:
+    """Analysis commands run by ``kvmfx run NAME``.
+
+    Each :class:`~kvmfx.commands.Command` has ``name``, ``description``, ``columns``,
+    ``options`` and ``run(session, options) -> Iterable[dict]``.
+    """

@@ -1,0 +1,324 @@
+"""Physical address spaces: the contract every dump format implements, and shared machinery.
+
+Layers stack: a read-only file source, a physical layer decoding one dump format on it, and a
+virtual layer (an architecture's page tables) on the physical one. A physical layer answers
+``read(paddr, size)`` with the bytes the evidence holds, and raises
+:class:`~kvmfx.errors.MissingPageError` for bytes it does not hold: kvmfx never invents bytes
+unless the caller asks for zero-fill.
+"""
+
+from __future__ import annotations
+
+import bisect
+import mmap
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Protocol
+
+from kvmfx.errors import FormatError, KvmOpenError, MissingPageError, ReadOnlyError
+
+PAGE_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Range:
+    """A half-open range of physical addresses ``[start, end)``."""
+
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+class FileSource:
+    """A read-only view of an evidence file (memory-mapped when the file allows).
+
+    Evidence is never opened for writing; character devices such as /dev/mem, which cannot be
+    mapped, are read with positioned reads instead.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise KvmOpenError(exc.strerror or str(exc), path=self.path) from None
+        st = os.fstat(self._fd)
+        self.size = st.st_size
+        self._map: mmap.mmap | None = None
+        if self.size > 0:
+            try:
+                self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):
+                self._map = None
+
+    def read(self, offset: int, size: int) -> bytes:
+        """Return exactly ``size`` bytes at ``offset`` or raise FormatError (truncated file)."""
+        if offset < 0 or size < 0 or offset + size > self.size:
+            raise FormatError(f"read of {size} bytes past the end of the file "
+                              f"({self.size} bytes)", path=self.path, offset=offset)
+        if self._map is not None:
+            return self._map[offset:offset + size]
+        data = os.pread(self._fd, size, offset)
+        if len(data) != size:
+            raise FormatError(f"short read ({len(data)} of {size} bytes)", path=self.path,
+                              offset=offset)
+        return data
+
+    def read_upto(self, offset: int, size: int) -> bytes:
+        """Return up to ``size`` bytes at ``offset`` (fewer at the end of the file)."""
+        if offset >= self.size:
+            return b""
+        return self.read(offset, min(size, self.size - offset))
+
+    def view(self) -> memoryview | None:
+        """A zero-copy view of the whole file, if it is memory-mapped."""
+        return memoryview(self._map) if self._map is not None else None
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> FileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class BoundedCache:
+    """A least-recently-used cache with a fixed number of entries (decoded pages, tables)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = max(1, capacity)
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any, load: Callable[[], Any]) -> Any:
+        try:
+            value = self._data[key]
+        except KeyError:
+            value = load()
+            self._data[key] = value
+            if len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+            return value
+        self._data.move_to_end(key)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class PhysicalLayer:
+    """Base class of physical address spaces (one per dump format or live source).
+
+    Subclasses implement :meth:`_read_chunk`, which reads bytes inside one contiguous present
+    run, and fill :attr:`ranges` (sorted, non-overlapping). ``notes`` holds what the format
+    carries besides memory (``vmcoreinfo`` bytes, ``cpu`` register sets with ``cr3``...).
+    """
+
+    #: short name of the format, e.g. ``elf``, ``kdump``, ``lime``.
+    format_name = "unknown"
+    #: whether addresses are physical (False for virtual-address ELF such as /proc/kcore).
+    physical = True
+
+    def __init__(self, source: FileSource | None, ranges: list[Range] | None = None) -> None:
+        self.source = source
+        self.ranges: list[Range] = ranges or []
+        self.notes: dict[str, Any] = {}
+        self.details: dict[str, Any] = {}
+        self.writable = False
+        self._starts: list[int] = []
+
+    # -- contract for subclasses -------------------------------------------------------
+    def _read_chunk(self, paddr: int, size: int) -> bytes:
+        """Read ``size`` bytes at ``paddr``; the run is known to lie inside one range."""
+        raise NotImplementedError
+
+    def _missing_in(self, paddr: int, size: int) -> int | None:
+        """First missing address inside a present range (for page-granular formats)."""
+        return None
+
+    # -- shared behaviour ----------------------------------------------------------------
+    def _index(self) -> list[int]:
+        if len(self._starts) != len(self.ranges):
+            self._starts = [r.start for r in self.ranges]
+        return self._starts
+
+    def _range_at(self, paddr: int) -> Range | None:
+        starts = self._index()
+        i = bisect.bisect_right(starts, paddr) - 1
+        if i >= 0 and self.ranges[i].start <= paddr < self.ranges[i].end:
+            return self.ranges[i]
+        return None
+
+    def is_present(self, paddr: int, size: int = 1) -> bool:
+        """True when every byte of ``[paddr, paddr+size)`` is held by the dump."""
+        try:
+            self.read(paddr, size)
+        except MissingPageError:
+            return False
+        return True
+
+    def read(self, paddr: int, size: int, *, zero_fill: bool = False) -> bytes:
+        """Read ``size`` bytes of physical memory at ``paddr``.
+
+        Bytes the dump does not hold raise MissingPageError naming the first missing
+        address; with ``zero_fill=True`` they read as zeroes instead (explicitly requested).
+        """
+        if size < 0 or paddr < 0:
+            raise MissingPageError("negative physical read", address=paddr)
+        out = bytearray()
+        pos = paddr
+        end = paddr + size
+        while pos < end:
+            rng = self._range_at(pos)
+            if rng is None:
+                nxt = self._next_start(pos)
+                stop = min(end, nxt) if nxt is not None else end
+                if not zero_fill:
+                    raise MissingPageError("physical address not in the dump", address=pos,
+                                           path=self.source.path if self.source else None)
+                out += bytes(stop - pos)
+                pos = stop
+                continue
+            stop = min(end, rng.end)
+            try:
+                out += self._read_chunk(pos, stop - pos)
+            except MissingPageError as exc:
+                if not zero_fill:
+                    raise
+                out += self._read_chunk_zero_filled(pos, stop - pos, exc)
+            pos = stop
+        return bytes(out)
+
+    def _read_chunk_zero_filled(self, paddr: int, size: int, _exc: MissingPageError) -> bytes:
+        out = bytearray()
+        pos, end = paddr, paddr + size
+        while pos < end:
+            stop = min(end, (pos // PAGE_SIZE + 1) * PAGE_SIZE)
+            try:
+                out += self._read_chunk(pos, stop - pos)
+            except MissingPageError:
+                out += bytes(stop - pos)
+            pos = stop
+        return bytes(out)
+
+    def _next_start(self, paddr: int) -> int | None:
+        starts = self._index()
+        i = bisect.bisect_right(starts, paddr)
+        return starts[i] if i < len(starts) else None
+
+    def write(self, paddr: int, data: bytes) -> int:
+        """Dumps are evidence: writing is refused unless a live device was opened writable."""
+        raise ReadOnlyError(f"{self.format_name} evidence is read-only",
+                            path=self.source.path if self.source else None, address=paddr)
+
+    @property
+    def size(self) -> int:
+        """Highest physical address held plus one."""
+        return self.ranges[-1].end if self.ranges else 0
+
+    def pages(self) -> Iterator[int]:
+        """Physical addresses of every page the layer's ranges cover."""
+        for r in self.ranges:
+            yield from range(r.start - r.start % PAGE_SIZE, r.end, PAGE_SIZE)
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``kvmfx info``: format, producer, codec, ranges..."""
+        info: dict[str, Any] = {"format": self.format_name, "physical": self.physical}
+        info.update(self.details)
+        info["ranges"] = [[r.start, r.end] for r in self.ranges]
+        return info
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
+
+
+@dataclass
+class Segment:
+    """A run of physical memory stored contiguously in a file."""
+
+    paddr: int
+    size: int
+    offset: int
+
+
+class SegmentedLayer(PhysicalLayer):
+    """A physical layer whose memory is a list of contiguous file segments (ELF, LiME, raw)."""
+
+    def __init__(self, source: FileSource, segments: list[Segment]) -> None:
+        segments = sorted((s for s in segments if s.size > 0), key=lambda s: s.paddr)
+        for a, b in zip(segments, segments[1:], strict=False):
+            if a.paddr + a.size > b.paddr:
+                raise FormatError(f"overlapping memory segments at {a.paddr:#x} and "
+                                  f"{b.paddr:#x}", path=source.path, offset=b.offset)
+        for s in segments:
+            if s.offset + s.size > source.size:
+                raise FormatError(f"segment for {s.paddr:#x}+{s.size:#x} runs past the end of "
+                                  f"the file ({source.size} bytes)", path=source.path,
+                                  offset=s.offset)
+        super().__init__(source, [Range(s.paddr, s.paddr + s.size) for s in segments])
+        self.segments = segments
+
+    def _read_chunk(self, paddr: int, size: int) -> bytes:
+        i = bisect.bisect_right(self._index(), paddr) - 1
+        seg = self.segments[i]
+        assert self.source is not None
+        return self.source.read(seg.offset + (paddr - seg.paddr), size)
+
+
+class DumpFormat(Protocol):
+    """What a format plugin provides (see :func:`kvmfx.hookspecs.kvmfx_dump_formats`)."""
+
+    #: short unique name, e.g. ``elf``.
+    name: str
+    #: one line for ``kvmfx plugins``.
+    description: str
+
+    def probe(self, head: bytes, source: FileSource) -> int:
+        """Confidence 0-100 that the file is in this format, from its first bytes."""
+        ...
+
+    def open(self, source: FileSource) -> PhysicalLayer:
+        """Open the physical layer; raise FormatError when the file is malformed."""
+        ...
+
+
+@dataclass
+class OpenedEvidence:
+    """A physical layer together with the file and format it came from."""
+
+    layer: PhysicalLayer
+    format: str
+    path: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def open_source(path: str) -> FileSource:
+    """Open evidence read-only (never for writing)."""
+    return FileSource(path)
+
+
+def probe_head(source: FileSource, size: int = 65536) -> bytes:
+    return source.read_upto(0, size)
+
+
+def read_all_into(layer: PhysicalLayer, out: BinaryIO, chunk: int = 1 << 20) -> None:
+    """Copy every present byte of ``layer`` to ``out`` at its physical offset (raw image)."""
+    for r in layer.ranges:
+        pos = r.start
+        while pos < r.end:
+            n = min(chunk, r.end - pos)
+            out.seek(pos)
+            out.write(layer.read(pos, n, zero_fill=True))
+            pos += n

@@ -1,0 +1,113 @@
+"""One process model over every operating system and source (live /proc, Linux dumps, BSD).
+
+An OS profile turns what it reads into :class:`Process` records and :class:`ArgVector`
+results; commands and the libkvm layer only ever see these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from kvmfx.session import Session
+
+
+@dataclass
+class Process:
+    """A process (a thread-group leader) or, in thread listings, one thread.
+
+    Field names are the stable output schema (docs/output.md). Times are seconds; a
+    ``start_time`` is an absolute UTC timestamp when the source allows it, else ``None`` and
+    ``start_boot`` (seconds since boot) alone is set.
+    """
+
+    pid: int
+    ppid: int
+    comm: str
+    state: str = "?"
+    tgid: int | None = None
+    pgid: int | None = None
+    sid: int | None = None
+    uid: int | None = None
+    euid: int | None = None
+    suid: int | None = None
+    gid: int | None = None
+    egid: int | None = None
+    sgid: int | None = None
+    flags: int | None = None
+    nthreads: int | None = None
+    tty: int | None = None
+    rss: int | None = None
+    nice: int | None = None
+    start_boot: float | None = None
+    start_time: float | None = None
+    kernel_thread: bool = False
+    #: where the record came from: ``procfs``, ``task_list``, ``scan``...
+    source: str = ""
+    #: opaque handle an OS profile uses to find the process again (an address, a path).
+    handle: Any = field(default=None, repr=False, compare=False)
+
+    def as_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row.pop("handle", None)
+        return row
+
+
+@dataclass
+class ArgVector:
+    """argv or environment strings of one process, exactly as the kernel holds them.
+
+    ``partial`` is True when some of the memory could not be read (swapped out without a swap
+    image, not in the dump); ``missing`` then says what.
+    """
+
+    items: list[bytes]
+    partial: bool = False
+    missing: str = ""
+
+    def strings(self) -> list[str]:
+        """Decoded for display: UTF-8, with undecodable bytes shown as ``\\xNN``."""
+        return [b.decode("utf-8", "backslashreplace") for b in self.items]
+
+
+def split_nul_block(raw: bytes) -> list[bytes]:
+    """Split a NUL-separated block (Linux cmdline/environ) as ``ps``-like tools do."""
+    if not raw:
+        return []
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return raw.split(b"\0")
+
+
+class OSProfile(Protocol):
+    """What an OS-profile plugin provides (see :func:`kvmfx.hookspecs.kvmfx_os_profiles`)."""
+
+    name: str
+    description: str
+
+    def applies(self, session: Session) -> int:
+        """Confidence 0-100 that this profile understands the session's kernel."""
+        ...
+
+    def processes(self, session: Session) -> Iterator[Process]:
+        """Every process (thread-group leaders), in kernel list order."""
+        ...
+
+    def threads(self, session: Session, proc: Process) -> Iterator[Process]:
+        """The threads of one process."""
+        ...
+
+    def argv(self, session: Session, proc: Process) -> ArgVector:
+        ...
+
+    def envv(self, session: Session, proc: Process) -> ArgVector:
+        ...
+
+    def loadavg(self, session: Session) -> tuple[float, float, float]:
+        ...
+
+    def uname(self, session: Session) -> dict[str, str]:
+        """sysname, nodename, release, version, machine."""
+        ...

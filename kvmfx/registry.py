@@ -1,0 +1,141 @@
+"""Loading plugins: entry points, plugin directories, and the collected providers.
+
+A plugin that fails to import or to answer a hook is reported by name in
+:attr:`Registry.failures` and skipped; it never takes kvmfx down.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from kvmfx import hookspecs
+from kvmfx.errors import UsageError
+
+ENTRY_POINT_GROUP = "kvmfx"
+PLUGIN_PATH_ENV = "KVMFX_PLUGIN_PATH"
+
+
+@dataclass
+class PluginFailure:
+    """A plugin that could not be used, and why (one line)."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class Registry:
+    """Every provider contributed by the loaded plugins."""
+
+    manager: pluggy.PluginManager
+    failures: list[PluginFailure] = field(default_factory=list)
+    _cache: dict[str, list[Any]] = field(default_factory=dict)
+
+    def _collect(self, hook_name: str) -> list[Any]:
+        if hook_name in self._cache:
+            return self._cache[hook_name]
+        items: list[Any] = []
+        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
+            name = self.manager.get_name(impl.plugin) or repr(impl.plugin)
+            try:
+                result = impl.function()
+                items.extend(result or [])
+            except Exception as exc:  # a broken plugin is reported and skipped
+                self.failures.append(PluginFailure(name, f"{hook_name}: "
+                                                   f"{type(exc).__name__}: {exc}"))
+        self._cache[hook_name] = items
+        return items
+
+    @property
+    def dump_formats(self) -> list[Any]:
+        return self._collect("kvmfx_dump_formats")
+
+    @property
+    def symbol_providers(self) -> list[Any]:
+        return self._collect("kvmfx_symbol_providers")
+
+    @property
+    def architectures(self) -> list[Any]:
+        return self._collect("kvmfx_architectures")
+
+    @property
+    def os_profiles(self) -> list[Any]:
+        return self._collect("kvmfx_os_profiles")
+
+    @property
+    def commands(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for cmd in self._collect("kvmfx_commands"):
+            out.setdefault(cmd.name, cmd)
+        return out
+
+    def command(self, name: str) -> Any:
+        try:
+            return self.commands[name]
+        except KeyError:
+            known = ", ".join(sorted(self.commands)) or "none"
+            raise UsageError(f"unknown command {name!r} (known: {known})") from None
+
+
+def _load_file(path: Path) -> ModuleType:
+    mod_name = f"kvmfx_local_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(mod_name, None)
+        raise
+    return module
+
+
+def _plugin_files(dirs: Iterable[str]) -> list[Path]:
+    files: list[Path] = []
+    for d in dirs:
+        p = Path(d)
+        if p.is_file() and p.suffix == ".py":
+            files.append(p)
+        elif p.is_dir():
+            files.extend(sorted(f for f in p.glob("*.py") if not f.name.startswith("_")))
+    return files
+
+
+def load_registry(plugin_dirs: Iterable[str] = (), *, use_entry_points: bool = True,
+                  extra_plugins: Iterable[Any] = ()) -> Registry:
+    """Build a registry from entry points, ``plugin_dirs`` and ``$KVMFX_PLUGIN_PATH``."""
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    failures: list[PluginFailure] = []
+    if use_entry_points:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if pm.has_plugin(ep.name):
+                continue
+            try:
+                pm.register(ep.load(), name=ep.name)
+            except Exception as exc:
+                failures.append(PluginFailure(ep.name, f"{type(exc).__name__}: {exc}"))
+    env_dirs = [d for d in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if d]
+    for path in _plugin_files([*plugin_dirs, *env_dirs]):
+        name = f"file:{path}"
+        if pm.has_plugin(name):
+            continue
+        try:
+            pm.register(_load_file(path), name=name)
+        except Exception as exc:
+            failures.append(PluginFailure(str(path), f"{type(exc).__name__}: {exc}"))
+    for plugin in extra_plugins:
+        pm.register(plugin)
+    return Registry(pm, failures)

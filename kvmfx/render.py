@@ -1,0 +1,109 @@
+"""Renderers: rows from a command to an aligned table, JSON, JSON lines or CSV.
+
+All formats carry the same columns under the same names (docs/output.md). Lists (argv, envv)
+are JSON arrays in json/jsonl, JSON-encoded strings in CSV cells, and space-joined in text.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from kvmfx.commands import Column
+
+FORMATS = ("text", "json", "jsonl", "csv")
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, list | tuple):
+        return " ".join(_cell_text(v) for v in value)
+    return str(value)
+
+
+def _names(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
+    """The declared columns: every format carries exactly these, in this order."""
+    if columns:
+        return [c.name for c in columns]
+    return list(rows[0]) if rows else []
+
+
+def render_text(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    rows = list(rows)
+    names = _names(columns, rows)
+    cells = [[_cell_text(r.get(n)) for n in names] for r in rows]
+    widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
+    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold",
+                  padding=(0, 2, 0, 0))
+    numeric = {c.name for c in columns if c.type in ("int", "float")}
+    for n in names:
+        table.add_column(n.upper(), no_wrap=True, overflow="ignore",
+                         justify="right" if n in numeric else "left")
+    for c in cells:
+        table.add_row(*(Text(x) for x in c))
+    console = Console(file=out, width=sum(widths) + 2 * len(widths) + 1, highlight=False,
+                      markup=False, emoji=False, color_system=None, soft_wrap=False)
+    console.print(table)
+    return len(rows)
+
+
+def _jsonable(row: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    return {n: row.get(n) for n in names}
+
+
+def render_json(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    rows = list(rows)
+    names = _names(columns, rows)
+    json.dump([_jsonable(r, names) for r in rows], out, ensure_ascii=False, indent=1)
+    out.write("\n")
+    return len(rows)
+
+
+def render_jsonl(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    names = [c.name for c in columns]
+    n = 0
+    for row in rows:
+        out.write(json.dumps(_jsonable(row, names or list(row)), ensure_ascii=False))
+        out.write("\n")
+        n += 1
+    return n
+
+
+def render_csv(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    rows = list(rows)
+    names = _names(columns, rows)
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(names)
+    for row in rows:
+        writer.writerow([json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict)
+                         else ("" if v is None else v) for v in (row.get(n) for n in names)])
+    return len(rows)
+
+
+RENDERERS = {"text": render_text, "json": render_json, "jsonl": render_jsonl,
+             "csv": render_csv}
+
+
+def render(fmt: str, columns: list[Column], rows: Iterable[dict[str, Any]],
+           out: IO[str]) -> int:
+    """Write ``rows`` in format ``fmt``; returns the number of rows."""
+    return RENDERERS[fmt](columns, rows, out)
+
+
+def tee_partial(rows: Iterable[dict[str, Any]], seen: list[bool]) -> Iterator[dict[str, Any]]:
+    """Pass rows through, remembering whether any was flagged partial."""
+    for row in rows:
+        if row.get("partial"):
+            seen[0] = True
+        yield row

@@ -1,0 +1,297 @@
+"""The Session: one open kernel image (a dump or the live system) and everything read from it.
+
+``kvmfx.open()`` returns a Session. It opens the evidence read-only, picks the dump format,
+architecture, symbol source and OS profile from the plugins, lazily and once each, and offers
+the reads and process queries that commands and the libkvm layer build on.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from kvmfx.arch import VirtualLayer
+from kvmfx.errors import (
+    FormatError,
+    KvmError,
+    KvmOpenError,
+    ProcessError,
+    SymbolError,
+    UnsupportedError,
+)
+from kvmfx.layers import PAGE_SIZE, FileSource, PhysicalLayer
+from kvmfx.process import ArgVector, Process
+from kvmfx.registry import Registry, load_registry
+from kvmfx.symbols import STAGES, SymbolTable
+
+#: Linux equivalents of the <paths.h> defaults kvm_open(3) falls back to.
+PATH_MEM = ("/dev/mem", "/proc/kcore")
+PATH_KSYMS = "/proc/kallsyms"
+PATH_DRUM = "/proc/swaps"
+
+
+def open_dump(path: str, registry: Registry, *, writable: bool = False) -> PhysicalLayer:
+    """Open ``path`` read-only and decode it with the format plugin that recognises it."""
+    if writable:
+        raise UnsupportedError("dumps are evidence and are never opened for writing", path=path)
+    source = FileSource(path)
+    try:
+        head = source.read_upto(0, 65536)
+        best, score = None, 0
+        for fmt in registry.dump_formats:
+            try:
+                s = int(fmt.probe(head, source))
+            except KvmError:
+                s = 0
+            if s > score:
+                best, score = fmt, s
+        if best is None:
+            if source.size == 0 and stat.S_ISREG(os.stat(path).st_mode):
+                raise FormatError("empty file: not a memory image", path=path)
+            raise FormatError("unrecognised dump format (no format plugin claims it)",
+                              path=path, offset=0)
+        return best.open(source)  # type: ignore[no-any-return]
+    except BaseException:
+        source.close()
+        raise
+
+
+class Session:
+    """An open kernel image. Use as a context manager, or call :meth:`close`.
+
+    A live session (no corefile) reads processes through /proc and opens kernel memory
+    (/dev/mem, then /proc/kcore) only when a memory read asks for it.
+    """
+
+    def __init__(self, *, corefile: str | None = None, execfile: str | None = None,
+                 swapfile: str | None = None, writable: bool = False, no_files: bool = False,
+                 registry: Registry | None = None, plugin_dirs: Iterable[str] = ()) -> None:
+        self.registry = registry if registry is not None else load_registry(plugin_dirs)
+        self.corefile = corefile
+        self.execfile = execfile
+        self.swapfile = swapfile
+        self.writable = writable
+        self.no_files = no_files
+        self.live = corefile is None
+        self._physical: PhysicalLayer | None = None
+        self._kernel: VirtualLayer | None = None
+        self._arch: Any = None
+        self._symbols: SymbolTable | None = None
+        self._profile: Any = None
+        self.symbol_failures: list[str] = []
+        self.closed = False
+        if corefile is not None and not no_files:
+            self._physical = open_dump(corefile, self.registry, writable=writable)
+
+    # -- layers -------------------------------------------------------------------------
+    def _require_files(self, what: str) -> None:
+        if self.no_files:
+            raise UnsupportedError(f"{what} is not available with KVM_NO_FILES "
+                                   "(only process information is)")
+        if self.closed:
+            raise UnsupportedError(f"{what}: the session is closed")
+
+    def open_memory(self) -> PhysicalLayer:
+        """The physical layer; on a live system the first of /dev/mem, /proc/kcore that opens."""
+        self._require_files("kernel memory")
+        if self._physical is None:
+            reasons = []
+            for path in PATH_MEM:
+                try:
+                    self._physical = open_dump(path, self.registry)
+                    self.corefile_used = path
+                    break
+                except KvmError as exc:
+                    reasons.append(str(exc))
+            else:
+                raise KvmOpenError("no live kernel memory: " + "; ".join(reasons))
+        return self._physical
+
+    @property
+    def physical(self) -> PhysicalLayer:
+        return self.open_memory()
+
+    @property
+    def arch(self) -> Any:
+        """The architecture plugin that recognised this kernel."""
+        if self._arch is None:
+            self.open_memory()
+            best, score = None, 0
+            for arch in self.registry.architectures:
+                try:
+                    s = int(arch.detect(self))
+                except KvmError:
+                    s = 0
+                if s > score:
+                    best, score = arch, s
+            if best is None:
+                raise UnsupportedError("no architecture plugin recognises this kernel",
+                                       path=self.corefile)
+            self._arch = best
+        return self._arch
+
+    @property
+    def kernel(self) -> VirtualLayer:
+        """The kernel's virtual address space."""
+        if self._kernel is None:
+            self._kernel = self.arch.kernel_layer(self)
+        return self._kernel
+
+    def read(self, vaddr: int, size: int, *, zero_fill: bool = False) -> bytes:
+        """Read kernel virtual memory."""
+        self._require_files("kvm_read")
+        return self.kernel.read(vaddr, size, zero_fill=zero_fill)
+
+    def read_physical(self, paddr: int, size: int, *, zero_fill: bool = False) -> bytes:
+        """Read physical memory."""
+        self._require_files("physical reads")
+        return self.physical.read(paddr, size, zero_fill=zero_fill)
+
+    def write(self, vaddr: int, data: bytes) -> int:
+        """Write kernel memory: refused for dumps (evidence) and for read-only sessions."""
+        self._require_files("kvm_write")
+        layer = self.physical
+        if not self.writable or not layer.writable:
+            from kvmfx.errors import ReadOnlyError
+
+            raise ReadOnlyError("kernel memory was opened read-only" if layer.writable or
+                                not self.corefile else "dumps are evidence and read-only",
+                                path=self.corefile, address=vaddr)
+        paddr, _ = self.kernel.translate(vaddr)
+        return layer.write(paddr, data)
+
+    # -- symbols --------------------------------------------------------------------------
+    @property
+    def symbols(self) -> SymbolTable:
+        """Kernel symbols from the first provider of the kvm_open(3) chain that answers."""
+        self._require_files("kernel symbols")
+        if self._symbols is None:
+            self._symbols = self._load_symbols()
+        return self._symbols
+
+    def _symbol_stages(self) -> list[tuple[str, str | None]]:
+        if self.execfile is not None:
+            return [("execfile", self.execfile)]
+        if self.live:
+            return [("ksyms", None), ("booted", None), ("path_unix", None), ("image", None)]
+        return [("image", None)]
+
+    def _load_symbols(self) -> SymbolTable:
+        providers = sorted(self.registry.symbol_providers,
+                           key=lambda p: (STAGES.index(p.stage) if p.stage in STAGES else 99,
+                                          p.priority))
+        for stage, path in self._symbol_stages():
+            for provider in providers:
+                if provider.stage != stage:
+                    continue
+                try:
+                    table = provider.load(self, path)
+                except KvmError as exc:
+                    self.symbol_failures.append(f"{provider.name}: {exc}")
+                    continue
+                if table is not None and len(table):
+                    return table  # type: ignore[no-any-return]
+        if self.execfile is not None:
+            detail = "; ".join(self.symbol_failures) or "no provider recognises it"
+            raise SymbolError(f"cannot read symbols: {detail}", path=self.execfile)
+        detail = "; ".join(self.symbol_failures) or "no symbol source found"
+        raise SymbolError(f"no kernel symbols: {detail}")
+
+    # -- processes ------------------------------------------------------------------------
+    @property
+    def profile(self) -> Any:
+        """The OS profile (process model) that understands this kernel."""
+        if self._profile is None:
+            best, score = None, 0
+            for prof in self.registry.os_profiles:
+                try:
+                    s = int(prof.applies(self))
+                except KvmError:
+                    s = 0
+                if s > score:
+                    best, score = prof, s
+            if best is None:
+                raise ProcessError("no OS profile understands this kernel",
+                                   path=self.corefile)
+            self._profile = best
+        return self._profile
+
+    def processes(self) -> Iterator[Process]:
+        """Every process, in the kernel's list order."""
+        return self.profile.processes(self)  # type: ignore[no-any-return]
+
+    def threads(self, proc: Process) -> Iterator[Process]:
+        return self.profile.threads(self, proc)  # type: ignore[no-any-return]
+
+    def argv(self, proc: Process) -> ArgVector:
+        return self.profile.argv(self, proc)  # type: ignore[no-any-return]
+
+    def envv(self, proc: Process) -> ArgVector:
+        return self.profile.envv(self, proc)  # type: ignore[no-any-return]
+
+    def loadavg(self) -> tuple[float, float, float]:
+        return self.profile.loadavg(self)  # type: ignore[no-any-return]
+
+    def uname(self) -> dict[str, str]:
+        return self.profile.uname(self)  # type: ignore[no-any-return]
+
+    # -- description ----------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """What kvmfx knows about the image: format, architecture, kernel, symbols."""
+        out: dict[str, Any] = {"live": self.live, "corefile": self.corefile,
+                               "page_size": PAGE_SIZE}
+        errors: dict[str, str] = {}
+        if not self.no_files:
+            try:
+                out.update(self.physical.describe())
+                out["corefile"] = self.corefile or getattr(self, "corefile_used", None)
+            except KvmError as exc:
+                errors["memory"] = str(exc)
+            if "memory" not in errors:
+                try:
+                    out["arch"] = self.arch.name
+                    out.update(self.kernel.describe())
+                except KvmError as exc:
+                    errors["arch"] = str(exc)
+                try:
+                    out["symbols"] = {"source": self.symbols.source, "count": len(self.symbols)}
+                except KvmError as exc:
+                    errors["symbols"] = str(exc)
+        else:
+            out["format"] = "none (KVM_NO_FILES)"
+        try:
+            out["os_profile"] = self.profile.name
+            u = self.uname()
+            out["kernel_release"] = u.get("release")
+            out["kernel_version"] = u.get("version")
+            out.setdefault("arch", u.get("machine"))
+        except KvmError as exc:
+            errors["os_profile"] = str(exc)
+        if errors:
+            out["errors"] = errors
+        return out
+
+    def close(self) -> None:
+        if self._physical is not None:
+            self._physical.close()
+            self._physical = None
+        self.closed = True
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(corefile: str | None = None, execfile: str | None = None,  # noqa: A001
+         swapfile: str | None = None, writable: bool = False, *, no_files: bool = False,
+         plugin_dirs: Iterable[str] = (), registry: Registry | None = None) -> Session:
+    """Open a dump (or, with ``corefile=None``, the live system) and return a Session."""
+    return Session(corefile=corefile, execfile=execfile, swapfile=swapfile, writable=writable,
+                   no_files=no_files, plugin_dirs=plugin_dirs, registry=registry)
+
+
+__all__ = ["Session", "open", "open_dump", "PAGE_SIZE"]

@@ -1,0 +1,114 @@
+"""Symbols: the table every provider produces, and the provider contract.
+
+Providers are tried in the kvm_open(3) order: an explicit execfile, then ksyms, then the booted
+kernel, then _PATH_UNIX, then what the image itself carries (VMCOREINFO, kallsyms, BTF).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from kvmfx.errors import SymbolError
+
+if TYPE_CHECKING:
+    from kvmfx.session import Session
+
+#: The order of the kvm_open(3) fallback chain, then the image's own sources.
+STAGES = ("execfile", "ksyms", "booted", "path_unix", "image")
+
+
+@dataclass
+class Symbol:
+    name: str
+    address: int
+    type: str = "?"  # nm-style type letter: T, t, D, d, B, ...
+
+
+@dataclass
+class SymbolTable:
+    """Name <-> address maps of one kernel, with where they came from."""
+
+    source: str
+    symbols: dict[str, Symbol] = field(default_factory=dict)
+    complete: bool = True
+    _sorted: list[tuple[int, str]] = field(default_factory=list, repr=False)
+
+    @classmethod
+    def from_pairs(cls, source: str, pairs: Mapping[str, int] | Iterator[tuple[str, int, str]],
+                   ) -> SymbolTable:
+        table = cls(source)
+        if isinstance(pairs, Mapping):
+            for name, addr in pairs.items():
+                table.add(name, addr)
+        else:
+            for name, addr, kind in pairs:
+                table.add(name, addr, kind)
+        return table
+
+    def add(self, name: str, address: int, kind: str = "?") -> None:
+        # The first definition wins, as nm and the kernel's own lookup do.
+        if name not in self.symbols:
+            self.symbols[name] = Symbol(name, address, kind)
+            self._sorted = []
+
+    def lookup(self, name: str) -> int | None:
+        """Address of ``name`` (a leading underscore is tolerated, as in BSD nlist)."""
+        sym = self.symbols.get(name)
+        if sym is None and name.startswith("_"):
+            sym = self.symbols.get(name[1:])
+        return sym.address if sym is not None else None
+
+    def address_of(self, name: str) -> int:
+        addr = self.lookup(name)
+        if addr is None:
+            raise SymbolError(f"symbol {name!r} not found in {self.source}")
+        return addr
+
+    def reverse(self, address: int) -> tuple[str, int] | None:
+        """``(name, offset)`` of the symbol at or below ``address``."""
+        if not self._sorted:
+            self._sorted = sorted((s.address, s.name) for s in self.symbols.values())
+        i = bisect.bisect_right(self._sorted, (address, "\U0010ffff")) - 1
+        if i < 0:
+            return None
+        addr, name = self._sorted[i]
+        return name, address - addr
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.lookup(name) is not None
+
+
+class SymbolProvider(Protocol):
+    """What a symbol-provider plugin gives (:func:`kvmfx.hookspecs.kvmfx_symbol_providers`)."""
+
+    name: str
+    description: str
+    stage: str
+    priority: int
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        """A table, or None when this provider has nothing for the session."""
+        ...
+
+
+def parse_system_map(text: str, source: str = "System.map") -> SymbolTable:
+    """Parse ``nm``-style lines (System.map, /proc/kallsyms): ``address type name [module]``."""
+    table = SymbolTable(source)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) < 3:
+            raise SymbolError(f"{source} line {lineno}: expected 'address type name'")
+        try:
+            addr = int(parts[0], 16)
+        except ValueError:
+            raise SymbolError(f"{source} line {lineno}: bad address {parts[0]!r}") from None
+        table.add(parts[2], addr, parts[1])
+    return table

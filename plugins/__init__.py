@@ -1,0 +1,1 @@
+"""kvmfx's built-in plugins, loaded through the ``kvmfx`` entry-point group like any other."""

@@ -1,0 +1,1 @@
+"""Architectures: page-table formats and kernel address-space layout."""

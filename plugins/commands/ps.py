@@ -1,0 +1,165 @@
+"""Process commands: pslist, pstree, psaux, envars, threads."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from kvmfx.commands import Column, Command, Option
+from kvmfx.hookspecs import hookimpl
+from kvmfx.process import Process
+from kvmfx.session import Session
+
+FILTERS = [Option("pid", "Only this process id.", type="int"),
+           Option("uid", "Only processes with this real user id.", type="int"),
+           Option("comm", "Only processes with this command name.")]
+
+BASE_COLUMNS = [
+    Column("pid", "int", "process id (thread-group id)"),
+    Column("ppid", "int", "parent's process id (the real parent)"),
+    Column("uid", "int", "real user id"),
+    Column("gid", "int", "real group id"),
+    Column("comm", "str", "command name (the kernel's comm, at most 15 bytes on Linux)"),
+    Column("state", "str", "scheduler state letter (R, S, D, T, Z, I, ...)"),
+]
+
+
+def iso_time(ts: float | None) -> str | None:
+    """An absolute timestamp as ISO 8601 UTC, or None."""
+    if ts is None:
+        return None
+    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def selected(session: Session, options: dict[str, Any]) -> Iterator[Process]:
+    """The session's processes that pass the --pid / --uid / --comm filters."""
+    for proc in session.processes():
+        if options.get("pid") is not None and proc.pid != options["pid"]:
+            continue
+        if options.get("uid") is not None and proc.uid != options["uid"]:
+            continue
+        if options.get("comm") is not None and proc.comm != options["comm"]:
+            continue
+        yield proc
+
+
+class PsList(Command):
+    def __init__(self) -> None:
+        super().__init__(
+            name="pslist", description="List processes (pid, parent, credentials, state).",
+            columns=[*BASE_COLUMNS[:2],
+                     Column("pgid", "int", "process group id"),
+                     Column("sid", "int", "session id"),
+                     *BASE_COLUMNS[2:4],
+                     Column("euid", "int", "effective user id"),
+                     Column("egid", "int", "effective group id"),
+                     *BASE_COLUMNS[4:],
+                     Column("nthreads", "int", "number of threads"),
+                     Column("tty", "int", "controlling terminal device number (0: none)"),
+                     Column("rss", "int", "resident set size in pages"),
+                     Column("kernel_thread", "bool", "a kernel thread (no user memory)"),
+                     Column("start_time", "str", "start, ISO 8601 UTC (absolute)"),
+                     Column("start_boot", "float", "start, seconds after boot"),
+                     Column("source", "str", "where the record came from (procfs, "
+                            "task_list, scan)")],
+            options=FILTERS)
+
+    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        for p in selected(session, options):
+            row = p.as_row()
+            row["start_time"] = iso_time(p.start_time)
+            yield row
+
+
+class PsTree(Command):
+    def __init__(self) -> None:
+        super().__init__(
+            name="pstree", description="Processes as a parent/child tree.",
+            columns=[Column("tree", "str", "comm, indented by depth"),
+                     Column("pid", "int", "process id"), Column("ppid", "int", "parent pid"),
+                     Column("depth", "int", "depth in the tree (0: no known parent)"),
+                     Column("comm", "str", "command name")])
+
+    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        procs = list(session.processes())
+        by_pid = {p.pid: p for p in procs}
+        children: dict[int, list[Process]] = {}
+        roots = []
+        for p in procs:
+            if p.ppid in by_pid and p.ppid != p.pid:
+                children.setdefault(p.ppid, []).append(p)
+            else:
+                roots.append(p)
+        seen: set[int] = set()
+        # Iterative depth-first walk: a hostile parent cycle cannot recurse or loop.
+        stack = [(r, 0) for r in reversed(roots)]
+        while stack:
+            p, depth = stack.pop()
+            if p.pid in seen:
+                continue
+            seen.add(p.pid)
+            yield {"tree": "  " * depth + ("└─ " if depth else "") + p.comm, "pid": p.pid,
+                   "ppid": p.ppid, "depth": depth, "comm": p.comm}
+            stack.extend((c, depth + 1) for c in reversed(children.get(p.pid, [])))
+        for p in procs:  # members of a parent cycle, unreachable from any root
+            if p.pid not in seen:
+                seen.add(p.pid)
+                yield {"tree": p.comm, "pid": p.pid, "ppid": p.ppid, "depth": 0,
+                       "comm": p.comm}
+
+
+class PsAux(Command):
+    def __init__(self) -> None:
+        super().__init__(
+            name="psaux", description="Processes with their command lines (argv).",
+            columns=[*BASE_COLUMNS, Column("start_time", "str", "start, ISO 8601 UTC"),
+                     Column("argv", "list[str]", "argument vector, as /proc/PID/cmdline"),
+                     Column("partial", "bool", "argv could only be read in part"),
+                     Column("missing", "str", "what could not be read")],
+            options=FILTERS)
+
+    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        for p in selected(session, options):
+            vec = session.argv(p)
+            yield {"pid": p.pid, "ppid": p.ppid, "uid": p.uid, "gid": p.gid, "comm": p.comm,
+                   "state": p.state, "start_time": iso_time(p.start_time),
+                   "argv": vec.strings(), "partial": vec.partial,
+                   "missing": vec.missing or None}
+
+
+class Envars(Command):
+    def __init__(self) -> None:
+        super().__init__(
+            name="envars", description="Environment strings of each process (envv).",
+            columns=[Column("pid", "int", "process id"), Column("comm", "str", "command name"),
+                     Column("envv", "list[str]", "environment, as /proc/PID/environ"),
+                     Column("partial", "bool", "envv could only be read in part"),
+                     Column("missing", "str", "what could not be read")],
+            options=FILTERS)
+
+    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        for p in selected(session, options):
+            vec = session.envv(p)
+            yield {"pid": p.pid, "comm": p.comm, "envv": vec.strings(),
+                   "partial": vec.partial, "missing": vec.missing or None}
+
+
+class Threads(Command):
+    def __init__(self) -> None:
+        super().__init__(
+            name="threads", description="Threads of each process.",
+            columns=[Column("pid", "int", "process (thread-group) id"),
+                     Column("tid", "int", "thread id"), Column("comm", "str", "thread name"),
+                     Column("state", "str", "thread state")],
+            options=FILTERS)
+
+    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        for p in selected(session, options):
+            for t in session.threads(p):
+                yield {"pid": p.pid, "tid": t.pid, "comm": t.comm, "state": t.state}
+
+
+@hookimpl
+def kvmfx_commands() -> list[Command]:
+    return [PsList(), PsTree(), PsAux(), Envars(), Threads()]

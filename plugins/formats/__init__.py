@@ -1,0 +1,1 @@
+"""Dump formats: each module decodes one physical-memory container."""

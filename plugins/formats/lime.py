@@ -1,0 +1,10 @@
+"""lime dump format (in progress)."""
+
+from __future__ import annotations
+
+from kvmfx.hookspecs import hookimpl
+
+
+@hookimpl
+def kvmfx_dump_formats() -> list:
+    return []

@@ -1,0 +1,1 @@
+"""Linux: process models for the live system (/proc) and for dumps."""

@@ -1,0 +1,1 @@
+"""Symbol providers: kernel symbol tables from files and from the image."""

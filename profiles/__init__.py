@@ -1,0 +1,1 @@
+"""Structure-layout profiles shipped with kvmfx (package data)."""
