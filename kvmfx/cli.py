@@ -35,6 +35,7 @@ class _State:
     def registry(self) -> Registry:
         if self._registry is None:
             self._registry = load_registry(self.plugin_dirs)
+            self._registry.collect_all()
             for failure in self._registry.failures:
                 click.echo(f"kvmfx: warning: plugin {failure.name} skipped: {failure.reason}",
                            err=True)

@@ -33,6 +33,7 @@ def kvmfx_dump_formats() -> list[DumpFormat]:
     ``probe(head, source) -> int`` (0-100 confidence from the file's content, never its name)
     and ``open(source) -> PhysicalLayer``.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -43,6 +44,7 @@ def kvmfx_symbol_providers() -> list[SymbolProvider]:
     first within its ``stage``), ``stage`` (``execfile``, ``ksyms``, ``booted``, ``path_unix``
     or ``image``) and ``load(session, path) -> SymbolTable | None``.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -52,6 +54,7 @@ def kvmfx_architectures() -> list[Architecture]:
     Each :class:`~kvmfx.arch.Architecture` has ``name``, ``detect(session) -> int`` and
     ``virtual_layer(session) -> VirtualLayer``.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -61,6 +64,7 @@ def kvmfx_os_profiles() -> list[OSProfile]:
     Each :class:`~kvmfx.process.OSProfile` has ``name``, ``applies(session) -> int`` and
     ``processes(session)``, ``argv(session, proc)``, ``envv(session, proc)``.
     """
+    raise NotImplementedError
 
 
 @hookspec
@@ -70,3 +74,4 @@ def kvmfx_commands() -> list[Command]:
     Each :class:`~kvmfx.commands.Command` has ``name``, ``description``, ``columns``,
     ``options`` and ``run(session, options) -> Iterable[dict]``.
     """
+    raise NotImplementedError

@@ -360,7 +360,7 @@ def kvm_getproc2(kd: kvm_t, op: int, arg: int, elemsize: int,
     result = _guard(kd, None, do)
     if result is None and cnt is not None:
         cnt[0] = 0
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def kvm_getprocs(kd: kvm_t, op: int, arg: int,
@@ -375,7 +375,7 @@ def _process_for(kd: kvm_t, kp: KinfoProc2 | Process) -> Process:
     pid = kp.p_pid  # type: ignore[attr-defined]
     cached = kd._argv_cache.get((pid, "proc"))
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     for p in kd.session.processes():
         if p.pid == pid:
             return p
@@ -397,12 +397,12 @@ def _limit(vec: ArgVector, nchr: int) -> list[str]:
 
 def kvm_getargv2(kd: kvm_t, kp: KinfoProc2 | Process, nchr: int) -> list[str] | None:
     """The process's argv; at most ``nchr`` characters in all (0: no limit). None on error."""
-    return _guard(kd, None, lambda: _limit(kd.session.argv(_process_for(kd, kp)), nchr))  # type: ignore[no-any-return]
+    return _guard(kd, None, lambda: _limit(kd.session.argv(_process_for(kd, kp)), nchr))
 
 
 def kvm_getenvv2(kd: kvm_t, kp: KinfoProc2 | Process, nchr: int) -> list[str] | None:
     """The process's environment strings, as :func:`kvm_getargv2`."""
-    return _guard(kd, None, lambda: _limit(kd.session.envv(_process_for(kd, kp)), nchr))  # type: ignore[no-any-return]
+    return _guard(kd, None, lambda: _limit(kd.session.envv(_process_for(kd, kp)), nchr))
 
 
 kvm_getargv = kvm_getargv2

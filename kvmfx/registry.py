@@ -23,6 +23,8 @@ from kvmfx.errors import UsageError
 
 ENTRY_POINT_GROUP = "kvmfx"
 PLUGIN_PATH_ENV = "KVMFX_PLUGIN_PATH"
+HOOKS = ("kvmfx_dump_formats", "kvmfx_symbol_providers", "kvmfx_architectures",
+         "kvmfx_os_profiles", "kvmfx_commands")
 
 
 @dataclass
@@ -55,6 +57,11 @@ class Registry:
                                                    f"{type(exc).__name__}: {exc}"))
         self._cache[hook_name] = items
         return items
+
+    def collect_all(self) -> None:
+        """Ask every hook now, so that every broken plugin is in :attr:`failures`."""
+        for name in HOOKS:
+            self._collect(name)
 
     @property
     def dump_formats(self) -> list[Any]:

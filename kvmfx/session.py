@@ -52,7 +52,7 @@ def open_dump(path: str, registry: Registry, *, writable: bool = False) -> Physi
                 raise FormatError("empty file: not a memory image", path=path)
             raise FormatError("unrecognised dump format (no format plugin claims it)",
                               path=path, offset=0)
-        return best.open(source)  # type: ignore[no-any-return]
+        return best.open(source)
     except BaseException:
         source.close()
         raise
@@ -192,7 +192,7 @@ class Session:
                     self.symbol_failures.append(f"{provider.name}: {exc}")
                     continue
                 if table is not None and len(table):
-                    return table  # type: ignore[no-any-return]
+                    return table
         if self.execfile is not None:
             detail = "; ".join(self.symbol_failures) or "no provider recognises it"
             raise SymbolError(f"cannot read symbols: {detail}", path=self.execfile)
@@ -220,22 +220,22 @@ class Session:
 
     def processes(self) -> Iterator[Process]:
         """Every process, in the kernel's list order."""
-        return self.profile.processes(self)  # type: ignore[no-any-return]
+        return self.profile.processes(self)
 
     def threads(self, proc: Process) -> Iterator[Process]:
-        return self.profile.threads(self, proc)  # type: ignore[no-any-return]
+        return self.profile.threads(self, proc)
 
     def argv(self, proc: Process) -> ArgVector:
-        return self.profile.argv(self, proc)  # type: ignore[no-any-return]
+        return self.profile.argv(self, proc)
 
     def envv(self, proc: Process) -> ArgVector:
-        return self.profile.envv(self, proc)  # type: ignore[no-any-return]
+        return self.profile.envv(self, proc)
 
     def loadavg(self) -> tuple[float, float, float]:
-        return self.profile.loadavg(self)  # type: ignore[no-any-return]
+        return self.profile.loadavg(self)
 
     def uname(self) -> dict[str, str]:
-        return self.profile.uname(self)  # type: ignore[no-any-return]
+        return self.profile.uname(self)
 
     # -- description ----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

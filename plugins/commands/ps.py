@@ -29,7 +29,7 @@ def iso_time(ts: float | None) -> str | None:
     """An absolute timestamp as ISO 8601 UTC, or None."""
     if ts is None:
         return None
-    return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.fromtimestamp(ts, _dt.UTC).isoformat(timespec="seconds")
 
 
 def selected(session: Session, options: dict[str, Any]) -> Iterator[Process]:
