@@ -28,6 +28,10 @@ class VirtualLayer:
     def __init__(self, physical: PhysicalLayer, dtb: int) -> None:
         self.physical = physical
         self.dtb = dtb
+        #: Kernel symbol addresses the image itself reports (e.g. VMCOREINFO SYMBOL()
+        #: entries), already including any KASLR slide: symbol files are checked and slid
+        #: against these.
+        self.anchors: dict[str, int] = {}
 
     def translate(self, vaddr: int) -> tuple[int, int]:
         """Physical address of ``vaddr`` and the size of the page that maps it."""

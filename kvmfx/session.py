@@ -171,6 +171,33 @@ class Session:
             self._symbols = self._load_symbols()
         return self._symbols
 
+    def relocate_symbols(self, table: SymbolTable) -> SymbolTable:
+        """Check a symbol file against the image and slide it by the image's KASLR offset.
+
+        The image's anchors (symbol addresses it reports itself) must all differ from the
+        file's by one and the same offset; otherwise the file is for another kernel.
+        """
+        if self.no_files or (self.live and self._physical is None):
+            return table
+        try:
+            anchors = self.kernel.anchors
+        except KvmError:
+            return table
+        slides = {}
+        for name, addr in anchors.items():
+            found = table.lookup(name)
+            if found is not None:
+                slides[name] = addr - found
+        if not slides:
+            return table
+        if len(set(slides.values())) > 1:
+            detail = ", ".join(f"{n} {anchors[n]:#x} in the image, {anchors[n] - d:#x} in "
+                               "the file" for n, d in list(slides.items())[:3])
+            raise SymbolError(f"symbol file does not match the image ({detail})",
+                              path=table.source)
+        slide = next(iter(slides.values()))
+        return table.slid(slide) if slide else table
+
     def _symbol_stages(self) -> list[tuple[str, str | None]]:
         if self.execfile is not None:
             return [("execfile", self.execfile)]

@@ -34,6 +34,8 @@ class SymbolTable:
     source: str
     symbols: dict[str, Symbol] = field(default_factory=dict)
     complete: bool = True
+    #: KASLR slide applied to the file's addresses (0: used as found).
+    slide: int = 0
     _sorted: list[tuple[int, str]] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -76,6 +78,14 @@ class SymbolTable:
             return None
         addr, name = self._sorted[i]
         return name, address - addr
+
+    def slid(self, offset: int) -> SymbolTable:
+        """A copy with every address moved by ``offset`` (a KASLR slide)."""
+        table = SymbolTable(self.source, complete=self.complete)
+        table.slide = self.slide + offset
+        for sym in self.symbols.values():
+            table.symbols[sym.name] = Symbol(sym.name, sym.address + offset, sym.type)
+        return table
 
     def __len__(self) -> int:
         return len(self.symbols)

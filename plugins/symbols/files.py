@@ -1,10 +1,162 @@
-"""Symbol files (in progress)."""
+"""Symbol files: System.map / kallsyms text, and vmlinux ELF symbol tables.
+
+These providers serve the kvm_open(3) chain: an explicit execfile, then (live systems) ksyms
+(``/proc/kallsyms``), the booted kernel's files, and ``_PATH_UNIX``. Addresses in a file made
+for an unrandomised kernel are slid by the KASLR offset the image reports
+(:func:`kvmfx.symbols.relocate` via ``session.kaslr_slide``).
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+from kvmfx.errors import SymbolError
 from kvmfx.hookspecs import hookimpl
+from kvmfx.session import PATH_KSYMS, Session
+from kvmfx.symbols import SymbolProvider, SymbolTable, parse_system_map
+
+#: Linux's stand-in for <paths.h> _PATH_UNIX.
+PATH_UNIX = "/vmlinux"
+#: Text symbol files larger than this are refused (a real System.map is a few MiB).
+MAX_TEXT_BYTES = 256 << 20
+_ELF_MAGIC = b"\x7fELF"
+
+
+def _release() -> str:
+    return os.uname().release
+
+
+def booted_kernel_files() -> list[str]:
+    """Files of the running kernel, in the order kvmfx tries them (docs/api.md)."""
+    r = _release()
+    return [f"/boot/System.map-{r}", f"/boot/vmlinux-{r}", f"/usr/lib/debug/boot/vmlinux-{r}",
+            f"/lib/modules/{r}/build/System.map", f"/lib/modules/{r}/build/vmlinux"]
+
+
+def _looks_like_elf(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _ELF_MAGIC
+    except OSError:
+        return False
+
+
+def load_text_map(path: str) -> SymbolTable:
+    """System.map or kallsyms text; SymbolError when unreadable or malformed."""
+    try:
+        size = os.path.getsize(path)
+        if size > MAX_TEXT_BYTES:
+            raise SymbolError(f"symbol file of {size} bytes is too large to be a System.map",
+                              path=path)
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SymbolError(exc.strerror or str(exc), path=path) from None
+    if b"\0" in data[:4096]:
+        raise SymbolError("not a text symbol map (binary data)", path=path)
+    table = parse_system_map(data.decode("utf-8", "replace"), source=path)
+    if len(table) and all(s.address == 0 for s in table.symbols.values()):
+        # kptr_restrict hides addresses: the file lists names only.
+        raise SymbolError("all addresses are zero (kptr_restrict hides them)", path=path)
+    return table
+
+
+def load_elf_symtab(path: str) -> SymbolTable:
+    """The .symtab of a vmlinux (or any kernel ELF); SymbolError when it has none."""
+    table = SymbolTable(path)
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            for section in elf.iter_sections():
+                if not isinstance(section, SymbolTableSection):
+                    continue
+                for sym in section.iter_symbols():
+                    if not sym.name or sym["st_shndx"] == "SHN_UNDEF":
+                        continue
+                    kind = {"STT_FUNC": "t", "STT_OBJECT": "d"}.get(sym["st_info"]["type"],
+                                                                    "?")
+                    if sym["st_info"]["bind"] == "STB_GLOBAL":
+                        kind = kind.upper()
+                    table.add(sym.name, sym["st_value"], kind)
+    except (ELFError, OSError, ValueError, KeyError) as exc:
+        raise SymbolError(f"unreadable ELF symbol table: {exc}", path=path) from None
+    if not len(table):
+        raise SymbolError("ELF file has no symbol table", path=path)
+    return table
+
+
+def load_symbol_file(path: str) -> SymbolTable:
+    return load_elf_symtab(path) if _looks_like_elf(path) else load_text_map(path)
+
+
+class ExecfileProvider:
+    """An explicit execfile (``-N``): a vmlinux ELF or a System.map."""
+
+    name = "execfile"
+    description = "explicit kernel file (-N): vmlinux ELF symtab or System.map"
+    stage = "execfile"
+    priority = 50
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        if path is None:
+            return None
+        if not os.path.exists(path):
+            raise SymbolError("no such file", path=path)
+        return session.relocate_symbols(load_symbol_file(path))
+
+
+class KsymsProvider:
+    """The running kernel's /proc/kallsyms (Linux's ksyms(4))."""
+
+    name = "ksyms"
+    description = "live: /proc/kallsyms (_PATH_KSYMS)"
+    stage = "ksyms"
+    priority = 50
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        if not os.path.exists(PATH_KSYMS):
+            return None
+        table = load_text_map(PATH_KSYMS)
+        table.source = PATH_KSYMS
+        return table
+
+
+class BootedKernelProvider:
+    """The running release's System.map / vmlinux (machdep.booted_kernel's Linux analogue)."""
+
+    name = "booted-kernel"
+    description = "live: /boot/System.map-$(uname -r), vmlinux, debug vmlinux"
+    stage = "booted"
+    priority = 50
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        for candidate in booted_kernel_files():
+            if os.path.exists(candidate):
+                try:
+                    return session.relocate_symbols(load_symbol_file(candidate))
+                except SymbolError as exc:
+                    session.symbol_failures.append(f"{self.name}: {exc}")
+        return None
+
+
+class PathUnixProvider:
+    """``_PATH_UNIX``: /vmlinux."""
+
+    name = "path-unix"
+    description = "live: /vmlinux (_PATH_UNIX)"
+    stage = "path_unix"
+    priority = 50
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        if not os.path.exists(PATH_UNIX):
+            return None
+        return session.relocate_symbols(load_symbol_file(PATH_UNIX))
 
 
 @hookimpl
-def kvmfx_symbol_providers() -> list:
-    return []
+def kvmfx_symbol_providers() -> list[SymbolProvider]:
+    return [ExecfileProvider(), KsymsProvider(), BootedKernelProvider(), PathUnixProvider()]

@@ -1,0 +1,238 @@
+"""One type model for kernel structures, fed by BTF, DWARF, ISF or a profile.
+
+A :class:`TypeModel` holds C types by id. Plugins ask it for member offsets by name
+(``model.offsetof("task_struct", "mm")``), for typed views of memory
+(:class:`kvmfx.objects.Object`) or for a ``construct`` definition of a whole structure
+(:meth:`TypeModel.construct`), never for numeric offsets written in code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import construct as cs
+
+from kvmfx.errors import SymbolError
+
+#: Kinds of the model (BTF's names, lower case).
+INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT = (
+    "int", "ptr", "array", "struct", "union", "enum", "fwd", "typedef", "volatile", "const",
+    "restrict")
+FUNC, FUNC_PROTO, VAR, DATASEC, FLOAT, DECL_TAG, TYPE_TAG = (
+    "func", "func_proto", "var", "datasec", "float", "decl_tag", "type_tag")
+QUALIFIERS = frozenset({TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG})
+#: Guard against type chains that loop (hostile or corrupt type data).
+MAX_TYPE_DEPTH = 64
+
+
+@dataclass
+class Member:
+    """A struct/union member: offsets in bits; ``bit_size`` 0 for a whole member."""
+
+    name: str
+    type_id: int
+    bit_offset: int
+    bit_size: int = 0
+
+
+@dataclass
+class CType:
+    kind: str
+    name: str = ""
+    size: int = 0
+    #: the referenced type (pointer target, array element, typedef target...).
+    target: int = 0
+    members: list[Member] = field(default_factory=list)
+    nelems: int = 0
+    signed: bool = False
+    enumerators: dict[str, int] = field(default_factory=dict)
+
+
+class TypeModel:
+    """C types by id (0 is void), with lookup by name and member-path resolution."""
+
+    def __init__(self, source: str, pointer_size: int = 8) -> None:
+        self.source = source
+        self.pointer_size = pointer_size
+        self.types: list[CType | None] = [None]
+        self._by_name: dict[tuple[str, str], int] = {}
+        self._layouts: dict[str, dict[str, tuple[int, int, int]]] = {}
+
+    # -- building -----------------------------------------------------------------------
+    def add(self, ctype: CType | None) -> int:
+        self.types.append(ctype)
+        tid = len(self.types) - 1
+        if ctype is not None and ctype.name:
+            key = (self._namespace(ctype.kind), ctype.name)
+            # A full definition wins over a forward declaration.
+            if key not in self._by_name or ctype.kind != FWD:
+                prev = self._by_name.get(key)
+                if prev is None or self.types[prev].kind == FWD:  # type: ignore[union-attr]
+                    self._by_name[key] = tid
+        return tid
+
+    @staticmethod
+    def _namespace(kind: str) -> str:
+        return "tag" if kind in (STRUCT, UNION, FWD, ENUM) else "ordinary"
+
+    # -- queries ------------------------------------------------------------------------
+    def get(self, tid: int) -> CType:
+        if not 0 < tid < len(self.types) or self.types[tid] is None:
+            raise SymbolError(f"type id {tid} is not defined in {self.source}")
+        return self.types[tid]  # type: ignore[return-value]
+
+    def find(self, name: str, kinds: tuple[str, ...] = (STRUCT, UNION)) -> int:
+        """Type id of a struct/union (or other ``kinds``) named ``name``."""
+        tid = self._by_name.get(("tag", name))
+        if tid is not None and self.types[tid].kind in kinds:  # type: ignore[union-attr]
+            return tid
+        tid = self._by_name.get(("ordinary", name))
+        if tid is not None:
+            resolved = self.resolve(tid)
+            if self.get(resolved).kind in kinds:
+                return resolved
+        raise SymbolError(f"no {'/'.join(kinds)} named {name!r} in {self.source}")
+
+    def has(self, name: str) -> bool:
+        try:
+            self.find(name)
+        except SymbolError:
+            return False
+        return True
+
+    def resolve(self, tid: int) -> int:
+        """Follow typedefs and qualifiers to the underlying type id."""
+        for _ in range(MAX_TYPE_DEPTH):
+            if tid == 0:
+                return 0
+            t = self.get(tid)
+            if t.kind not in QUALIFIERS:
+                return tid
+            tid = t.target
+        raise SymbolError(f"type chain too deep (a loop?) at type {tid} in {self.source}")
+
+    def sizeof(self, tid: int) -> int:
+        tid = self.resolve(tid)
+        if tid == 0:
+            return 0
+        t = self.get(tid)
+        if t.kind == PTR:
+            return self.pointer_size
+        if t.kind == ARRAY:
+            return t.nelems * self.sizeof(t.target)
+        return t.size
+
+    def struct_size(self, name: str) -> int:
+        return self.get(self.find(name)).size
+
+    def layout(self, name: str) -> dict[str, tuple[int, int, int]]:
+        """``member -> (bit offset, type id, bit size)`` of a struct, anonymous members
+        flattened in (as C lets code name them); bit size 0 for whole members."""
+        cached = self._layouts.get(name)
+        if cached is None:
+            cached = {}
+            self._flatten(self.find(name), 0, cached, 0)
+            self._layouts[name] = cached
+        return cached
+
+    def _flatten(self, tid: int, base_bits: int, out: dict[str, tuple[int, int, int]],
+                 depth: int) -> None:
+        if depth > MAX_TYPE_DEPTH:
+            raise SymbolError(f"anonymous members nested too deep in {self.source}")
+        for m in self.get(tid).members:
+            bits = base_bits + m.bit_offset
+            if m.name:
+                out.setdefault(m.name, (bits, m.type_id, m.bit_size))
+                continue
+            inner = self.resolve(m.type_id)
+            if inner and self.get(inner).kind in (STRUCT, UNION):
+                self._flatten(inner, bits, out, depth + 1)
+
+    def member(self, struct: str, member: str) -> tuple[int, int]:
+        """``(byte offset, type id)`` of ``struct.member``."""
+        try:
+            bits, tid, _ = self.layout(struct)[member]
+        except KeyError:
+            raise SymbolError(f"struct {struct} has no member {member!r} "
+                              f"({self.source})") from None
+        return bits // 8, tid
+
+    def bitfield(self, struct: str, member: str) -> tuple[int, int]:
+        """``(bit offset, bit size)`` of a member (bit size 0: not a bitfield)."""
+        try:
+            bits, _, size = self.layout(struct)[member]
+        except KeyError:
+            raise SymbolError(f"struct {struct} has no member {member!r} "
+                              f"({self.source})") from None
+        return bits, size
+
+    def offsetof(self, struct: str, path: str) -> int:
+        """Byte offset of a dotted member path inside ``struct`` (``"signal.pids"``)."""
+        total, current = 0, struct
+        parts = path.split(".")
+        for i, part in enumerate(parts):
+            off, tid = self.member(current, part)
+            total += off
+            if i + 1 < len(parts):
+                inner = self.get(self.resolve(tid))
+                if inner.kind not in (STRUCT, UNION) or not inner.name:
+                    raise SymbolError(f"{current}.{part} is not a named struct "
+                                      f"({self.source})")
+                current = inner.name
+        return total
+
+    def type_name(self, tid: int) -> str:
+        """A C-ish spelling of a type, for messages and profiles."""
+        if tid == 0:
+            return "void"
+        t = self.get(tid)
+        if t.kind == PTR:
+            return self.type_name(t.target) + " *"
+        if t.kind == ARRAY:
+            return f"{self.type_name(t.target)}[{t.nelems}]"
+        if t.kind in (STRUCT, UNION, ENUM):
+            return f"{t.kind} {t.name or '<anon>'}"
+        if t.kind in (CONST, VOLATILE, RESTRICT, TYPE_TAG):
+            return self.type_name(t.target)
+        return t.name or t.kind
+
+    # -- construct --------------------------------------------------------------------------
+    def construct(self, name: str) -> cs.Construct:
+        """A ``construct`` definition of struct ``name``: its named members at their
+        offsets (nested structs and arrays included, bitfields as whole storage units)."""
+        return self._construct_struct(self.find(name), 0)
+
+    def _construct_of(self, tid: int, depth: int) -> cs.Construct:
+        if depth > 8:
+            return cs.Bytes(self.sizeof(tid))
+        tid = self.resolve(tid)
+        t = self.get(tid) if tid else None
+        if t is None:
+            return cs.Bytes(0)
+        if t.kind == INT:
+            return cs.BytesInteger(t.size, signed=t.signed, swapped=True) if t.size else \
+                cs.Bytes(0)
+        if t.kind == ENUM:
+            return cs.BytesInteger(t.size or 4, signed=True, swapped=True)
+        if t.kind == PTR:
+            return cs.BytesInteger(self.pointer_size, swapped=True)
+        if t.kind == ARRAY:
+            elem = self.resolve(t.target)
+            if elem and self.get(elem).kind == INT and self.get(elem).size == 1:
+                return cs.Bytes(t.nelems)
+            return cs.Array(t.nelems, self._construct_of(t.target, depth + 1))
+        if t.kind in (STRUCT, UNION):
+            return self._construct_struct(tid, depth + 1)
+        return cs.Bytes(self.sizeof(tid))
+
+    def _construct_struct(self, tid: int, depth: int) -> cs.Construct:
+        t = self.get(tid)
+        fields: list[Any] = []
+        for m in t.members:
+            if not m.name or m.bit_size:
+                continue
+            fields.append(m.name / cs.Pointer(m.bit_offset // 8,
+                                               self._construct_of(m.type_id, depth)))
+        fields.append(cs.Bytes(t.size))
+        return cs.Struct(*fields)

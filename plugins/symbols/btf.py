@@ -1,0 +1,159 @@
+"""BTF (BPF Type Format): the kernel's own compact type information.
+
+:func:`parse_btf` is a pure function from bytes to a :class:`~kvmfx.types.TypeModel` or a
+:class:`~kvmfx.errors.FormatError` (fuzzable). The layout follows the kernel's
+Documentation/bpf/btf.rst: a header, a type section of variable-length records, a string
+section.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import construct as cs
+
+from kvmfx.errors import FormatError
+from kvmfx.types import (
+    ARRAY,
+    CONST,
+    DATASEC,
+    DECL_TAG,
+    ENUM,
+    FLOAT,
+    FUNC,
+    FUNC_PROTO,
+    FWD,
+    INT,
+    PTR,
+    RESTRICT,
+    STRUCT,
+    TYPE_TAG,
+    TYPEDEF,
+    UNION,
+    VAR,
+    VOLATILE,
+    CType,
+    Member,
+    TypeModel,
+)
+
+BTF_MAGIC = 0xEB9F
+#: Refuse BTF claiming more than this (the kernel's own is ~5 MiB).
+MAX_BTF_BYTES = 64 << 20
+
+BTF_HEADER = cs.Struct(
+    "magic" / cs.Int16ul,
+    "version" / cs.Int8ul,
+    "flags" / cs.Int8ul,
+    "hdr_len" / cs.Int32ul,
+    "type_off" / cs.Int32ul,
+    "type_len" / cs.Int32ul,
+    "str_off" / cs.Int32ul,
+    "str_len" / cs.Int32ul,
+)
+
+_KINDS = {1: INT, 2: PTR, 3: ARRAY, 4: STRUCT, 5: UNION, 6: ENUM, 7: FWD, 8: TYPEDEF,
+          9: VOLATILE, 10: CONST, 11: RESTRICT, 12: FUNC, 13: FUNC_PROTO, 14: VAR,
+          15: DATASEC, 16: FLOAT, 17: DECL_TAG, 18: TYPE_TAG, 19: ENUM}
+# Bytes that follow the 12-byte common record: fixed, and per vlen item.
+_EXTRA_FIXED = {1: 4, 3: 12, 14: 4, 17: 4}
+_EXTRA_PER_VLEN = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
+_U32x3 = struct.Struct("<III")
+_I32 = struct.Struct("<i")
+
+
+def btf_header(data: bytes) -> dict[str, int]:
+    """Parse and check the BTF header; FormatError names the offset that is wrong."""
+    if len(data) < 24:
+        raise FormatError(f"BTF shorter than its header ({len(data)} bytes)", offset=0)
+    hdr = BTF_HEADER.parse(data)
+    if hdr.magic != BTF_MAGIC:
+        raise FormatError(f"not BTF (magic {hdr.magic:#06x})", offset=0)
+    if hdr.hdr_len < 24 or hdr.hdr_len > len(data):
+        raise FormatError(f"BTF header length {hdr.hdr_len} is impossible", offset=4)
+    end_types = hdr.hdr_len + hdr.type_off + hdr.type_len
+    end_strs = hdr.hdr_len + hdr.str_off + hdr.str_len
+    if max(end_types, end_strs) > len(data):
+        raise FormatError(f"BTF sections end at {max(end_types, end_strs)}, past the data "
+                          f"({len(data)} bytes)", offset=8)
+    return {k: v for k, v in hdr.items() if not k.startswith("_")}
+
+
+def btf_size(data: bytes) -> int:
+    """Total size of the BTF blob that starts ``data`` (header + sections)."""
+    h = btf_header(data)
+    return h["hdr_len"] + max(h["type_off"] + h["type_len"], h["str_off"] + h["str_len"])
+
+
+def parse_btf(data: bytes, source: str = "BTF", base: TypeModel | None = None) -> TypeModel:
+    """Decode a BTF blob into a TypeModel (split BTF continues the ids of ``base``)."""
+    if len(data) > MAX_BTF_BYTES:
+        raise FormatError(f"BTF of {len(data)} bytes is larger than {MAX_BTF_BYTES}")
+    h = btf_header(data)
+    t0 = h["hdr_len"] + h["type_off"]
+    t_end = t0 + h["type_len"]
+    s0 = h["hdr_len"] + h["str_off"]
+    strings = bytes(data[s0:s0 + h["str_len"]])
+    model = base if base is not None else TypeModel(source)
+
+    def name_at(off: int, where: int) -> str:
+        if off >= len(strings):
+            raise FormatError(f"BTF name offset {off} outside the string section",
+                              offset=where)
+        end = strings.find(b"\0", off)
+        return strings[off:end if end >= 0 else len(strings)].decode("utf-8", "replace")
+
+    view = memoryview(data)
+    pos = t0
+    while pos < t_end:
+        if pos + 12 > t_end:
+            raise FormatError("BTF type record truncated", offset=pos)
+        name_off, info, size_or_type = _U32x3.unpack_from(view, pos)
+        kind_no = (info >> 24) & 0x1F
+        vlen = info & 0xFFFF
+        kind_flag = info >> 31
+        kind = _KINDS.get(kind_no)
+        if kind is None:
+            raise FormatError(f"unknown BTF kind {kind_no}", offset=pos)
+        extra = _EXTRA_FIXED.get(kind_no, 0) + _EXTRA_PER_VLEN.get(kind_no, 0) * vlen
+        body = pos + 12
+        if body + extra > t_end:
+            raise FormatError(f"BTF {kind} record runs past the type section", offset=pos)
+        name = name_at(name_off, pos) if name_off else ""
+        t = CType(kind, name)
+        if kind_no == 1:  # INT
+            (enc,) = struct.unpack_from("<I", view, body)
+            t.size = size_or_type
+            t.signed = bool((enc >> 24) & 1)
+        elif kind_no == 3:  # ARRAY
+            elem, _index, nelems = _U32x3.unpack_from(view, body)
+            t.target, t.nelems = elem, nelems
+        elif kind_no in (4, 5):  # STRUCT, UNION
+            t.size = size_or_type
+            for i in range(vlen):
+                m_name, m_type, m_off = _U32x3.unpack_from(view, body + 12 * i)
+                bits, bit_size = (m_off & 0xFFFFFF, m_off >> 24) if kind_flag else (m_off, 0)
+                t.members.append(Member(name_at(m_name, body + 12 * i) if m_name else "",
+                                        m_type, bits, bit_size))
+        elif kind_no in (6, 19):  # ENUM, ENUM64
+            t.size = size_or_type
+            t.signed = bool(kind_flag)
+            step = 8 if kind_no == 6 else 12
+            for i in range(vlen):
+                at = body + step * i
+                e_name = struct.unpack_from("<I", view, at)[0]
+                if kind_no == 6:
+                    value = _I32.unpack_from(view, at + 4)[0]
+                else:
+                    lo, hi = struct.unpack_from("<II", view, at + 4)
+                    value = (hi << 32) | lo
+                t.enumerators[name_at(e_name, at)] = value
+        elif kind_no in (15, 16):  # DATASEC, FLOAT
+            t.size = size_or_type
+        elif kind_no == 7:  # FWD: kind_flag says union
+            t.kind = FWD
+        else:  # PTR, TYPEDEF, qualifiers, FUNC, FUNC_PROTO, VAR, DECL_TAG, TYPE_TAG
+            t.target = size_or_type
+        model.add(t)
+        pos = body + extra
+    return model
