@@ -42,7 +42,8 @@ def kvmfx_symbol_providers() -> list[SymbolProvider]:
 
     Each :class:`~kvmfx.symbols.SymbolProvider` has ``name``, ``priority`` (lower is tried
     first within its ``stage``), ``stage`` (``execfile``, ``ksyms``, ``booted``, ``path_unix``
-    or ``image``) and ``load(session, path) -> SymbolTable | None``.
+    or ``image``) and ``load(session, path) -> SymbolTable | None``; a provider that also
+    knows types adds ``load_types(session, path) -> TypeModel | None``.
     """
     raise NotImplementedError
 

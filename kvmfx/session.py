@@ -25,6 +25,7 @@ from kvmfx.layers import PAGE_SIZE, FileSource, PhysicalLayer
 from kvmfx.process import ArgVector, Process
 from kvmfx.registry import Registry, load_registry
 from kvmfx.symbols import STAGES, SymbolTable
+from kvmfx.types import TypeModel
 
 #: Linux equivalents of the <paths.h> defaults kvm_open(3) falls back to.
 PATH_MEM = ("/dev/mem", "/proc/kcore")
@@ -79,8 +80,11 @@ class Session:
         self._kernel: VirtualLayer | None = None
         self._arch: Any = None
         self._symbols: SymbolTable | None = None
+        self._types: TypeModel | None = None
         self._profile: Any = None
         self.symbol_failures: list[str] = []
+        #: Per-session scratch space for plugins (caches), keyed by plugin name.
+        self.plugin_data: dict[str, Any] = {}
         self.closed = False
         if corefile is not None and not no_files:
             self._physical = open_dump(corefile, self.registry, writable=writable)
@@ -205,26 +209,52 @@ class Session:
             return [("ksyms", None), ("booted", None), ("path_unix", None), ("image", None)]
         return [("image", None)]
 
-    def _load_symbols(self) -> SymbolTable:
-        providers = sorted(self.registry.symbol_providers,
-                           key=lambda p: (STAGES.index(p.stage) if p.stage in STAGES else 99,
-                                          p.priority))
-        for stage, path in self._symbol_stages():
+    def _providers(self) -> list[Any]:
+        return sorted(self.registry.symbol_providers,
+                      key=lambda p: (STAGES.index(p.stage) if p.stage in STAGES else 99,
+                                     p.priority))
+
+    def _first_answer(self, method: str, stages: list[tuple[str, str | None]]) -> Any:
+        providers = self._providers()
+        for stage, path in stages:
             for provider in providers:
-                if provider.stage != stage:
+                loader = getattr(provider, method, None)
+                if provider.stage != stage or loader is None:
                     continue
                 try:
-                    table = provider.load(self, path)
+                    result = loader(self, path)
                 except KvmError as exc:
                     self.symbol_failures.append(f"{provider.name}: {exc}")
                     continue
-                if table is not None and len(table):
-                    return table
+                if result is not None and (not isinstance(result, SymbolTable) or len(result)):
+                    return result
+        return None
+
+    def _load_symbols(self) -> SymbolTable:
+        table = self._first_answer("load", self._symbol_stages())
+        if table is not None:
+            return table  # type: ignore[no-any-return]
         if self.execfile is not None:
             detail = "; ".join(self.symbol_failures) or "no provider recognises it"
             raise SymbolError(f"cannot read symbols: {detail}", path=self.execfile)
         detail = "; ".join(self.symbol_failures) or "no symbol source found"
         raise SymbolError(f"no kernel symbols: {detail}")
+
+    @property
+    def types(self) -> TypeModel:
+        """Kernel types (BTF, DWARF, ISF...) from the same chain as :attr:`symbols`; a dump
+        given an execfile without types falls back to the types the image carries."""
+        self._require_files("kernel types")
+        if self._types is None:
+            stages = self._symbol_stages()
+            if not self.live and ("image", None) not in stages:
+                stages = [*stages, ("image", None)]
+            model = self._first_answer("load_types", stages)
+            if model is None:
+                detail = "; ".join(self.symbol_failures) or "no type source found"
+                raise SymbolError(f"no kernel type information: {detail}")
+            self._types = model
+        return self._types
 
     # -- processes ------------------------------------------------------------------------
     @property

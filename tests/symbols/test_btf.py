@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kvmfx_plugins.symbols.btf import BTF_HEADER, BTF_MAGIC, parse_btf
 
 from kvmfx.errors import FormatError, SymbolError
+from kvmfx_plugins.symbols.btf import BTF_HEADER, BTF_MAGIC, parse_btf
 
 
 class BtfBuilder:

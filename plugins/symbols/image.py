@@ -1,0 +1,204 @@
+"""Symbols and types with nothing to download: what the kernel image itself carries.
+
+* Kernel image files given as execfile: a vmlinuz (bzImage) or a stripped vmlinux still holds
+  the kernel's compressed kallsyms tables and its ``.BTF`` section.
+* A dump: the same kallsyms tables and BTF, found in the kernel's memory, plus VMCOREINFO's
+  ``SYMBOL()`` entries as a last resort.
+"""
+
+from __future__ import annotations
+
+import os
+from io import BytesIO
+from typing import Any
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
+from kvmfx.errors import FormatError, KvmError, MissingPageError, SymbolError, TranslationError
+from kvmfx.hookspecs import hookimpl
+from kvmfx.layers import PAGE_SIZE
+from kvmfx.session import Session
+from kvmfx.symbols import SymbolProvider, SymbolTable
+from kvmfx.types import TypeModel
+from kvmfx_plugins.linux import kallsyms
+from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
+from kvmfx_plugins.symbols.btf import btf_size, parse_btf
+
+#: Unrandomised start of x86_64 kernel text (__START_KERNEL_map + 16 MiB).
+X86_64_TEXT = 0xFFFFFFFF81000000
+#: How much of the kernel image is searched for kallsyms (Debian's is ~60 MiB).
+KERNEL_IMAGE_SPAN = 96 << 20
+MAX_KERNEL_FILE = 1 << 30
+
+
+class _KernelFile:
+    """A vmlinux ELF (from a vmlinuz or as is) with its loadable bytes at their addresses."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            size = os.path.getsize(path)
+            if size > MAX_KERNEL_FILE:
+                raise SymbolError(f"kernel file of {size} bytes is too large", path=path)
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise SymbolError(exc.strerror or str(exc), path=path) from None
+        try:
+            self.data = extract_vmlinux(raw)
+            self.elf = ELFFile(BytesIO(self.data))
+        except FormatError as exc:
+            raise SymbolError(exc.message, path=path, offset=exc.offset) from None
+        except ELFError as exc:
+            raise SymbolError(f"not a usable ELF kernel: {exc}", path=path) from None
+        self.path = path
+
+    def section(self, name: str) -> bytes | None:
+        sec = self.elf.get_section_by_name(name)
+        return sec.data() if sec is not None and sec["sh_type"] != "SHT_NOBITS" else None
+
+
+def symbols_from_kallsyms_bytes(buf: bytes, source: str) -> SymbolTable:
+    try:
+        layout = kallsyms.locate(buf)
+        entries = kallsyms.decode(buf, layout)
+    except (FormatError, IndexError, ValueError) as exc:
+        raise SymbolError(f"no usable kallsyms tables: {exc}", path=source) from None
+    table = SymbolTable(source)
+    for name, addr, kind in entries:
+        table.add(name, addr, kind)
+    return table
+
+
+class KernelImageProvider:
+    """An execfile that is a vmlinuz or a vmlinux: its symtab or kallsyms, and its BTF."""
+
+    name = "kernel-image"
+    description = "vmlinuz/vmlinux (-N): kallsyms tables and .BTF inside the image"
+    stage = "execfile"
+    priority = 40
+
+    def __init__(self) -> None:
+        self._cache: dict[str, _KernelFile] = {}
+
+    def _file(self, path: str) -> _KernelFile:
+        if path not in self._cache:
+            self._cache = {path: _KernelFile(path)}
+        return self._cache[path]
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        if path is None or not _is_kernel_image(path):
+            return None
+        kf = self._file(path)
+        if kf.elf.get_section_by_name(".symtab") is not None:
+            return None  # the plain ELF symtab provider reads it
+        rodata = kf.section(".rodata")
+        if rodata is None:
+            raise SymbolError("kernel image has no .rodata section", path=path)
+        table = symbols_from_kallsyms_bytes(rodata, f"{path} (kallsyms)")
+        return session.relocate_symbols(table)
+
+    def load_types(self, session: Session, path: str | None) -> TypeModel | None:
+        if path is None or not _is_kernel_image(path):
+            return None
+        data = self._file(path).section(".BTF")
+        if data is None:
+            return None
+        try:
+            return parse_btf(data, f"{path} (.BTF)")
+        except FormatError as exc:
+            raise SymbolError(f"corrupt .BTF: {exc.message}", path=path,
+                              offset=exc.offset) from None
+
+
+def _is_kernel_image(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(0x210)
+    except OSError:
+        return False
+    return head[:4] == b"\x7fELF" or head[0x202:0x206] == b"HdrS"
+
+
+def _kernel_span(session: Session) -> tuple[int, bytes]:
+    """The kernel image's virtual bytes (unmapped or missing pages read as zeroes for the
+    search only; nothing found there is reported as evidence)."""
+    kernel = session.kernel
+    slide = int(kernel.describe().get("kaslr_offset") or 0)
+    start = X86_64_TEXT + slide
+    out = bytearray()
+    pos = start
+    end = start + KERNEL_IMAGE_SPAN
+    misses = 0
+    while pos < end:
+        try:
+            out += kernel.read(pos, PAGE_SIZE)
+            misses = 0
+        except (TranslationError, MissingPageError):
+            out += bytes(PAGE_SIZE)
+            misses += 1
+            if misses > 4096 and len(out) > (32 << 20):
+                break  # 16 MiB unmapped after 32 MiB of image: past its end
+        pos += PAGE_SIZE
+    return start, bytes(out)
+
+
+class ImageKallsymsProvider:
+    """The dump's own kallsyms tables, found by structure in kernel memory."""
+
+    name = "image-kallsyms"
+    description = "dump: the kernel's compressed kallsyms tables found in memory"
+    stage = "image"
+    priority = 10
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        cache = _image_cache(session)
+        if "kallsyms" not in cache:
+            start, data = _kernel_span(session)
+            cache["span"] = (start, data)
+            cache["kallsyms"] = symbols_from_kallsyms_bytes(data, "image:kallsyms")
+        return cache["kallsyms"]  # type: ignore[no-any-return]
+
+    def load_types(self, session: Session, path: str | None) -> TypeModel | None:
+        symbols = session.symbols
+        start = symbols.lookup("__start_BTF")
+        stop = symbols.lookup("__stop_BTF")
+        if start is None or stop is None or not 0 < stop - start < (64 << 20):
+            return None
+        try:
+            data = session.read(start, stop - start)
+            data = data[:btf_size(data)]
+            return parse_btf(data, "image:BTF")
+        except FormatError as exc:
+            raise SymbolError(f"corrupt BTF in the image at {start + (exc.offset or 0):#x}: "
+                              f"{exc.message}") from None
+
+
+class VmcoreinfoSymbolsProvider:
+    """VMCOREINFO's SYMBOL() entries: a handful of symbols the kernel exports to dumps."""
+
+    name = "vmcoreinfo"
+    description = "dump: SYMBOL() entries of VMCOREINFO (few symbols; last resort)"
+    stage = "image"
+    priority = 90
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        try:
+            anchors = session.kernel.anchors
+        except KvmError:
+            return None
+        if not anchors:
+            return None
+        table = SymbolTable("image:vmcoreinfo", complete=False)
+        for name, addr in anchors.items():
+            table.add(name, addr, "D")
+        return table
+
+
+def _image_cache(session: Session) -> dict[str, Any]:
+    return session.plugin_data.setdefault("image-symbols", {})  # type: ignore[no-any-return]
+
+
+@hookimpl
+def kvmfx_symbol_providers() -> list[SymbolProvider]:
+    return [KernelImageProvider(), ImageKallsymsProvider(), VmcoreinfoSymbolsProvider()]
