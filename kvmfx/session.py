@@ -233,7 +233,7 @@ class Session:
     def _load_symbols(self) -> SymbolTable:
         table = self._first_answer("load", self._symbol_stages())
         if table is not None:
-            return table  # type: ignore[no-any-return]
+            return table
         if self.execfile is not None:
             detail = "; ".join(self.symbol_failures) or "no provider recognises it"
             raise SymbolError(f"cannot read symbols: {detail}", path=self.execfile)

@@ -157,7 +157,7 @@ class ImageKallsymsProvider:
             start, data = _kernel_span(session)
             cache["span"] = (start, data)
             cache["kallsyms"] = symbols_from_kallsyms_bytes(data, "image:kallsyms")
-        return cache["kallsyms"]  # type: ignore[no-any-return]
+        return cache["kallsyms"]
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
         symbols = session.symbols
@@ -196,7 +196,7 @@ class VmcoreinfoSymbolsProvider:
 
 
 def _image_cache(session: Session) -> dict[str, Any]:
-    return session.plugin_data.setdefault("image-symbols", {})  # type: ignore[no-any-return]
+    return session.plugin_data.setdefault("image-symbols", {})
 
 
 @hookimpl
