@@ -58,11 +58,16 @@ class TypeModel:
         self.types: list[CType | None] = [None]
         self._by_name: dict[tuple[str, str], int] = {}
         self._layouts: dict[str, dict[str, tuple[int, int, int]]] = {}
+        self._layouts_by_id: dict[int, dict[str, tuple[int, int, int]]] = {}
+        self._vars: dict[str, int] = {}
 
     # -- building -----------------------------------------------------------------------
     def add(self, ctype: CType | None) -> int:
         self.types.append(ctype)
         tid = len(self.types) - 1
+        if ctype is not None and ctype.kind == VAR and ctype.name:
+            self._vars.setdefault(ctype.name, ctype.target)
+            return tid
         if ctype is not None and ctype.name:
             key = (self._namespace(ctype.kind), ctype.name)
             # A full definition wins over a forward declaration.
@@ -131,10 +136,25 @@ class TypeModel:
         flattened in (as C lets code name them); bit size 0 for whole members."""
         cached = self._layouts.get(name)
         if cached is None:
-            cached = {}
-            self._flatten(self.find(name), 0, cached, 0)
+            cached = self.layout_of(self.find(name))
             self._layouts[name] = cached
         return cached
+
+    def layout_of(self, tid: int) -> dict[str, tuple[int, int, int]]:
+        """:meth:`layout` of a struct/union by type id (anonymous ones included)."""
+        cached = self._layouts_by_id.get(tid)
+        if cached is None:
+            cached = {}
+            self._flatten(tid, 0, cached, 0)
+            self._layouts_by_id[tid] = cached
+        return cached
+
+    def variable_type(self, name: str) -> int:
+        """Type id of a global variable described in the type data (BTF VAR)."""
+        tid = self._vars.get(name)
+        if tid is None:
+            raise SymbolError(f"no variable {name!r} in {self.source}")
+        return tid
 
     def _flatten(self, tid: int, base_bits: int, out: dict[str, tuple[int, int, int]],
                  depth: int) -> None:

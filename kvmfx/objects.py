@@ -1,0 +1,116 @@
+"""Typed views of kernel memory: ``task.comm``, ``task.mm``, not ``read(addr + 0x738, 16)``.
+
+An :class:`Object` is a structure at an address, read once into a buffer; members decode from
+that buffer by the type model (:mod:`kvmfx.types`): integers, enums and pointers as ``int``,
+``char`` arrays as ``bytes``, nested structs as Objects over the same buffer, other arrays as
+lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from kvmfx.errors import SymbolError
+from kvmfx.types import ARRAY, ENUM, INT, PTR, STRUCT, UNION, TypeModel
+
+Reader = Callable[[int, int], bytes]
+
+
+class Object:
+    """A struct or union of type ``type_name`` at ``address`` (kernel virtual)."""
+
+    __slots__ = ("_types", "_tid", "_name", "address", "_buf", "_base")
+
+    def __init__(self, types: TypeModel, type_name: str, address: int, read: Reader | None = None,
+                 *, buf: bytes | None = None, base: int = 0, tid: int | None = None) -> None:
+        self._types = types
+        self._tid = tid if tid is not None else types.find(type_name)
+        self._name = type_name
+        self.address = address
+        if buf is None:
+            if read is None:
+                raise ValueError("an Object needs a reader or a buffer")
+            buf = read(address, types.get(self._tid).size)
+        self._buf = buf
+        self._base = base
+
+    @property
+    def type_name(self) -> str:
+        return self._name
+
+    def raw(self) -> bytes:
+        size = self._types.get(self._tid).size
+        return bytes(self._buf[self._base:self._base + size])
+
+    def offsetof(self, member: str) -> int:
+        return self._types.offsetof(self._name, member)
+
+    def member(self, name: str) -> Any:
+        types = self._types
+        layout = self._layout()
+        if name not in layout:
+            raise SymbolError(f"{self._name} has no member {name!r} ({types.source})")
+        bits, tid, bit_size = layout[name]
+        rtid = types.resolve(tid)
+        t = types.get(rtid) if rtid else None
+        off = self._base + bits // 8
+        if bit_size:
+            width = (bits % 8 + bit_size + 7) // 8
+            word = int.from_bytes(self._buf[off:off + width], "little")
+            return (word >> (bits % 8)) & ((1 << bit_size) - 1)
+        if t is None:
+            raise SymbolError(f"{self._name}.{name} has type void")
+        if t.kind in (INT, ENUM):
+            size = t.size or 4
+            return int.from_bytes(self._buf[off:off + size], "little", signed=t.signed)
+        if t.kind == PTR:
+            return int.from_bytes(self._buf[off:off + types.pointer_size], "little")
+        if t.kind in (STRUCT, UNION):
+            return Object(types, t.name or f"<anon {rtid}>", self.address + (off - self._base),
+                          buf=self._buf, base=off, tid=rtid)
+        if t.kind == ARRAY:
+            return self._array(t.target, t.nelems, off)
+        size = types.sizeof(rtid)
+        return bytes(self._buf[off:off + size])
+
+    def _array(self, elem_tid: int, nelems: int, off: int) -> Any:
+        types = self._types
+        elem = types.resolve(elem_tid)
+        et = types.get(elem) if elem else None
+        size = types.sizeof(elem)
+        if et is not None and et.kind == INT and size == 1:
+            return bytes(self._buf[off:off + nelems])
+        out: list[Any] = []
+        for i in range(min(nelems, 4096)):
+            at = off + i * size
+            if et is not None and et.kind in (INT, ENUM):
+                out.append(int.from_bytes(self._buf[at:at + size], "little", signed=et.signed))
+            elif et is not None and et.kind == PTR:
+                out.append(int.from_bytes(self._buf[at:at + size], "little"))
+            elif et is not None and et.kind in (STRUCT, UNION):
+                out.append(Object(types, et.name, self.address + (at - self._base),
+                                  buf=self._buf, base=at, tid=elem))
+            else:
+                out.append(bytes(self._buf[at:at + size]))
+        return out
+
+    def _layout(self) -> dict[str, tuple[int, int, int]]:
+        return self._types.layout_of(self._tid)
+
+    def has(self, name: str) -> bool:
+        return name in self._layout()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.member(name)
+
+    def __repr__(self) -> str:
+        return f"<{self._name} at {self.address:#x}>"
+
+
+def cstring(data: bytes) -> bytes:
+    """Bytes up to the first NUL."""
+    end = data.find(b"\0")
+    return data if end < 0 else data[:end]

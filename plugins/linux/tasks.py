@@ -1,0 +1,319 @@
+"""Linux processes from kernel memory: the task list, credentials, argv and environment.
+
+Helpers are named after the kernel concept they walk (``for_each_task``, ``task_argv``), take
+a Session and typed :class:`~kvmfx.objects.Object` views, and are bounded: a cyclic list, a
+pointer into unmapped memory or an absurd length stops the walk and is reported, never loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from kvmfx.errors import KvmError, MissingPageError, ProcessError, TranslationError
+from kvmfx.hookspecs import hookimpl
+from kvmfx.layers import PAGE_SIZE
+from kvmfx.objects import Object, cstring
+from kvmfx.process import ArgVector, OSProfile, Process, split_nul_block
+from kvmfx.session import Session
+
+#: Walks stop after this many list entries (a cyclic or corrupt list cannot loop forever).
+MAX_TASKS = 1_000_000
+#: argv/environ longer than this are cut and flagged (Linux itself caps them near 2 MiB+).
+MAX_ARG_BYTES = 8 << 20
+PF_KTHREAD = 0x00200000
+_STATE_LETTERS = "RSDTtXZPI"
+TASK_REPORT = 0x7F
+TASK_IDLE = 0x402
+TASK_RTLOCK_WAIT = 0x1000
+NSEC = 1_000_000_000
+
+
+def task_state(task: Object) -> str:
+    """The state letter /proc/PID/stat shows (fs/proc/array.c task_state_index)."""
+    raw = task.member("__state") if task.has("__state") else task.member("state")
+    raw &= 0xFFFFFFFF
+    exit_state = task.exit_state & 0xFFFFFFFF
+    state = (raw | exit_state) & TASK_REPORT
+    if raw == TASK_IDLE:
+        state = TASK_REPORT + 1
+    elif raw == TASK_RTLOCK_WAIT:
+        state = 2
+    return _STATE_LETTERS[min(state.bit_length(), len(_STATE_LETTERS) - 1)]
+
+
+class LinuxKernel:
+    """One dump's kernel: symbols, types and the readers the helpers share."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.types = session.types
+        self.symbols = session.symbols
+        self.read = session.read
+        self.task_size = self.types.struct_size("task_struct")
+        self.tasks_off = self.types.offsetof("task_struct", "tasks")
+        self.thread_node_off = (self.types.offsetof("task_struct", "thread_node")
+                                if self.types.layout("task_struct").get("thread_node")
+                                else None)
+        pid_type = self.types.get(self.types.find("pid_type", kinds=("enum",))).enumerators
+        self.pidtype_pgid = pid_type.get("PIDTYPE_PGID", 2)
+        self.pidtype_sid = pid_type.get("PIDTYPE_SID", 3)
+        self._boot_wall: float | None | bool = False
+        self.truncated: list[str] = []
+
+    def task(self, address: int) -> Object:
+        return Object(self.types, "task_struct", address, self.read)
+
+    def obj(self, type_name: str, address: int) -> Object | None:
+        if not address:
+            return None
+        return Object(self.types, type_name, address, self.read)
+
+    def list_entries(self, head: int, member_off: int, limit: int = MAX_TASKS) -> Iterator[int]:
+        """Addresses of the structures on a list_head ring, excluding the head."""
+        seen: set[int] = set()
+        node = int.from_bytes(self.read(head, 8), "little")
+        while node != head:
+            if node in seen or len(seen) >= limit:
+                self.truncated.append(f"list at {head:#x} loops or is longer than {limit}")
+                return
+            seen.add(node)
+            yield node - member_off
+            node = int.from_bytes(self.read(node, 8), "little")
+
+    def pid_nr(self, pid_ptr: int) -> int | None:
+        """The global number of a struct pid (numbers[0].nr)."""
+        pid = self.obj("pid", pid_ptr)
+        if pid is None:
+            return None
+        return int(pid.numbers[0].nr)
+
+    def boot_wall_time(self) -> float | None:
+        """Wall-clock boot time (what /proc/stat calls btime), from the timekeeper."""
+        if self._boot_wall is False:
+            self._boot_wall = None
+            addr = self.symbols.lookup("tk_core")
+            if addr is not None:
+                try:
+                    seq = self.types.struct_size("seqcount_raw_spinlock")
+                    tk = self.obj("timekeeper", addr + ((seq + 7) // 8) * 8)
+                    if tk is not None:
+                        offs_real = tk.offs_real
+                        offs_boot = tk.offs_boot
+                        wall = (offs_real - offs_boot) / NSEC
+                        if 946684800 < wall < 4102444800:  # 2000..2100: a sane clock
+                            self._boot_wall = wall
+                except KvmError:
+                    pass
+        return self._boot_wall if self._boot_wall is not False else None
+
+
+def for_each_task(k: LinuxKernel) -> Iterator[Object]:
+    """init_task and every thread-group leader on its ``tasks`` list."""
+    init = k.symbols.address_of("init_task")
+    yield k.task(init)
+    for addr in k.list_entries(init + k.tasks_off, k.tasks_off):
+        yield k.task(addr)
+
+
+def task_threads(k: LinuxKernel, task: Object) -> Iterator[Object]:
+    """Every thread of ``task``'s thread group (signal->thread_head / thread_node)."""
+    if k.thread_node_off is None:
+        yield task
+        return
+    signal = task.signal
+    if not signal:
+        yield task
+        return
+    head = signal + k.types.offsetof("signal_struct", "thread_head")
+    for addr in k.list_entries(head, k.thread_node_off, limit=1 << 20):
+        yield k.task(addr)
+
+
+def task_to_process(k: LinuxKernel, task: Object) -> Process:
+    cred = k.obj("cred", task.real_cred)
+    signal = k.obj("signal_struct", task.signal)
+    parent = k.obj("task_struct", task.real_parent)
+    pgid = sid = tty = nthreads = None
+    if signal is not None:
+        pids = signal.pids
+        pgid = k.pid_nr(pids[k.pidtype_pgid])
+        sid = k.pid_nr(pids[k.pidtype_sid])
+        nthreads = signal.nr_threads
+        tty = _tty_nr(k, signal.tty)
+    flags = task.flags & 0xFFFFFFFF
+    start_boot = task.start_boottime / NSEC
+    boot = k.boot_wall_time()
+    pid = task.tgid
+    return Process(
+        pid=pid, tgid=task.tgid, ppid=parent.tgid if parent is not None else 0,
+        comm=cstring(task.comm).decode("utf-8", "backslashreplace"), state=task_state(task),
+        pgid=pgid, sid=sid,
+        uid=cred.uid.val if cred else None, euid=cred.euid.val if cred else None,
+        suid=cred.suid.val if cred else None, gid=cred.gid.val if cred else None,
+        egid=cred.egid.val if cred else None, sgid=cred.sgid.val if cred else None,
+        flags=flags, nthreads=nthreads, tty=tty, rss=_rss(k, task.mm),
+        start_boot=start_boot, start_time=(boot + start_boot) if boot is not None else None,
+        kernel_thread=bool(flags & PF_KTHREAD), source="task_list", handle=task.address)
+
+
+def _tty_nr(k: LinuxKernel, tty_ptr: int) -> int:
+    tty = k.obj("tty_struct", tty_ptr)
+    if tty is None:
+        return 0
+    driver = k.obj("tty_driver", tty.driver)
+    if driver is None:
+        return 0
+    major, minor = driver.major, driver.minor_start + tty.index
+    return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
+
+
+def _rss(k: LinuxKernel, mm_ptr: int) -> int | None:
+    mm = k.obj("mm_struct", mm_ptr)
+    if mm is None:
+        return 0
+    try:
+        counts = mm.rss_stat.count
+        values = [c.counter if isinstance(c, Object) else c for c in counts]
+        # MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES (index 3); MM_SWAPENTS (2) excluded
+        return sum(v for i, v in enumerate(values) if i != 2 and v > 0)
+    except KvmError:
+        return None
+
+
+def _user_layer(k: LinuxKernel, mm: Object) -> Any:
+    pgd_paddr, _ = k.session.kernel.translate(mm.pgd)
+    return k.session.arch.process_layer(k.session, pgd_paddr)
+
+
+def _read_user(layer: Any, start: int, size: int) -> tuple[bytes, list[int]]:
+    """Bytes of a user range and the addresses of pages that could not be read."""
+    out = bytearray()
+    missing: list[int] = []
+    pos, end = start, start + size
+    while pos < end:
+        stop = min(end, (pos // PAGE_SIZE + 1) * PAGE_SIZE)
+        try:
+            out += layer.read(pos, stop - pos)
+        except (TranslationError, MissingPageError):
+            missing.append(pos - pos % PAGE_SIZE)
+            out += bytes(stop - pos)
+        pos = stop
+    return bytes(out), missing
+
+
+def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
+    task = k.task(proc.handle)
+    mm = k.obj("mm_struct", task.mm)
+    if mm is None:
+        return ArgVector([])  # kernel threads have no argv, as in /proc
+    arg_start, arg_end = mm.arg_start, mm.arg_end
+    env_start, env_end = mm.env_start, mm.env_end
+    try:
+        layer = _user_layer(k, mm)
+    except KvmError as exc:
+        return ArgVector([], partial=True, missing=f"page tables unreadable: {exc}")
+    if which == "argv":
+        if arg_start >= arg_end:
+            return ArgVector([])
+        # fs/proc/base.c get_mm_cmdline: setproctitle() may run past arg_end into environ.
+        if env_start != arg_end or env_end < env_start:
+            env_start = env_end = arg_end
+        length = env_end - arg_start
+        if length > MAX_ARG_BYTES:
+            return ArgVector([], partial=True,
+                             missing=f"argv area of {length} bytes exceeds {MAX_ARG_BYTES}")
+        data, missing = _read_user(layer, arg_start, length)
+        args_len = arg_end - arg_start
+        if data[args_len - 1:args_len] == b"\0" and (arg_end - 1) - (arg_end - 1) % PAGE_SIZE \
+                not in missing:
+            data = data[:args_len]
+        else:
+            nul = data.find(b"\0")
+            data = data[:nul + 1] if nul >= 0 else data
+        missing = [m for m in missing if m < arg_start + len(data)]
+    else:
+        if env_start >= env_end:
+            return ArgVector([])
+        if env_end - env_start > MAX_ARG_BYTES:
+            return ArgVector([], partial=True, missing=f"environment area of "
+                             f"{env_end - env_start} bytes exceeds {MAX_ARG_BYTES}")
+        data, missing = _read_user(layer, env_start, env_end - env_start)
+    if missing:
+        pages = ", ".join(f"{m:#x}" for m in missing[:4])
+        return ArgVector(split_nul_block(data), partial=True,
+                         missing=f"{len(missing)} page(s) not in memory (swapped out or not "
+                                 f"in the dump): {pages}")
+    return ArgVector(split_nul_block(data))
+
+
+class LinuxDumpProfile:
+    """Processes of a Linux kernel read from its memory (dumps; /dev/mem, /proc/kcore)."""
+
+    name = "linux"
+    description = "Linux from kernel memory: task list, cred, mm (argv/environ)"
+
+    def _kernel(self, session: Session) -> LinuxKernel:
+        k = session.plugin_data.get("linux-kernel")
+        if k is None:
+            k = LinuxKernel(session)
+            session.plugin_data["linux-kernel"] = k
+        return k
+
+    def applies(self, session: Session) -> int:
+        if session.live or session.no_files:
+            return 0
+        try:
+            if session.symbols.lookup("init_task") is None:
+                return 0
+            session.types.find("task_struct")
+        except KvmError:
+            return 0
+        return 80
+
+    def processes(self, session: Session) -> Iterator[Process]:
+        k = self._kernel(session)
+        for task in for_each_task(k):
+            try:
+                yield task_to_process(k, task)
+            except KvmError as exc:
+                raise ProcessError(f"task_struct unreadable: {exc}",
+                                   address=task.address) from None
+
+    def threads(self, session: Session, proc: Process) -> Iterator[Process]:
+        k = self._kernel(session)
+        for t in task_threads(k, k.task(proc.handle)):
+            p = task_to_process(k, t)
+            p.pid = t.pid
+            yield p
+
+    def argv(self, session: Session, proc: Process) -> ArgVector:
+        return _vector(self._kernel(session), proc, "argv")
+
+    def envv(self, session: Session, proc: Process) -> ArgVector:
+        return _vector(self._kernel(session), proc, "envv")
+
+    def loadavg(self, session: Session) -> tuple[float, float, float]:
+        k = self._kernel(session)
+        addr = k.symbols.address_of("avenrun")
+        raw = session.read(addr, 24)
+        fixed_1 = 1 << 11  # FSHIFT 11
+        vals = [int.from_bytes(raw[i:i + 8], "little") for i in (0, 8, 16)]
+        # /proc/loadavg prints LOAD_INT.LOAD_FRAC, rounded to two decimals (+FIXED_1/200)
+        out = []
+        for v in vals:
+            v += fixed_1 // 200
+            out.append((v >> 11) + ((v & (fixed_1 - 1)) * 100 >> 11) / 100)
+        return out[0], out[1], out[2]
+
+    def uname(self, session: Session) -> dict[str, str]:
+        k = self._kernel(session)
+        ns = Object(k.types, "uts_namespace", k.symbols.address_of("init_uts_ns"), k.read)
+        name = ns.name
+        return {f: cstring(name.member(f)).decode("utf-8", "replace")
+                for f in ("sysname", "nodename", "release", "version", "machine")}
+
+
+@hookimpl
+def kvmfx_os_profiles() -> list[OSProfile]:
+    return [LinuxDumpProfile()]
