@@ -313,15 +313,22 @@ class Session:
                 except KvmError as exc:
                     errors["arch"] = str(exc)
                 try:
-                    out["symbols"] = {"source": self.symbols.source, "count": len(self.symbols)}
+                    out["symbols"] = {"source": self.symbols.source, "count": len(self.symbols),
+                                      "complete": self.symbols.complete,
+                                      "kaslr_slide": self.symbols.slide}
                 except KvmError as exc:
                     errors["symbols"] = str(exc)
+                try:
+                    out["types"] = {"source": self.types.source,
+                                    "count": len(self.types.types) - 1}
+                except KvmError as exc:
+                    errors["types"] = str(exc)
         else:
             out["format"] = "none (KVM_NO_FILES)"
         try:
             out["os_profile"] = self.profile.name
             u = self.uname()
-            out["kernel_release"] = u.get("release")
+            out.setdefault("kernel_release", u.get("release"))
             out["kernel_version"] = u.get("version")
             out.setdefault("arch", u.get("machine"))
         except KvmError as exc:
