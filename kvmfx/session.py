@@ -320,7 +320,7 @@ class Session:
                     errors["symbols"] = str(exc)
                 try:
                     out["types"] = {"source": self.types.source,
-                                    "count": len(self.types.types) - 1}
+                                    "count": self.types.count}
                 except KvmError as exc:
                     errors["types"] = str(exc)
         else:

@@ -90,7 +90,7 @@ class TypeModel:
     def find(self, name: str, kinds: tuple[str, ...] = (STRUCT, UNION)) -> int:
         """Type id of a struct/union (or other ``kinds``) named ``name``."""
         tid = self._by_name.get(("tag", name))
-        if tid is not None and self.types[tid].kind in kinds:  # type: ignore[union-attr]
+        if tid is not None and self.get(tid).kind in kinds:
             return tid
         tid = self._by_name.get(("ordinary", name))
         if tid is not None:
@@ -98,6 +98,11 @@ class TypeModel:
             if self.get(resolved).kind in kinds:
                 return resolved
         raise SymbolError(f"no {'/'.join(kinds)} named {name!r} in {self.source}")
+
+    @property
+    def count(self) -> int:
+        """Number of types (void excluded)."""
+        return len(self.types) - 1
 
     def has(self, name: str) -> bool:
         try:

@@ -85,42 +85,78 @@ def btf_size(data: bytes) -> int:
     return h["hdr_len"] + max(h["type_off"] + h["type_len"], h["str_off"] + h["str_len"])
 
 
-def parse_btf(data: bytes, source: str = "BTF", base: TypeModel | None = None) -> TypeModel:
-    """Decode a BTF blob into a TypeModel (split BTF continues the ids of ``base``)."""
-    if len(data) > MAX_BTF_BYTES:
-        raise FormatError(f"BTF of {len(data)} bytes is larger than {MAX_BTF_BYTES}")
-    h = btf_header(data)
-    t0 = h["hdr_len"] + h["type_off"]
-    t_end = t0 + h["type_len"]
-    s0 = h["hdr_len"] + h["str_off"]
-    strings = bytes(data[s0:s0 + h["str_len"]])
-    model = base if base is not None else TypeModel(source)
+class BtfTypeModel(TypeModel):
+    """Types of a BTF blob, indexed in one pass and decoded on first use."""
 
-    def name_at(off: int, where: int) -> str:
-        if off >= len(strings):
+    def __init__(self, data: bytes, source: str, header: dict[str, int]) -> None:
+        super().__init__(source)
+        t0 = header["hdr_len"] + header["type_off"]
+        self._t_end = t0 + header["type_len"]
+        s0 = header["hdr_len"] + header["str_off"]
+        self._strings = bytes(data[s0:s0 + header["str_len"]])
+        self._data = bytes(data)
+        self._offsets: list[int] = []
+        self._decoded: dict[int, CType] = {}
+        self._index(t0)
+
+    def _name(self, off: int, where: int) -> str:
+        if off >= len(self._strings):
             raise FormatError(f"BTF name offset {off} outside the string section",
                               offset=where)
-        end = strings.find(b"\0", off)
-        return strings[off:end if end >= 0 else len(strings)].decode("utf-8", "replace")
+        end = self._strings.find(b"\0", off)
+        return self._strings[off:end if end >= 0 else len(self._strings)].decode(
+            "utf-8", "replace")
 
-    view = memoryview(data)
-    pos = t0
-    while pos < t_end:
-        if pos + 12 > t_end:
-            raise FormatError("BTF type record truncated", offset=pos)
+    def _index(self, pos: int) -> None:
+        data, t_end, unpack = self._data, self._t_end, _U32x3.unpack_from
+        named = {4, 5, 6, 7, 8, 14, 19}
+        while pos < t_end:
+            if pos + 12 > t_end:
+                raise FormatError("BTF type record truncated", offset=pos)
+            name_off, info, target = unpack(data, pos)
+            kind_no = (info >> 24) & 0x1F
+            if kind_no not in _KINDS:
+                raise FormatError(f"unknown BTF kind {kind_no}", offset=pos)
+            vlen = info & 0xFFFF
+            nxt = pos + 12 + _EXTRA_FIXED.get(kind_no, 0) + _EXTRA_PER_VLEN.get(kind_no, 0) * vlen
+            if nxt > t_end:
+                raise FormatError(f"BTF {_KINDS[kind_no]} record runs past the type section",
+                                  offset=pos)
+            self._offsets.append(pos)
+            self.types.append(None)
+            tid = len(self._offsets)
+            if name_off and kind_no in named:
+                name = self._name(name_off, pos)
+                if kind_no == 14:
+                    self._vars.setdefault(name, target)
+                else:
+                    key = (self._namespace(_KINDS[kind_no]), name)
+                    prev = self._by_name.get(key)
+                    # a full definition wins over a forward declaration
+                    if prev is None or (kind_no != 7 and self._kind_no(prev) == 7):
+                        self._by_name[key] = tid
+            pos = nxt
+
+    def _kind_no(self, tid: int) -> int:
+        return (_U32x3.unpack_from(self._data, self._offsets[tid - 1])[1] >> 24) & 0x1F
+
+    def get(self, tid: int) -> CType:
+        t = self._decoded.get(tid)
+        if t is None:
+            if not 0 < tid <= len(self._offsets):
+                return super().get(tid)
+            t = self._decode(self._offsets[tid - 1])
+            self._decoded[tid] = t
+        return t
+
+    def _decode(self, pos: int) -> CType:
+        view = self._data
         name_off, info, size_or_type = _U32x3.unpack_from(view, pos)
         kind_no = (info >> 24) & 0x1F
         vlen = info & 0xFFFF
         kind_flag = info >> 31
-        kind = _KINDS.get(kind_no)
-        if kind is None:
-            raise FormatError(f"unknown BTF kind {kind_no}", offset=pos)
-        extra = _EXTRA_FIXED.get(kind_no, 0) + _EXTRA_PER_VLEN.get(kind_no, 0) * vlen
+        t = CType(_KINDS[kind_no], self._name(name_off, pos) if name_off else "")
         body = pos + 12
-        if body + extra > t_end:
-            raise FormatError(f"BTF {kind} record runs past the type section", offset=pos)
-        name = name_at(name_off, pos) if name_off else ""
-        t = CType(kind, name)
         if kind_no == 1:  # INT
             (enc,) = struct.unpack_from("<I", view, body)
             t.size = size_or_type
@@ -133,7 +169,7 @@ def parse_btf(data: bytes, source: str = "BTF", base: TypeModel | None = None) -
             for i in range(vlen):
                 m_name, m_type, m_off = _U32x3.unpack_from(view, body + 12 * i)
                 bits, bit_size = (m_off & 0xFFFFFF, m_off >> 24) if kind_flag else (m_off, 0)
-                t.members.append(Member(name_at(m_name, body + 12 * i) if m_name else "",
+                t.members.append(Member(self._name(m_name, body + 12 * i) if m_name else "",
                                         m_type, bits, bit_size))
         elif kind_no in (6, 19):  # ENUM, ENUM64
             t.size = size_or_type
@@ -147,13 +183,21 @@ def parse_btf(data: bytes, source: str = "BTF", base: TypeModel | None = None) -
                 else:
                     lo, hi = struct.unpack_from("<II", view, at + 4)
                     value = (hi << 32) | lo
-                t.enumerators[name_at(e_name, at)] = value
+                t.enumerators[self._name(e_name, at)] = value
         elif kind_no in (15, 16):  # DATASEC, FLOAT
             t.size = size_or_type
-        elif kind_no == 7:  # FWD: kind_flag says union
-            t.kind = FWD
-        else:  # PTR, TYPEDEF, qualifiers, FUNC, FUNC_PROTO, VAR, DECL_TAG, TYPE_TAG
+        elif kind_no != 7:  # PTR, TYPEDEF, qualifiers, FUNC, FUNC_PROTO, VAR, tags
             t.target = size_or_type
-        model.add(t)
-        pos = body + extra
-    return model
+        return t
+
+    def decode_all(self) -> None:
+        """Decode every type now (validation; fuzzing)."""
+        for tid in range(1, len(self._offsets) + 1):
+            self.get(tid)
+
+
+def parse_btf(data: bytes, source: str = "BTF") -> BtfTypeModel:
+    """Index a BTF blob into a lazily decoded TypeModel; FormatError when malformed."""
+    if len(data) > MAX_BTF_BYTES:
+        raise FormatError(f"BTF of {len(data)} bytes is larger than {MAX_BTF_BYTES}")
+    return BtfTypeModel(data, source, btf_header(data))
