@@ -39,35 +39,36 @@ class KallsymsLayout:
     absolute_percpu: bool = True
 
 
-def _token_table_bounds(buf: bytes, digits_at: int) -> tuple[int, list[int]]:
-    """Start of the token table and each token's offset, from the position of token '0'."""
-    # Token 0x30 ('0') sits at digits_at: walk back over 48 NUL-terminated tokens.
-    start = digits_at
-    for _ in range(0x30):
-        prev = buf.rfind(b"\0", 0, start - 1)
-        if prev < 0 or start - prev > 64:
-            raise FormatError("kallsyms token table: cannot walk back to token 0",
-                              offset=digits_at)
-        start = prev + 1
-    offs = []
-    pos = start
-    for _ in range(256):
+def _token_table(buf: bytes, digits_at: int) -> tuple[int, int]:
+    """Start of the token table and of the token index, from the position of token '0'.
+
+    Tokens from '0' (0x30) to 0xff are walked forward (unambiguous); the index that follows
+    the table gives every token's offset, so the table's start is known without walking
+    back into whatever precedes it.
+    """
+    rel = []
+    pos = digits_at
+    for _ in range(256 - 0x30):
         end = buf.find(b"\0", pos, pos + 64)
         if end < 0:
             raise FormatError("kallsyms token table: token without terminator", offset=pos)
-        offs.append(pos - start)
+        rel.append(pos - digits_at)
         pos = end + 1
-    return start, offs
-
-
-def _find_token_index(buf: bytes, table_start: int, offs: list[int]) -> int:
-    end = table_start + offs[-1]
-    end = buf.find(b"\0", end) + 1
-    want = struct.pack("<256H", *offs)
-    pos = buf.find(want, end, end + 64 + len(want))
-    if pos < 0:
-        raise FormatError("kallsyms token index not found after the token table", offset=end)
-    return pos
+    table_end = pos
+    for index_at in range(table_end + (table_end % 2), table_end + 16, 2):
+        if index_at + 512 > len(buf):
+            break
+        idx = struct.unpack_from("<256H", buf, index_at)
+        if idx[0] != 0 or any(a >= b for a, b in zip(idx, idx[1:], strict=False)):
+            continue
+        if [i - idx[0x30] for i in idx[0x30:]] != rel:
+            continue
+        start = digits_at - idx[0x30]
+        if start < 0 or any(buf[start + i - 1] != 0 for i in idx[1:]):
+            continue
+        return start, index_at
+    raise FormatError("kallsyms token index not found after the token table",
+                      offset=table_end)
 
 
 def _marker_run(buf: bytes, pos: int, size: int, limit: int) -> list[int]:
@@ -166,8 +167,7 @@ def locate(buf: bytes, hint: int = 0) -> KallsymsLayout:
             raise FormatError("no kallsyms token table in the data")
         search = digits_at + 1
         try:
-            table_start, offs = _token_table_bounds(buf, digits_at)
-            token_index = _find_token_index(buf, table_start, offs)
+            table_start, token_index = _token_table(buf, digits_at)
             markers_at, marker_size, markers = _read_markers(buf, table_start)
             names, num, num_at = _find_names(buf, markers_at, markers)
         except FormatError:
