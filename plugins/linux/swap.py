@@ -1,0 +1,100 @@
+"""Linux swap areas: the header, and pages read back by swap slot.
+
+A swapped-out user page leaves a swap entry (area type, slot offset) in its page-table entry;
+the page's bytes are at ``slot * PAGE_SIZE`` in that swap area. ``parse_swap_header`` is a
+pure function of the area's first page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import construct as cs
+
+from kvmfx.errors import FormatError, MissingPageError
+from kvmfx.layers import PAGE_SIZE, FileSource
+
+SWAP_MAGIC = b"SWAPSPACE2"
+#: union swap_header, info view (include/linux/swap.h); the magic ends the first page.
+SWAP_INFO = cs.Struct(
+    "bootbits" / cs.Bytes(1024),
+    "version" / cs.Int32ul,
+    "last_page" / cs.Int32ul,
+    "nr_badpages" / cs.Int32ul,
+    "uuid" / cs.Bytes(16),
+    "volume" / cs.Bytes(16),
+    "padding" / cs.Bytes(4 * 117),
+)
+MAX_BADPAGES = (PAGE_SIZE - 10 - SWAP_INFO.sizeof()) // 4
+
+
+@dataclass
+class SwapHeader:
+    version: int
+    last_page: int
+    bad_pages: frozenset[int]
+    uuid: str
+    label: str
+
+
+def parse_swap_header(page: bytes, path: str | None = None) -> SwapHeader:
+    """Decode the first page of a swap area; FormatError when it is not one."""
+    if len(page) < PAGE_SIZE:
+        raise FormatError(f"swap header needs {PAGE_SIZE} bytes, got {len(page)}", path=path,
+                          offset=0)
+    if page[PAGE_SIZE - 10:PAGE_SIZE] != SWAP_MAGIC:
+        raise FormatError("not a Linux swap area (no SWAPSPACE2 magic)", path=path,
+                          offset=PAGE_SIZE - 10)
+    info = SWAP_INFO.parse(page)
+    if info.version != 1:
+        raise FormatError(f"unsupported swap header version {info.version}", path=path,
+                          offset=1024)
+    if info.nr_badpages > MAX_BADPAGES:
+        raise FormatError(f"swap header lists {info.nr_badpages} bad pages (at most "
+                          f"{MAX_BADPAGES} fit)", path=path, offset=1032)
+    bad_at = SWAP_INFO.sizeof()
+    bad = frozenset(int.from_bytes(page[bad_at + 4 * i:bad_at + 4 * i + 4], "little")
+                    for i in range(info.nr_badpages))
+    u = info.uuid.hex()
+    uuid = f"{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:]}"
+    return SwapHeader(info.version, info.last_page, bad, uuid,
+                      info.volume.split(b"\0", 1)[0].decode("utf-8", "replace"))
+
+
+def x86_64_swap_entry(pte: int) -> tuple[int, int]:
+    """(area type, slot offset) of a non-present x86_64 PTE holding a swap entry.
+
+    arch/x86/include/asm/pgtable_64.h: type in bits 59-63, the offset stored inverted in
+    bits 9-58 (the L1TF mitigation).
+    """
+    swp_type = pte >> 59
+    offset = ((~pte << 5) & 0xFFFFFFFFFFFFFFFF) >> 14
+    return swp_type, offset
+
+
+class SwapArea:
+    """A swap image opened read-only (a swap partition image or a swap file)."""
+
+    def __init__(self, path: str) -> None:
+        self.source = FileSource(path)
+        try:
+            self.header = parse_swap_header(self.source.read_upto(0, PAGE_SIZE), path)
+        except BaseException:
+            self.source.close()
+            raise
+        self.path = path
+
+    def read_slot(self, offset: int) -> bytes:
+        """The page stored in swap slot ``offset``."""
+        if offset == 0 or offset > self.header.last_page or offset in self.header.bad_pages:
+            raise MissingPageError(f"swap slot {offset} is not a data page of this area "
+                                   f"(last page {self.header.last_page})", path=self.path,
+                                   offset=offset * PAGE_SIZE)
+        try:
+            return self.source.read(offset * PAGE_SIZE, PAGE_SIZE)
+        except FormatError:
+            raise MissingPageError(f"swap slot {offset} lies past the end of the image",
+                                   path=self.path, offset=offset * PAGE_SIZE) from None
+
+    def close(self) -> None:
+        self.source.close()
