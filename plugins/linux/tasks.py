@@ -58,6 +58,7 @@ class LinuxKernel:
         pid_type = self.types.get(self.types.find("pid_type", kinds=("enum",))).enumerators
         self.pidtype_pgid = pid_type.get("PIDTYPE_PGID", 2)
         self.pidtype_sid = pid_type.get("PIDTYPE_SID", 3)
+        self.upid_size = self.types.struct_size("upid")
         self._boot_wall: float | None | bool = False
         self.truncated: list[str] = []
 
@@ -81,12 +82,14 @@ class LinuxKernel:
             yield node - member_off
             node = int.from_bytes(self.read(node, 8), "little")
 
-    def pid_nr(self, pid_ptr: int) -> int | None:
-        """The global number of a struct pid (numbers[0].nr)."""
-        pid = self.obj("pid", pid_ptr)
-        if pid is None:
+    def pid_nr(self, pid_ptr: int, level: int = 0) -> int | None:
+        """The number of a struct pid in the namespace at ``level`` (0: the global one);
+        ``numbers`` is a flexible array, read past the struct."""
+        if not pid_ptr:
             return None
-        return int(pid.numbers[0].nr)
+        at = pid_ptr + self.types.offsetof("pid", "numbers") + level * self.upid_size
+        upid = self.obj("upid", at)
+        return int(upid.nr) if upid is not None else None
 
     def boot_wall_time(self) -> float | None:
         """Wall-clock boot time (what /proc/stat calls btime), from the timekeeper."""
