@@ -111,3 +111,7 @@ class OSProfile(Protocol):
     def uname(self, session: Session) -> dict[str, str]:
         """sysname, nodename, release, version, machine."""
         ...
+
+    def boot_time(self, session: Session) -> float | None:
+        """Wall-clock boot time, seconds since the epoch (None when unknown)."""
+        ...

@@ -26,7 +26,8 @@ def _cell_text(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
-        return f"{value:.2f}"
+        text = f"{value:.6f}".rstrip("0")
+        return text + "0" * max(0, 2 - len(text.partition(".")[2]))
     if isinstance(value, list | tuple):
         return " ".join(_cell_text(v) for v in value)
     return str(value)

@@ -294,6 +294,10 @@ class Session:
     def uname(self) -> dict[str, str]:
         return self.profile.uname(self)
 
+    def boot_time(self) -> float | None:
+        """Wall-clock boot time (seconds since the epoch), when the source knows it."""
+        return self.profile.boot_time(self)
+
     # -- description ----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """What kvmfx knows about the image: format, architecture, kernel, symbols."""

@@ -145,6 +145,9 @@ class ProcfsProfile:
             raise ProcessError(f"cannot read load averages: {exc}",
                                path=str(self.root / "loadavg")) from None
 
+    def boot_time(self, session: Session) -> float | None:
+        return self._btime()
+
     def uname(self, session: Session) -> dict[str, str]:
         u = os.uname()
         return {"sysname": u.sysname, "nodename": u.nodename, "release": u.release,

@@ -309,6 +309,9 @@ class LinuxDumpProfile:
             out.append((v >> 11) + ((v & (fixed_1 - 1)) * 100 >> 11) / 100)
         return out[0], out[1], out[2]
 
+    def boot_time(self, session: Session) -> float | None:
+        return self._kernel(session).boot_wall_time()
+
     def uname(self, session: Session) -> dict[str, str]:
         k = self._kernel(session)
         ns = Object(k.types, "uts_namespace", k.symbols.address_of("init_uts_ns"), k.read)
