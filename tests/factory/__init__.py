@@ -1,0 +1,525 @@
+"""The fixture factory: real Linux crash dumps with the guest's own ground truth.
+
+``get_fixture("basic")`` boots a Debian kernel package (downloaded with ``apt-get download``
+and unpacked with ``dpkg-deb -x``, never installed) under QEMU (TCG) with a busybox initramfs
+that starts known processes, records the guest's /proc view, and is then dumped over QMP in
+every format QEMU writes; makedumpfile converts the ELF dump to its formats. Results are
+cached under ``$KVMFX_FIXTURE_DIR`` (default ``~/.cache/kvmfx/fixtures``), keyed by the
+factory's own sources, the scenario and the kernel package. See docs/fixtures.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.factory.scenarios import SCENARIOS, Scenario
+
+HERE = Path(__file__).resolve().parent
+#: Dump files a scenario can produce: name -> (format, producer).
+ALL_DUMPS = {
+    "elf": ("elf", "qemu dump-guest-memory"),
+    "kdump-zlib": ("kdump-zlib", "qemu dump-guest-memory"),
+    "kdump-lzo": ("kdump-lzo", "qemu dump-guest-memory"),
+    "kdump-snappy": ("kdump-snappy", "qemu dump-guest-memory"),
+    "raw": ("raw", "qemu pmemsave"),
+    "mdf-zlib": ("kdump-zlib", "makedumpfile -c -d 0"),
+    "mdf-lzo": ("kdump-lzo", "makedumpfile -l -d 0"),
+    "mdf-zlib-d31": ("kdump-zlib", "makedumpfile -c -d 31 (excluded pages)"),
+    "flattened": ("flattened", "makedumpfile -F -c -d 0"),
+    "lime": ("lime", "kvmfx factory, from the ELF dump's RAM segments"),
+}
+BOOT_TIMEOUT = 300
+
+
+class FactoryError(RuntimeError):
+    """A fixture could not be built; the message says which step and why."""
+
+
+@dataclass
+class Fixture:
+    """A built fixture: its dump files, kernel files and the guest's ground truth."""
+
+    name: str
+    dir: Path
+    files: dict[str, Path]
+    manifest: dict[str, Any]
+    truth: dict[str, Any] = field(repr=False)
+
+    def path(self, key: str) -> Path:
+        return self.files[key]
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.dir / "vmlinuz"
+
+    @property
+    def config(self) -> Path:
+        return self.dir / "config"
+
+    def kallsyms(self) -> list[tuple[int, str, str]]:
+        """The guest's full /proc/kallsyms: (address, type, name) for built-in symbols."""
+        out = []
+        with gzip.open(self.dir / "kallsyms.gz", "rt") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 3:
+                    out.append((int(parts[0], 16), parts[1], parts[2]))
+        return out
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("KVMFX_FIXTURE_DIR") or
+                Path.home() / ".cache" / "kvmfx" / "fixtures")
+
+
+def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(cmd, check=True, capture_output=True, **kw)
+    except FileNotFoundError as exc:
+        raise FactoryError(f"{cmd[0]} is not installed (see tests/factory/apt-packages.txt)"
+                           ) from exc
+    except subprocess.CalledProcessError as exc:
+        err = exc.stderr.decode(errors="replace").strip().splitlines()[-3:]
+        raise FactoryError(f"{' '.join(cmd[:3])} failed: {' | '.join(err)}") from exc
+
+
+def ensure_tools() -> None:
+    """Install the factory's Debian packages when they are missing and we are root."""
+    wanted = [p.strip() for p in (HERE / "apt-packages.txt").read_text().splitlines()
+              if p.strip() and not p.startswith("#")]
+    missing = [p for p in wanted
+               if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise FactoryError(f"missing packages {missing}: install them (apt-get install "
+                           f"{' '.join(missing)})")
+    _run(["apt-get", "update", "-qq"])
+    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+         env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+# -- the kernel -------------------------------------------------------------------------
+def kernel_package() -> str:
+    override = os.environ.get("KVMFX_KERNEL_PKG")
+    if override:
+        return override
+    out = _run(["apt-cache", "depends", "linux-image-amd64"]).stdout.decode()
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("Depends: linux-image-") and line.endswith("-amd64"):
+            return line.split()[1] + "-unsigned"
+    raise FactoryError("cannot resolve the kernel package from linux-image-amd64")
+
+
+def kernel_dir(root: Path) -> Path:
+    """Unpacked kernel package (vmlinuz, config, modules), downloaded once."""
+    pkg = kernel_package()
+    kdir = root / "kernels" / pkg
+    if (kdir / "done").exists():
+        return kdir
+    kdir.mkdir(parents=True, exist_ok=True)
+    debs = list(kdir.glob("*.deb"))
+    if not debs:
+        try:
+            _run(["apt-get", "download", pkg], cwd=kdir)
+        except FactoryError:
+            _run(["apt-get", "update", "-qq"])
+            _run(["apt-get", "download", pkg], cwd=kdir)
+        debs = list(kdir.glob("*.deb"))
+    _run(["dpkg-deb", "-x", str(debs[0]), str(kdir / "root")])
+    (kdir / "done").write_text(debs[0].name)
+    return kdir
+
+
+# -- the guest ----------------------------------------------------------------------------
+def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
+    """A cpio 'newc' archive (the initramfs format) of (path, mode, data) entries."""
+    out = io.BytesIO()
+    for ino, (name, mode, data) in enumerate([*entries, ("TRAILER!!!", 0, b"")], 1):
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08X}" for v in (
+            ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(nb), 0))
+        out.write(hdr.encode() + nb)
+        out.write(b"\0" * ((-out.tell()) % 4))
+        out.write(data)
+        out.write(b"\0" * ((-out.tell()) % 4))
+    return out.getvalue()
+
+
+def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
+    helper = work / "kvmfx-helper"
+    _run(["gcc", "-static", "-O2", "-pthread", "-o", str(helper),
+          str(HERE / "guest" / "kvmfx-helper.c")])
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    entries: list[tuple[str, int, bytes]] = []
+    for d in ("bin", "proc", "sys", "dev", "lib", "lib/modules", "spec", "tmp", "usr",
+              "usr/sbin"):
+        entries.append((d, 0o40755, b""))
+    entries.append(("bin/busybox", 0o100755, Path(busybox).read_bytes()))
+    helper_bytes = helper.read_bytes()
+    entries.append(("bin/kvmfx-helper", 0o100755, helper_bytes))
+    entries.append(("bin/kvmfx-pause", 0o100755, helper_bytes))
+    for mod in ("drivers/firmware/qemu_fw_cfg.ko",):
+        found = list(kroot.glob(f"lib/modules/*/kernel/{mod}*"))
+        if not found:
+            raise FactoryError(f"kernel package lacks {mod}")
+        data = found[0].read_bytes()
+        if found[0].suffix == ".xz":
+            import lzma
+            data = lzma.decompress(data)
+        entries.append((f"lib/modules/{Path(mod).name}", 0o100644, data))
+    for i, proc in enumerate(scenario.procs):
+        entries.append((f"spec/{i:04d}.argv", 0o100644,
+                        b"".join(a.encode() + b"\0" for a in proc.argv)))
+        entries.append((f"spec/{i:04d}.env", 0o100644,
+                        b"".join(e.encode() + b"\0" for e in proc.env)))
+        entries.append((f"spec/{i:04d}.cred", 0o100644, f"{proc.uid} {proc.gid}\n".encode()))
+    init = (HERE / "guest" / "init.sh").read_text().replace("@EXTRA@", scenario.extra)
+    entries.append(("init", 0o100755, init.encode()))
+    out = work / "initramfs.cpio.gz"
+    out.write_bytes(gzip.compress(_newc(entries), 6))
+    return out
+
+
+class Qmp:
+    """A minimal QMP client (JSON lines over a unix socket)."""
+
+    def __init__(self, path: Path, timeout: float = 600) -> None:
+        deadline = time.time() + 30
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.settimeout(timeout)
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                if time.time() > deadline:
+                    raise FactoryError("QEMU's QMP socket did not come up") from None
+                time.sleep(0.2)
+        self.f = self.sock.makefile("rw")
+        self.f.readline()
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name: str, **args: Any) -> Any:
+        msg = {"execute": name, **({"arguments": args} if args else {})}
+        self.f.write(json.dumps(msg) + "\n")
+        self.f.flush()
+        while True:
+            line = self.f.readline()
+            if not line:
+                raise FactoryError(f"QMP closed during {name}")
+            reply = json.loads(line)
+            if "error" in reply:
+                raise FactoryError(f"QMP {name}: {reply['error'].get('desc')}")
+            if "return" in reply:
+                return reply["return"]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def boot_and_dump(scenario: Scenario, kroot: Path, initrd: Path, out: Path) -> float:
+    vmlinuz = next(kroot.glob("boot/vmlinuz-*"))
+    console, gt_port, qmp_path = out / "console.log", out / "groundtruth.b64", out / "qmp.sock"
+    for p in (console, gt_port, qmp_path):
+        p.unlink(missing_ok=True)
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", f"{scenario.ram_mb}M",
+           "-smp", str(scenario.smp), "-cpu", scenario.cpu, "-kernel", str(vmlinuz),
+           "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 quiet",
+           "-nographic", "-no-reboot", "-device", "vmcoreinfo", "-monitor", "none",
+           "-serial", f"file:{console}", "-serial", f"file:{gt_port}",
+           "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+    t0 = time.time()
+    qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        while b"=== READY" not in (console.read_bytes() if console.exists() else b""):
+            if qemu.poll() is not None:
+                raise FactoryError(f"QEMU exited ({qemu.returncode}): "
+                                   f"{qemu.stderr.read().decode(errors='replace')[-300:]}")
+            if time.time() - t0 > BOOT_TIMEOUT:
+                tail = console.read_text(errors="replace")[-600:] if console.exists() else ""
+                raise FactoryError(f"guest did not reach READY in {BOOT_TIMEOUT}s; console "
+                                   f"ends: {tail}")
+            time.sleep(0.5)
+        boot_s = time.time() - t0
+        time.sleep(1)
+        qmp = Qmp(qmp_path)
+        qmp.cmd("stop")
+        wanted = scenario.dumps or tuple(ALL_DUMPS)
+        can = set(qmp.cmd("query-dump-guest-memory-capability")["formats"])
+        for key in ("elf", "kdump-zlib", "kdump-lzo", "kdump-snappy"):
+            if key in can and (key in wanted or key == "elf"):
+                qmp.cmd("dump-guest-memory", paging=False, protocol=f"file:{out / key}",
+                        format=key)
+        if "raw" in wanted:
+            qmp.cmd("pmemsave", val=0, size=scenario.ram_mb << 20, filename=str(out / "raw"))
+        qmp.cmd("quit")
+        qmp.close()
+        qemu.wait(60)
+    finally:
+        if qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+        qmp_path.unlink(missing_ok=True)
+    return boot_s
+
+
+# -- derived files --------------------------------------------------------------------------
+def _elf_loads(path: Path) -> tuple[bytes, list[tuple[int, int, int, int]], bytes]:
+    """(ELF header, [(paddr, filesz, offset, vaddr)], notes) of an ELF core."""
+    with open(path, "rb") as f:
+        ehdr = f.read(64)
+        phoff, = struct.unpack_from("<Q", ehdr, 32)
+        phentsize, phnum = struct.unpack_from("<HH", ehdr, 54)
+        f.seek(phoff)
+        phdrs = f.read(phentsize * phnum)
+        loads, notes = [], b""
+        for i in range(phnum):
+            p_type, _fl, off, vaddr, paddr, filesz, _memsz, _al = struct.unpack_from(
+                "<IIQQQQQQ", phdrs, i * phentsize)
+            if p_type == 1:
+                loads.append((paddr, filesz, off, vaddr))
+            elif p_type == 4:
+                f.seek(off)
+                notes += f.read(filesz)
+    return ehdr, loads, notes
+
+
+def canonical_elf(src: Path, dst: Path) -> None:
+    """The same core with program headers right after the ELF header (makedumpfile 1.7
+    reads them there; QEMU 7 writes section headers first). Memory bytes are unchanged."""
+    ehdr, loads, notes = _elf_loads(src)
+    n = len(loads) + 1
+    data_off = 64 + 56 * n + len(notes)
+    data_off += (-data_off) % 4096
+    hdr = bytearray(ehdr)
+    struct.pack_into("<QQ", hdr, 32, 64, 0)          # e_phoff, e_shoff
+    struct.pack_into("<HHHH", hdr, 54, 56, n, 64, 0)  # phentsize, phnum, shentsize, shnum
+    struct.pack_into("<H", hdr, 62, 0)                # e_shstrndx
+    phdrs = struct.pack("<IIQQQQQQ", 4, 0, 64 + 56 * n, 0, 0, len(notes), len(notes), 0)
+    off = data_off
+    for paddr, filesz, _o, vaddr in loads:
+        phdrs += struct.pack("<IIQQQQQQ", 1, 7, off, vaddr, paddr, filesz, filesz, 0)
+        off += filesz
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        fo.write(bytes(hdr) + phdrs + notes)
+        fo.write(b"\0" * (data_off - fo.tell()))
+        for _paddr, filesz, o, _v in loads:
+            fi.seek(o)
+            left = filesz
+            while left:
+                chunk = fi.read(min(left, 1 << 24))
+                fo.write(chunk)
+                left -= len(chunk)
+
+
+def lime_from_elf(src: Path, dst: Path, ram_bytes: int) -> None:
+    """A LiME image (header per range, then the bytes) of the ELF dump's RAM segments."""
+    _e, loads, _n = _elf_loads(src)
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        for paddr, filesz, off, _v in loads:
+            if paddr >= ram_bytes or filesz == 0:
+                continue  # device memory (VGA, ROM) is not RAM: LiME captures RAM only
+            size = min(filesz, ram_bytes - paddr)
+            fo.write(struct.pack("<IIQQQ", 0x4C694D45, 1, paddr, paddr + size - 1, 0))
+            fi.seek(off)
+            left = size
+            while left:
+                chunk = fi.read(min(left, 1 << 24))
+                fo.write(chunk)
+                left -= len(chunk)
+
+
+def makedumpfile_outputs(out: Path, wanted: tuple[str, ...]) -> None:
+    jobs = {"mdf-zlib": ["-c", "-d", "0"], "mdf-lzo": ["-l", "-d", "0"],
+            "mdf-zlib-d31": ["-c", "-d", "31"]}
+    needed = [k for k in (*jobs, "flattened") if k in wanted]
+    if not needed:
+        return
+    canon = out / "elf-canonical"
+    canonical_elf(out / "elf", canon)
+    try:
+        for key, flags in jobs.items():
+            if key in wanted:
+                (out / key).unlink(missing_ok=True)
+                _run(["makedumpfile", *flags, str(canon), str(out / key)])
+        if "flattened" in wanted:
+            with open(out / "flattened", "wb") as f:
+                r = subprocess.run(["makedumpfile", "-F", "-c", "-d", "0", str(canon)],
+                                   stdout=f, stderr=subprocess.PIPE)
+            if r.returncode != 0:
+                raise FactoryError(f"makedumpfile -F failed: {r.stderr.decode()[-300:]}")
+    finally:
+        canon.unlink(missing_ok=True)
+
+
+# -- ground truth ------------------------------------------------------------------------
+def _split(raw: bytes) -> list[str]:
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return [b.decode("utf-8", "backslashreplace") for b in raw.split(b"\0")] if raw else []
+
+
+def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
+    text = b64.read_bytes()
+    try:
+        body = text.split(b"=== GT-BEGIN", 1)[1].split(b"=== GT-END", 1)[0]
+    except IndexError:
+        raise FactoryError("ground truth markers missing on the guest's second serial port"
+                           ) from None
+    tgz = base64.b64decode(b"".join(body.split()))
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(tgz)) as tar:
+        for m in tar.getmembers():
+            if m.isfile():
+                f = tar.extractfile(m)
+                files[m.name] = f.read() if f else b""
+    (out / "kallsyms.gz").write_bytes(gzip.compress(files["gt/kallsyms"]))
+    procs: dict[str, Any] = {}
+    for name, data in files.items():
+        parts = name.split("/")
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        procs.setdefault(parts[1], {})[parts[2]] = data
+    processes = {}
+    for pid, f in procs.items():
+        stat = f.get("stat", b"").decode(errors="surrogateescape")
+        if not stat:
+            continue  # exited while the guest looked
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        rest = stat[stat.rindex(")") + 2:].split()
+        status = {}
+        for line in f.get("status", b"").decode(errors="replace").splitlines():
+            k, _, v = line.partition(":")
+            status[k] = v.split()
+        processes[pid] = {
+            "pid": int(pid), "comm": comm, "state": rest[0], "ppid": int(rest[1]),
+            "pgid": int(rest[2]), "sid": int(rest[3]), "tty_nr": int(rest[4]),
+            "flags": int(rest[6]), "nthreads": int(rest[17]), "starttime": int(rest[19]),
+            "uid": [int(x) for x in status.get("Uid", [])],
+            "gid": [int(x) for x in status.get("Gid", [])],
+            "cmdline": _split(f.get("cmdline", b"")),
+            "environ": _split(f.get("environ", b"")),
+            "cmdline_b64": base64.b64encode(f.get("cmdline", b"")).decode(),
+            "environ_b64": base64.b64encode(f.get("environ", b"")).decode(),
+            "tasks": sorted(int(t) for t in f.get("tasks", b"").split()),
+        }
+    kallsyms: dict[str, str] = {}
+    for line in files["gt/kallsyms"].decode().splitlines():
+        a, _t, n = line.split()[:3]
+        if n in ("linux_banner", "init_task", "_stext", "_text", "init_uts_ns", "avenrun",
+                 "swapper_pg_dir", "init_top_pgt", "prb", "tk_core", "__start_BTF",
+                 "__stop_BTF", "page_offset_base") and n not in kallsyms:
+            kallsyms[n] = a
+    btime = next(int(ln.split()[1]) for ln in files["gt/stat"].decode().splitlines()
+                 if ln.startswith("btime "))
+    cpuinfo = files["gt/cpuinfo"].decode()
+    return {
+        "kernel": {"release": files["gt/osrelease"].decode().strip(),
+                   "version": files["gt/version"].decode().strip(),
+                   "hostname": files["gt/hostname"].decode().strip(),
+                   "loadavg": files["gt/loadavg"].decode().split()[:3],
+                   "uptime": float(files["gt/uptime"].decode().split()[0]),
+                   "btime": btime, "kallsyms": kallsyms,
+                   "paging_levels": 5 if " la57" in cpuinfo else 4},
+        "processes": processes,
+    }
+
+
+# -- orchestration -----------------------------------------------------------------------
+def _factory_digest(scenario: Scenario, pkg: str) -> str:
+    h = hashlib.sha256(repr(scenario).encode() + pkg.encode())
+    for f in sorted(HERE.rglob("*")):
+        if f.is_file() and f.suffix in (".py", ".c", ".sh", ".txt"):
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
+    scenario = SCENARIOS[name]
+    root = root or cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ensure_tools()
+        kdir = kernel_dir(root)
+        kroot = kdir / "root"
+        out = root / f"{name}-{_factory_digest(scenario, kdir.name)}"
+        if (out / "manifest.json").exists() and not force:
+            return load(out)
+        if out.exists():
+            shutil.rmtree(out)
+        out.mkdir(parents=True)
+        t0 = time.time()
+        initrd = build_initramfs(scenario, kroot, out)
+        boot_s = boot_and_dump(scenario, kroot, initrd, out)
+        t_dump = time.time()
+        truth = parse_ground_truth(out / "groundtruth.b64", out)
+        wanted = scenario.dumps or tuple(ALL_DUMPS)
+        makedumpfile_outputs(out, wanted)
+        if "lime" in wanted:
+            lime_from_elf(out / "elf", out / "lime", scenario.ram_mb << 20)
+        shutil.copy(next(kroot.glob("boot/vmlinuz-*")), out / "vmlinuz")
+        shutil.copy(next(kroot.glob("boot/config-*")), out / "config")
+        (out / "groundtruth.json").write_text(json.dumps(truth, indent=1))
+        files = {}
+        for key in ALL_DUMPS:
+            p = out / key
+            if p.exists():
+                os.chmod(p, 0o444)  # evidence: read-only
+                files[key] = {"path": key, "format": ALL_DUMPS[key][0],
+                              "producer": ALL_DUMPS[key][1], "size": p.stat().st_size,
+                              "sha256": _sha256(p)}
+        manifest = {"scenario": name, "kernel_package": kdir.name,
+                    "release": truth["kernel"]["release"], "ram_mb": scenario.ram_mb,
+                    "cpu": scenario.cpu, "files": files,
+                    "timings": {"boot_s": round(boot_s, 1),
+                                "dumps_s": round(t_dump - t0 - boot_s, 1),
+                                "convert_s": round(time.time() - t_dump, 1)}}
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        for stale in root.glob(f"{name}-*"):
+            if stale != out and stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+        return load(out)
+
+
+def load(out: Path) -> Fixture:
+    manifest = json.loads((out / "manifest.json").read_text())
+    truth = json.loads((out / "groundtruth.json").read_text())
+    files = {k: out / v["path"] for k, v in manifest["files"].items()}
+    return Fixture(manifest["scenario"], out, files, manifest, truth)
+
+
+_LOADED: dict[str, Fixture] = {}
+
+
+def get_fixture(name: str) -> Fixture:
+    """The fixture ``name`` (see scenarios.py), built on first use and cached on disk."""
+    if name not in _LOADED:
+        _LOADED[name] = build(name)
+    return _LOADED[name]

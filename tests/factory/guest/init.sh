@@ -1,0 +1,46 @@
+#!/bin/busybox sh
+# kvmfx fixture guest: start the scenario's processes, record the guest's own view of them
+# (the ground truth) on the second serial port, then wait to be dumped.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+for m in /lib/modules/*.ko; do insmod "$m"; done
+echo 0 > /proc/sys/kernel/kptr_restrict
+hostname kvmfx-guest
+
+# processes with exact argv / environment / credentials
+for spec in /spec/*.argv; do
+    n=${spec%.argv}
+    read uid gid < "$n.cred"
+    kvmfx-helper spawn "$uid" "$gid" "$n.argv" "$n.env" > "$n.pid"
+done
+# a process that rewrote its argv, short and long (past the argv area) titles
+kvmfx-helper retitle short original-arg-1 original-arg-2 &
+KVMFX_LONG_ENV=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx kvmfx-helper retitle long &
+kvmfx-helper threads 3 &
+kvmfx-helper zombie &
+setsid kvmfx-helper threads 1 &
+@EXTRA@
+sleep 2
+kvmfx-helper threads 1 &
+last=$!
+
+# ground truth: what the guest itself says
+mkdir /gt
+for d in /proc/[0-9]*; do
+    p=${d#/proc/}
+    mkdir /gt/$p
+    for f in stat status cmdline environ comm; do cat $d/$f > /gt/$p/$f 2>/dev/null; done
+    ls $d/task > /gt/$p/tasks 2>/dev/null
+done
+cat /proc/kallsyms > /gt/kallsyms
+for f in version loadavg uptime stat cpuinfo; do cat /proc/$f > /gt/$f; done
+cat /proc/sys/kernel/osrelease > /gt/osrelease
+cat /proc/sys/kernel/hostname > /gt/hostname
+cd / && tar -czf /gt.tgz gt
+echo "=== GT-BEGIN" > /dev/ttyS1
+base64 /gt.tgz > /dev/ttyS1
+echo "=== GT-END" > /dev/ttyS1
+echo "=== READY"
+wait $last

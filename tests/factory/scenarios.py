@@ -1,0 +1,64 @@
+"""Fixture scenarios: guest RAM, CPU model, and the processes the guest starts.
+
+Each process is started by the guest helper with exactly this argv (argv[0] included),
+environment and credentials; the guest's own /proc is recorded as ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Proc:
+    argv: tuple[str, ...]
+    env: tuple[str, ...] = ("PATH=/bin",)
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    ram_mb: int
+    cpu: str = "qemu64"
+    smp: int = 1
+    procs: tuple[Proc, ...] = field(default_factory=tuple)
+    #: extra shell lines for the guest's init (before the ground truth is taken)
+    extra: str = ""
+    #: which dump files to produce (subset of factory.ALL_DUMPS); None for all
+    dumps: tuple[str, ...] | None = None
+
+
+def distinctive() -> tuple[Proc, ...]:
+    """Processes whose argv/env exercise every corner of the readers."""
+    return (
+        Proc(("sleep", "300", "a", "b c"), ("KVMFX_MARK=1", "PATH=/bin")),
+        Proc(("kvmfx-unicode", "ünïcødé ✓", "日本語", "emoji 🦊"),
+             ("KVMFX_UNICODE=ğüş", "LANG=C.UTF-8")),
+        Proc(("kvmfx-empty", "", "x", "", ""), ("EMPTY=", "KVMFX_EMPTY_ARGS=1")),
+        Proc(("kvmfx-200", *[f"arg{i:03d}" for i in range(200)]), ("KVMFX_COUNT=200",)),
+        Proc(("kvmfx-1000", *[f"a{i}" for i in range(1000)]), ("KVMFX_COUNT=1000",)),
+        Proc(("kvmfx-long", "L" * 5000, "tail"), ("KVMFX_LONG=" + "e" * 3000,)),
+        Proc(("kvmfx-user", "--uid", "1000"), ("USER=kvmfx", "HOME=/home/kvmfx"), uid=1000,
+             gid=1000),
+        Proc(("/usr/sbin/sshd", "-D", "-o", "PermitRootLogin=no"),
+             ("KVMFX_SECRET=s3cr3t value", "SSH_AUTH_SOCK=/tmp/agent.1")),
+        Proc(("kvmfx-noenv",), ()),
+    )
+
+
+def many(n: int) -> tuple[Proc, ...]:
+    return tuple(Proc((f"kvmfx-worker-{i}", f"--id={i}", "x" * (i % 50)),
+                      (f"KVMFX_WORKER={i}", f"KVMFX_PAD={'p' * (i % 97)}"),
+                      uid=i % 3 * 1000, gid=i % 3 * 1000)
+                 for i in range(n))
+
+
+SCENARIOS = {
+    "basic": Scenario("basic", 256, "qemu64", procs=distinctive()),
+    "la57": Scenario("la57", 256, "max", procs=distinctive(),
+                     dumps=("elf", "kdump-zlib", "raw")),
+    "many": Scenario("many", 512, "qemu64", procs=distinctive() + many(300),
+                     dumps=("elf", "kdump-zlib", "raw")),
+}
