@@ -22,6 +22,7 @@ MAX_TASKS = 1_000_000
 #: argv/environ longer than this are cut and flagged (Linux itself caps them near 2 MiB+).
 MAX_ARG_BYTES = 8 << 20
 PF_KTHREAD = 0x00200000
+PF_WQ_WORKER = 0x00000020
 _STATE_LETTERS = "RSDTtXZPI"
 TASK_REPORT = 0x7F
 TASK_IDLE = 0x402
@@ -133,6 +134,36 @@ def task_threads(k: LinuxKernel, task: Object) -> Iterator[Object]:
         yield k.task(addr)
 
 
+def task_comm(k: LinuxKernel, task: Object) -> str:
+    """The name /proc shows (fs/proc/array.c proc_task_name): comm; a kernel thread's
+    full name when comm had to truncate it; for a workqueue worker, comm and its current
+    work's description (wq_worker_comm: ``-desc``, ``+desc`` while busy)."""
+    comm = cstring(task.comm).decode("utf-8", "backslashreplace")
+    flags = task.flags
+    if not flags & PF_KTHREAD or not task.has("worker_private"):
+        return comm
+    try:
+        kthread = k.obj("kthread", task.worker_private)
+        if kthread is None:
+            return comm
+        if not flags & PF_WQ_WORKER:
+            # kthreads whose name does not fit in comm keep it whole (kthread.full_name)
+            if kthread.has("full_name") and kthread.full_name:
+                full = cstring(k.read(kthread.full_name, 64)).decode("utf-8",
+                                                                     "backslashreplace")
+                return full or comm
+            return comm
+        worker = k.obj("worker", kthread.data)
+        if worker is None or not worker.pool:
+            return comm
+        desc = cstring(worker.desc).decode("utf-8", "backslashreplace")
+        if desc:
+            comm += ("+" if worker.current_work else "-") + desc
+    except KvmError:
+        pass  # the plain comm is still right
+    return comm[:63]
+
+
 def task_to_process(k: LinuxKernel, task: Object) -> Process:
     cred = k.obj("cred", task.real_cred)
     signal = k.obj("signal_struct", task.signal)
@@ -150,7 +181,7 @@ def task_to_process(k: LinuxKernel, task: Object) -> Process:
     pid = task.tgid
     return Process(
         pid=pid, tgid=task.tgid, ppid=parent.tgid if parent is not None else 0,
-        comm=cstring(task.comm).decode("utf-8", "backslashreplace"), state=task_state(task),
+        comm=task_comm(k, task), state=task_state(task),
         pgid=pgid, sid=sid,
         uid=cred.uid.val if cred else None, euid=cred.euid.val if cred else None,
         suid=cred.suid.val if cred else None, gid=cred.gid.val if cred else None,
