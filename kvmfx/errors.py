@@ -59,6 +59,19 @@ class TranslationError(KvmError):
     """A virtual address has no valid translation in the page tables."""
 
 
+class SwappedOutError(TranslationError):
+    """A user page is swapped out: its page-table entry holds a swap entry.
+
+    ``swap_type`` and ``swap_offset`` say where in which swap area the page is.
+    """
+
+    def __init__(self, message: str, *, swap_type: int, swap_offset: int,
+                 address: int | None = None) -> None:
+        self.swap_type = swap_type
+        self.swap_offset = swap_offset
+        super().__init__(message, address=address)
+
+
 class SymbolError(KvmError):
     """A symbol or type is unknown, or a symbol source is corrupt or for another kernel."""
 

@@ -314,6 +314,9 @@ class Session:
                 try:
                     out["arch"] = self.arch.name
                     out.update(self.kernel.describe())
+                    banner = getattr(self.kernel, "banner", None)
+                    if callable(banner):
+                        out["banner"] = banner()
                 except KvmError as exc:
                     errors["arch"] = str(exc)
                 try:
