@@ -314,9 +314,6 @@ class Session:
                 try:
                     out["arch"] = self.arch.name
                     out.update(self.kernel.describe())
-                    banner = getattr(self.kernel, "banner", None)
-                    if callable(banner):
-                        out["banner"] = banner()
                 except KvmError as exc:
                     errors["arch"] = str(exc)
                 try:
@@ -334,6 +331,10 @@ class Session:
             out["format"] = "none (KVM_NO_FILES)"
         try:
             out["os_profile"] = self.profile.name
+            if not self.no_files and hasattr(self.profile, "banner"):
+                out["banner"] = self.profile.banner(self)
+            elif not self.no_files and callable(getattr(self._kernel, "banner", None)):
+                out["banner"] = self._kernel.banner()  # type: ignore[union-attr]
             u = self.uname()
             out.setdefault("kernel_release", u.get("release"))
             out["kernel_version"] = u.get("version")

@@ -343,6 +343,12 @@ class LinuxDumpProfile:
     def boot_time(self, session: Session) -> float | None:
         return self._kernel(session).boot_wall_time()
 
+    def banner(self, session: Session) -> str:
+        """The kernel's linux_banner string."""
+        k = self._kernel(session)
+        raw = cstring(session.read(k.symbols.address_of("linux_banner"), 512))
+        return raw.decode("utf-8", "replace").rstrip("\n")
+
     def uname(self, session: Session) -> dict[str, str]:
         k = self._kernel(session)
         ns = Object(k.types, "uts_namespace", k.symbols.address_of("init_uts_ns"), k.read)

@@ -120,7 +120,7 @@ def _is_kernel_image(path: str) -> bool:
     return head[:4] == b"\x7fELF" or head[0x202:0x206] == b"HdrS"
 
 
-def _kernel_span(session: Session) -> tuple[int, bytes]:
+def _kernel_span(session: Session, span: int = KERNEL_IMAGE_SPAN) -> tuple[int, bytes]:
     """The kernel image's virtual bytes (unmapped or missing pages read as zeroes for the
     search only; nothing found there is reported as evidence)."""
     kernel = session.kernel
@@ -128,7 +128,7 @@ def _kernel_span(session: Session) -> tuple[int, bytes]:
     start = X86_64_TEXT + slide
     out = bytearray()
     pos = start
-    end = start + KERNEL_IMAGE_SPAN
+    end = start + span
     misses = 0
     while pos < end:
         try:
@@ -154,9 +154,18 @@ class ImageKallsymsProvider:
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         cache = _image_cache(session)
         if "kallsyms" not in cache:
-            start, data = _kernel_span(session)
-            cache["span"] = (start, data)
-            cache["kallsyms"] = symbols_from_kallsyms_bytes(data, "image:kallsyms")
+            # kallsyms sits in .rodata, some 20 MiB into the image: read more only if needed
+            error: SymbolError | None = None
+            for span in (KERNEL_IMAGE_SPAN // 4, KERNEL_IMAGE_SPAN):
+                _start, data = _kernel_span(session, span)
+                try:
+                    cache["kallsyms"] = symbols_from_kallsyms_bytes(data, "image:kallsyms")
+                    break
+                except SymbolError as exc:
+                    error = exc
+            else:
+                assert error is not None
+                raise error
         return cache["kallsyms"]
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
