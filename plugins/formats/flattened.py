@@ -99,14 +99,15 @@ class FlatReader:
         while pos < end:
             if i >= len(self._pieces):
                 break
-            if i < 0 or pos < self._pieces[i][0]:
+            if i < 0:
+                i = 0
+                continue
+            if pos < self._pieces[i][0]:
                 # never written: a hole of the logical file, which reads as zeroes (as in
                 # the file makedumpfile -R would rebuild); headers are padded this way
-                nxt = self._pieces[i + 1][0] if i + 1 < len(self._pieces) else end
-                n = min(nxt, end) - pos
+                n = min(self._pieces[i][0], end) - pos
                 out += bytes(n)
                 pos += n
-                i += 1
                 continue
             s, e, o = self._pieces[i]
             if pos >= e:
