@@ -41,6 +41,10 @@ class FileSource:
     mapped, are read with positioned reads instead.
     """
 
+    #: Files up to this size are memory-mapped; larger ones are read with pread, so that a
+    #: multi-GiB dump read end to end does not grow the process's resident set.
+    MMAP_LIMIT = 512 << 20
+
     def __init__(self, path: str) -> None:
         self.path = str(path)
         try:
@@ -50,7 +54,7 @@ class FileSource:
         st = os.fstat(self._fd)
         self.size = st.st_size
         self._map: mmap.mmap | None = None
-        if self.size > 0:
+        if 0 < self.size <= self.MMAP_LIMIT:
             try:
                 self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError):

@@ -45,6 +45,8 @@ MAX_BLOCK_SIZE = 1 << 20
 MAX_MAPNR = 1 << 40
 #: rank index granularity: bits of the dumped bitmap per precomputed popcount
 RANK_STEP = 512
+#: page descriptors are read and unpacked this many at a time
+DESC_BATCH = 512
 
 NEW_UTSNAME = cs.Struct(*(f / cs.PaddedString(65, "utf8") for f in (
     "sysname", "nodename", "release", "version", "machine", "domainname")))
@@ -151,8 +153,7 @@ def parse_kdump_header(data: bytes, file_size: int) -> KdumpHeader:
 def _decompress(codec: int, data: bytes, block_size: int) -> bytes:
     if codec == DUMP_DH_COMPRESSED_ZLIB:
         d = zlib.decompressobj()
-        out = d.decompress(data, block_size + 1)
-        return out
+        return d.decompress(data, block_size + 1)  # bounded: a bomb stops at one page
     if codec == DUMP_DH_COMPRESSED_LZO:
         return bytes(lzallright.LZOCompressor.decompress(data, output_size_hint=block_size))
     if codec == DUMP_DH_COMPRESSED_SNAPPY:
@@ -179,6 +180,7 @@ class KdumpLayer(PhysicalLayer):
         dumped = int.from_bytes(self._dumped_bytes, "little")
         self._rank = self._rank_index()
         self._cache = BoundedCache(cache_pages)
+        self._descs = BoundedCache(256)
         self.codecs: set[str] = set()
         self.ranges = self._runs(dumped, header.max_mapnr, bs)
         self._probe_codec()
@@ -225,13 +227,14 @@ class KdumpLayer(PhysicalLayer):
         if pfn >= self.h.max_mapnr or not (self._dumped_bytes[pfn >> 3] >> (pfn & 7)) & 1:
             raise MissingPageError("page not in the dump (excluded or not captured)",
                                    address=pfn * bs, path=self.reader.path)
-        at = self.h.desc_offset + self._desc_index(pfn) * PAGE_DESC_SIZE
-        try:
-            d_offset, d_size, d_flags, _pf = _PAGE_DESC.unpack(
-                self.reader.read(at, PAGE_DESC_SIZE))
-        except FormatError:
+        index = self._desc_index(pfn)
+        at = self.h.desc_offset + index * PAGE_DESC_SIZE
+        block = self._descs.get(index // DESC_BATCH,
+                                partial(self._desc_block, index // DESC_BATCH))
+        if index % DESC_BATCH >= len(block):
             raise FormatError(f"page descriptor of physical {pfn * bs:#x} lies past the end "
-                              "of the file", path=self.reader.path, offset=at) from None
+                              "of the file", path=self.reader.path, offset=at)
+        d_offset, d_size, d_flags, _pf = block[index % DESC_BATCH]
         if d_offset < 0 or d_size == 0 or d_size > bs or d_offset + d_size > self.reader.size:
             raise FormatError(f"page descriptor of physical {pfn * bs:#x} points outside "
                               f"the file ({d_size} bytes at {d_offset:#x})",
@@ -258,6 +261,15 @@ class KdumpLayer(PhysicalLayer):
             raise FormatError(f"page of physical {pfn * bs:#x} decompresses to {len(page)} "
                               f"bytes, not {bs}", path=self.reader.path, offset=d_offset)
         return page
+
+    def _desc_block(self, block: int) -> list[tuple[int, int, int, int]]:
+        """Descriptors ``block * DESC_BATCH`` onwards (fewer at the end of the table)."""
+        first = block * DESC_BATCH
+        count = min(DESC_BATCH, self.dumped_pages - first)
+        at = self.h.desc_offset + first * PAGE_DESC_SIZE
+        avail = max(0, min(count * PAGE_DESC_SIZE, self.reader.size - at))
+        data = self.reader.read(at, avail - avail % PAGE_DESC_SIZE) if avail else b""
+        return list(_PAGE_DESC.iter_unpack(data))
 
     def _read_chunk(self, paddr: int, size: int) -> bytes:
         bs = self.h.block_size

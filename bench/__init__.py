@@ -1,0 +1,1 @@
+"""kvmfx benchmarks: ``python -m bench`` prints a table (docs/performance.md)."""

@@ -1,0 +1,138 @@
+"""Benchmark suites: each returns (header, rows, raw data) for the table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.__main__ import run_worker
+
+MB = 1 << 20
+READ_FORMATS = ["raw", "elf", "lime", "mdf-zlib", "mdf-lzo", "flattened", "kdump-zlib"]
+
+
+def _mbps(nbytes: float, seconds: float) -> str:
+    return f"{nbytes / MB / seconds:,.0f}" if seconds > 0 else "-"
+
+
+def _debug_vmlinux(fx: Any) -> str | None:
+    """The Debian debug vmlinux of the fixture's kernel (downloaded once, 858 MB .deb)."""
+    release = fx.truth["kernel"]["release"]
+    root = Path(os.environ.get("KVMFX_FIXTURE_DIR") or Path.home() / ".cache" / "kvmfx")
+    out = root / "debug" / f"vmlinux-{release}"
+    if out.exists():
+        return str(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pkg = f"linux-image-{release}-dbg"
+    try:
+        subprocess.run(["apt-get", "download", pkg], cwd=out.parent, check=True,
+                       capture_output=True, timeout=1800)
+        deb = next(out.parent.glob(f"{pkg}_*.deb"))
+        member = f"./usr/lib/debug/boot/vmlinux-{release}"
+        with open(out, "wb") as f:
+            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                                   stdout=subprocess.PIPE)
+            subprocess.run(["tar", "-xO", member], stdin=tar.stdout, stdout=f, check=True)
+            tar.wait()
+        deb.unlink()
+    except (subprocess.SubprocessError, OSError, StopIteration) as exc:
+        print(f"bench: no debug vmlinux ({exc})", file=sys.stderr)
+        out.unlink(missing_ok=True)
+        return None
+    return str(out)
+
+
+def reads(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any]:
+    header = ["file", "format", "producer", "size MB", "seq 4K MB/s", "random 4K MB/s",
+              "peak RSS MiB", "limit MB/s", "limit", "x limit"]
+    rows, data = [], {}
+    raw = fx.path("raw")
+    t = time.perf_counter()
+    subprocess.run(["dd", f"if={raw}", "of=/dev/null", "bs=1M"], capture_output=True)
+    dd = raw.stat().st_size / (time.perf_counter() - t)
+    for key in READ_FORMATS:
+        if key not in fx.files:
+            continue
+        path = fx.path(key)
+        meta = fx.manifest["files"][key]
+        seq = run_worker(sys.executable, {"kind": "kvmfx-read", "path": str(path),
+                                          "mode": "seq"})
+        rnd = run_worker(sys.executable, {"kind": "kvmfx-read", "path": str(path),
+                                          "mode": "random"})
+        codec = run_worker(sys.executable, {"kind": "codec-limit", "path": str(path)})
+        limit, what = (codec.get("mbps"), codec.get("codec")) if codec.get("mbps") else (
+            dd / MB, "dd of the raw image")
+        seq_mbps = seq.get("bytes", 0) / MB / seq["read_s"] if "read_s" in seq else 0
+        rows.append([key, meta["format"], meta["producer"].split(" (")[0],
+                     f"{meta['size'] / MB:,.0f}", _mbps(seq.get("bytes", 0), seq.get("read_s", 0)),
+                     _mbps(rnd.get("bytes", 0), rnd.get("read_s", 0)),
+                     f"{max(seq.get('rss_mib', 0), rnd.get('rss_mib', 0)):.0f}",
+                     f"{limit:,.0f}" if limit else "-", what,
+                     f"{seq_mbps / limit:.2f}" if limit else "-"])
+        data[key] = {"seq": seq, "random": rnd, "codec": codec}
+        if key == "elf" and peer_py:
+            ranges = [[a, b] for a, b in _ranges(path)]
+            dseq = run_worker(peer_py, {"kind": "drgn-read", "path": str(path), "mode": "seq",
+                                        "ranges": ranges})
+            if "read_s" in dseq:
+                ratio = (seq.get("bytes", 0) / seq["read_s"]) / (dseq["bytes"] / dseq["read_s"])
+                rows.append(["elf", "elf", "drgn 0.3 (same file)",
+                             f"{meta['size'] / MB:,.0f}", _mbps(dseq["bytes"], dseq["read_s"]),
+                             "-", f"{dseq.get('rss_mib', 0):.0f}", "-",
+                             "kvmfx/drgn seq ratio", f"{ratio:.2f}"])
+            data["drgn-elf"] = dseq
+    return header, rows, data
+
+
+def _ranges(path: Path) -> list[tuple[int, int]]:
+    import kvmfx
+    with kvmfx.open(str(path)) as s:
+        return [(r.start, r.end) for r in s.physical.ranges]
+
+
+def startup(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any]:
+    """Open to symbols + types ready, from the image alone (cold: a fresh process)."""
+    header = ["tool", "input", "symbols from", "symbols", "types", "seconds", "peak RSS MiB"]
+    rows, data = [], {}
+    for key in ("elf", "mdf-zlib", "kdump-zlib", "lime"):
+        r = run_worker(sys.executable, {"kind": "kvmfx-symbols", "path": str(fx.path(key))})
+        data[key] = r
+        rows.append(["kvmfx", key, r.get("source", r.get("error")), str(r.get("symbols")),
+                     str(r.get("types")), f"{r.get('total_s', 0):.2f}",
+                     f"{r.get('rss_mib', 0):.0f}"])
+    vmlinux = _debug_vmlinux(fx) if peer_py else None
+    if peer_py and vmlinux:
+        r = run_worker(peer_py, {"kind": "drgn-symbols", "path": str(fx.path("elf")),
+                                 "vmlinux": vmlinux})
+        data["drgn"] = r
+        rows.append(["drgn 0.3", "elf", "debug vmlinux (633 MB)", "-", "-",
+                     f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
+    return header, rows, data
+
+
+def processes(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any]:
+    """psaux: every process with its argv, cold (fresh process, no cache)."""
+    header = ["tool", "input", "symbol file", "processes", "seconds", "peak RSS MiB",
+              "kvmfx / peer"]
+    rows, data = [], {}
+    k = run_worker(sys.executable, {"kind": "kvmfx-psaux", "path": str(fx.path("elf"))})
+    data["kvmfx"] = k
+    rows.append(["kvmfx", "elf", "none", str(k.get("processes")), f"{k.get('total_s', 0):.2f}",
+                 f"{k.get('rss_mib', 0):.0f}", ""])
+    vmlinux = _debug_vmlinux(fx) if peer_py else None
+    if peer_py and vmlinux:
+        d = run_worker(peer_py, {"kind": "drgn-psaux", "path": str(fx.path("elf")),
+                                 "vmlinux": vmlinux})
+        data["drgn"] = d
+        ratio = d.get("total_s", 0) / k["total_s"] if k.get("total_s") else 0
+        rows.append(["drgn 0.3", "elf", "debug vmlinux (633 MB)", str(d.get("processes")),
+                     f"{d.get('total_s', 0):.2f}", f"{d.get('rss_mib', 0):.0f}",
+                     f"{ratio:.2f}x (drgn time / kvmfx time)"])
+    return header, rows, data
+
+
+SUITES = {"reads": reads, "startup": startup, "processes": processes}
