@@ -53,7 +53,13 @@ def open_dump(path: str, registry: Registry, *, writable: bool = False) -> Physi
                 raise FormatError("empty file: not a memory image", path=path)
             raise FormatError("unrecognised dump format (no format plugin claims it)",
                               path=path, offset=0)
-        return best.open(source)
+        try:
+            return best.open(source)
+        except FormatError as exc:
+            if exc.path is None:  # pure parsers know offsets, not files: name the file
+                raise type(exc)(exc.message, path=path, offset=exc.offset,
+                                address=exc.address) from None
+            raise
     except BaseException:
         source.close()
         raise

@@ -69,8 +69,10 @@ class ElfCore:
 def parse_elf_core(head: bytes, file_size: int, read: Any = None) -> ElfCore:
     """Parse an ELF64 core's header and program headers (``read(off, n)`` for headers
     beyond ``head``); FormatError names the offset that is wrong."""
-    if len(head) < ELF64_EHDR.sizeof() or head[:4] != b"\x7fELF":
+    if head[:4] != b"\x7fELF":
         raise FormatError("not an ELF file", offset=0)
+    if len(head) < ELF64_EHDR.sizeof():
+        raise FormatError(f"ELF header truncated ({len(head)} of 64 bytes)", offset=0)
     if head[4] != 2 or head[5] != 1:
         raise FormatError("only little-endian ELF64 cores are supported", offset=4)
     eh = ELF64_EHDR.parse(head)

@@ -27,8 +27,10 @@ MAX_RECORDS = 50_000_000
 
 def parse_flat_header(head: bytes) -> tuple[int, int]:
     """(type, version) of a flattened file; FormatError if it is not one."""
-    if len(head) < 32 or head[:16] != SIGNATURE:
+    if head[:16] != SIGNATURE[:len(head)] or not head:
         raise FormatError("not a makedumpfile flattened file", offset=0)
+    if len(head) < 32:
+        raise FormatError(f"flattened header truncated ({len(head)} of 32 bytes)", offset=0)
     ftype, version = struct.unpack_from(">qq", head, 16)
     if ftype != TYPE_FLAT_HEADER:
         raise FormatError(f"flattened header type {ftype} is not 1", offset=16)
@@ -127,7 +129,7 @@ class FlattenedFormat:
     description = "makedumpfile flattened format (makedumpfile -F, QEMU 7 kdump output)"
 
     def probe(self, head: bytes, source: FileSource) -> int:
-        return 95 if head[:16] == SIGNATURE else 0
+        return 95 if head[:12] == SIGNATURE[:12] else 0
 
     def open(self, source: FileSource) -> PhysicalLayer:
         parse_flat_header(source.read_upto(0, HEADER_SIZE))

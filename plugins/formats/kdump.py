@@ -116,9 +116,11 @@ class KdumpHeader:
 
 def parse_kdump_header(data: bytes, file_size: int) -> KdumpHeader:
     """Parse and check block 0 and the sub header (``data`` = at least two blocks)."""
-    if len(data) < DISK_DUMP_HEADER.sizeof() or data[:8] not in (KDUMP_SIGNATURE,
-                                                                  DISKDUMP_SIGNATURE):
+    if data[:8] not in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
         raise FormatError("not a kdump-compressed dump (no KDUMP signature)", offset=0)
+    if len(data) < DISK_DUMP_HEADER.sizeof():
+        raise FormatError(f"kdump header truncated ({len(data)} of "
+                          f"{DISK_DUMP_HEADER.sizeof()} bytes)", offset=0)
     h = DISK_DUMP_HEADER.parse(data)
     if not 0 < h.block_size <= MAX_BLOCK_SIZE or h.block_size & (h.block_size - 1):
         raise FormatError(f"block size {h.block_size} is impossible", offset=428)
@@ -183,6 +185,9 @@ class KdumpLayer(PhysicalLayer):
         self._descs = BoundedCache(256)
         self.codecs: set[str] = set()
         self.ranges = self._runs(dumped, header.max_mapnr, bs)
+        # A file that ends inside its descriptor table, or whose last page's data runs past
+        # its end, was cut short: pages beyond the end are missing, not corrupt.
+        self.truncated = self._looks_truncated()
         self._probe_codec()
         self.page_size = bs
 
@@ -232,9 +237,13 @@ class KdumpLayer(PhysicalLayer):
         block = self._descs.get(index // DESC_BATCH,
                                 partial(self._desc_block, index // DESC_BATCH))
         if index % DESC_BATCH >= len(block):
-            raise FormatError(f"page descriptor of physical {pfn * bs:#x} lies past the end "
-                              "of the file", path=self.reader.path, offset=at)
+            raise MissingPageError("page's descriptor lies past the end of the file "
+                                   "(truncated dump)", path=self.reader.path,
+                                   address=pfn * bs)
         d_offset, d_size, d_flags, _pf = block[index % DESC_BATCH]
+        if self.truncated and d_offset + d_size > self.reader.size and d_offset < (1 << 50):
+            raise MissingPageError("page's data lies past the end of the file (truncated "
+                                   "dump)", path=self.reader.path, address=pfn * bs)
         if d_offset < 0 or d_size == 0 or d_size > bs or d_offset + d_size > self.reader.size:
             raise FormatError(f"page descriptor of physical {pfn * bs:#x} points outside "
                               f"the file ({d_size} bytes at {d_offset:#x})",
@@ -284,6 +293,21 @@ class KdumpLayer(PhysicalLayer):
             pos = pfn * bs + hi
         return bytes(out)
 
+    def _looks_truncated(self) -> bool:
+        if not self.dumped_pages:
+            return False
+        table_end = self.h.desc_offset + self.dumped_pages * PAGE_DESC_SIZE
+        if table_end > self.reader.size:
+            return True
+        last = self._desc_block((self.dumped_pages - 1) // DESC_BATCH)
+        if not last:
+            return True
+        off, size, _f, _p = last[-1]
+        # page data is written in PFN order: a cut file's last offsets still increase,
+        # where a corrupt descriptor's offset is arbitrary
+        return bool(off + size > self.reader.size and len(last) >= 2
+                    and off >= last[-2][0] + last[-2][1])
+
     def _probe_codec(self) -> None:
         """Name the codec from the first dumped page's descriptor (for ``info``)."""
         if not self.dumped_pages:
@@ -325,7 +349,9 @@ def open_kdump(source: FileSource, reader: Reader, fmt: str) -> KdumpLayer:
         except FormatError:
             pass
     incomplete = bool(header.status & DUMP_DH_COMPRESSED_INCOMPLETE)
-    layer.details = {
+    if layer.truncated:
+        layer.details["truncated"] = True
+    layer.details.update({
         "container": fmt, "header_version": header.header_version,
         "block_size": header.block_size, "dump_level": sub.get("dump_level"),
         "phys_base": sub.get("phys_base"), "machine": header.utsname.get("machine"),
@@ -333,15 +359,15 @@ def open_kdump(source: FileSource, reader: Reader, fmt: str) -> KdumpLayer:
         "dumped_pages": layer.dumped_pages, "incomplete": incomplete,
         "producer": "qemu" if header.utsname.get("release") == "" or
         header.utsname.get("sysname") == "" else "makedumpfile",
-    }
+    })
     valid = layer._valid.bit_count()
     if valid > layer.dumped_pages:
         layer.details["missing"] = (f"{valid - layer.dumped_pages} pages in memory but "
                                     f"excluded from the dump (dump level "
                                     f"{sub.get('dump_level')})")
-    if incomplete:
-        layer.details["missing"] = ("the dump is marked incomplete (makedumpfile ran out "
-                                    "of space); pages past the last written are missing")
+    if incomplete or layer.truncated:
+        layer.details["missing"] = ("the dump is incomplete (marked so by makedumpfile, or "
+                                    "cut short): pages past the end of the file are missing")
     return layer
 
 
