@@ -61,4 +61,7 @@ SCENARIOS = {
                      dumps=("elf", "kdump-zlib", "raw")),
     "many": Scenario("many", 512, "qemu64", procs=distinctive() + many(300),
                      dumps=("elf", "kdump-zlib", "raw")),
+    # for benchmarks: RAM above the 32-bit PCI hole, so memory is split in two ranges
+    "big": Scenario("big", 4096, "qemu64", procs=distinctive(),
+                    dumps=("elf", "kdump-zlib", "mdf-lzo")),
 }
