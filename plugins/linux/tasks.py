@@ -10,12 +10,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from kvmfx.errors import KvmError, MissingPageError, ProcessError, TranslationError
+from kvmfx.errors import (
+    KvmError,
+    MissingPageError,
+    ProcessError,
+    SwappedOutError,
+    TranslationError,
+)
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE
 from kvmfx.objects import Object, cstring
 from kvmfx.process import ArgVector, OSProfile, Process, split_nul_block
 from kvmfx.session import Session
+from kvmfx_plugins.linux.swap import SwapArea
 
 #: Walks stop after this many list entries (a cyclic or corrupt list cannot loop forever).
 MAX_TASKS = 1_000_000
@@ -60,8 +67,16 @@ class LinuxKernel:
         self.pidtype_pgid = pid_type.get("PIDTYPE_PGID", 2)
         self.pidtype_sid = pid_type.get("PIDTYPE_SID", 3)
         self.upid_size = self.types.struct_size("upid")
+        self._swap: SwapArea | None | bool = False
         self._boot_wall: float | None | bool = False
         self.truncated: list[str] = []
+
+    def swap(self) -> SwapArea | None:
+        """The swap image given with -W (swap area 0), opened read-only on first use."""
+        if self._swap is False:
+            path = self.session.swapfile
+            self._swap = SwapArea(path) if path else None
+        return self._swap
 
     def task(self, address: int) -> Object:
         return Object(self.types, "task_struct", address, self.read)
@@ -220,20 +235,41 @@ def _user_layer(k: LinuxKernel, mm: Object) -> Any:
     return k.session.arch.process_layer(k.session, pgd_paddr)
 
 
-def _read_user(layer: Any, start: int, size: int) -> tuple[bytes, list[int]]:
-    """Bytes of a user range and the addresses of pages that could not be read."""
+def _read_user(k: LinuxKernel, layer: Any, start: int, size: int
+               ) -> tuple[bytes, list[int], list[str]]:
+    """Bytes of a user range, the pages that could not be read, and why.
+
+    A swapped-out page is read from the swap image (-W) when one is given.
+    """
     out = bytearray()
     missing: list[int] = []
+    why: list[str] = []
     pos, end = start, start + size
     while pos < end:
         stop = min(end, (pos // PAGE_SIZE + 1) * PAGE_SIZE)
+        page = pos - pos % PAGE_SIZE
         try:
             out += layer.read(pos, stop - pos)
-        except (TranslationError, MissingPageError):
-            missing.append(pos - pos % PAGE_SIZE)
+        except SwappedOutError as exc:
+            area = k.swap()
+            if area is not None and exc.swap_type == 0:
+                try:
+                    out += area.read_slot(exc.swap_offset)[pos - page:stop - page]
+                    pos = stop
+                    continue
+                except MissingPageError as err:
+                    why.append(str(err))
+            else:
+                why.append(f"swapped out (area {exc.swap_type}, slot {exc.swap_offset}); "
+                           "give the swap image with -W")
+            missing.append(page)
+            out += bytes(stop - pos)
+        except (TranslationError, MissingPageError) as exc:
+            missing.append(page)
+            why.append(str(exc))
             out += bytes(stop - pos)
         pos = stop
-    return bytes(out), missing
+    return bytes(out), missing, why
 
 
 def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
@@ -257,7 +293,7 @@ def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
         if length > MAX_ARG_BYTES:
             return ArgVector([], partial=True,
                              missing=f"argv area of {length} bytes exceeds {MAX_ARG_BYTES}")
-        data, missing = _read_user(layer, arg_start, length)
+        data, missing, why = _read_user(k, layer, arg_start, length)
         args_len = arg_end - arg_start
         if data[args_len - 1:args_len] == b"\0" and (arg_end - 1) - (arg_end - 1) % PAGE_SIZE \
                 not in missing:
@@ -272,12 +308,11 @@ def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
         if env_end - env_start > MAX_ARG_BYTES:
             return ArgVector([], partial=True, missing=f"environment area of "
                              f"{env_end - env_start} bytes exceeds {MAX_ARG_BYTES}")
-        data, missing = _read_user(layer, env_start, env_end - env_start)
+        data, missing, why = _read_user(k, layer, env_start, env_end - env_start)
     if missing:
         pages = ", ".join(f"{m:#x}" for m in missing[:4])
         return ArgVector(split_nul_block(data), partial=True,
-                         missing=f"{len(missing)} page(s) not in memory (swapped out or not "
-                                 f"in the dump): {pages}")
+                         missing=f"{len(missing)} page(s) unreadable ({pages}): {why[0]}")
     return ArgVector(split_nul_block(data))
 
 

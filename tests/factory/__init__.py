@@ -175,7 +175,7 @@ def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
     helper_bytes = helper.read_bytes()
     entries.append(("bin/kvmfx-helper", 0o100755, helper_bytes))
     entries.append(("bin/kvmfx-pause", 0o100755, helper_bytes))
-    for mod in ("drivers/firmware/qemu_fw_cfg.ko",):
+    for order, mod in enumerate(scenario.modules):
         found = list(kroot.glob(f"lib/modules/*/kernel/{mod}*"))
         if not found:
             raise FactoryError(f"kernel package lacks {mod}")
@@ -183,14 +183,16 @@ def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
         if found[0].suffix == ".xz":
             import lzma
             data = lzma.decompress(data)
-        entries.append((f"lib/modules/{Path(mod).name}", 0o100644, data))
+        # init loads them in name order: the number keeps dependencies first
+        entries.append((f"lib/modules/{order:02d}-{Path(mod).name}", 0o100644, data))
     for i, proc in enumerate(scenario.procs):
         entries.append((f"spec/{i:04d}.argv", 0o100644,
                         b"".join(a.encode() + b"\0" for a in proc.argv)))
         entries.append((f"spec/{i:04d}.env", 0o100644,
                         b"".join(e.encode() + b"\0" for e in proc.env)))
         entries.append((f"spec/{i:04d}.cred", 0o100644, f"{proc.uid} {proc.gid}\n".encode()))
-    init = (HERE / "guest" / "init.sh").read_text().replace("@EXTRA@", scenario.extra)
+    init = (HERE / "guest" / "init.sh").read_text().replace("@EXTRA@", scenario.extra) \
+        .replace("@AFTER@", scenario.after)
     entries.append(("init", 0o100755, init.encode()))
     out = work / "initramfs.cpio.gz"
     out.write_bytes(gzip.compress(_newc(entries), 6))
@@ -245,6 +247,11 @@ def boot_and_dump(scenario: Scenario, kroot: Path, initrd: Path, out: Path) -> f
            "-nographic", "-no-reboot", "-device", "vmcoreinfo", "-monitor", "none",
            "-serial", f"file:{console}", "-serial", f"file:{gt_port}",
            "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+    if scenario.swap_mb:
+        swap = out / "swap"
+        with open(swap, "wb") as f:
+            f.truncate(scenario.swap_mb << 20)
+        cmd += ["-drive", f"file={swap},if=virtio,format=raw,cache=writethrough"]
     t0 = time.time()
     qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -392,6 +399,14 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
                 f = tar.extractfile(m)
                 files[m.name] = f.read() if f else b""
     (out / "kallsyms.gz").write_bytes(gzip.compress(files["gt/kallsyms"]))
+    swapped: dict[str, int] = {}
+    if b"=== SWAPPED-BEGIN" in text:
+        block = text.split(b"=== SWAPPED-BEGIN", 1)[1].split(b"=== SWAPPED-END", 1)[0]
+        for line in block.decode(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0].isdigit():
+                swapped[parts[0]] = int(parts[2])  # "PID VmSwap: N kB"
+
     procs: dict[str, Any] = {}
     for name, data in files.items():
         parts = name.split("/")
@@ -440,6 +455,7 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
                    "btime": btime, "kallsyms": kallsyms,
                    "paging_levels": 5 if " la57" in cpuinfo else 4},
         "processes": processes,
+        "swapped_kb": swapped,
     }
 
 
@@ -488,13 +504,13 @@ def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
         shutil.copy(next(kroot.glob("boot/config-*")), out / "config")
         (out / "groundtruth.json").write_text(json.dumps(truth, indent=1))
         files = {}
-        for key in ALL_DUMPS:
+        for key in (*ALL_DUMPS, "swap"):
             p = out / key
             if p.exists():
                 os.chmod(p, 0o444)  # evidence: read-only
-                files[key] = {"path": key, "format": ALL_DUMPS[key][0],
-                              "producer": ALL_DUMPS[key][1], "size": p.stat().st_size,
-                              "sha256": _sha256(p)}
+                fmt, producer = ALL_DUMPS.get(key, ("linux-swap", "the guest's mkswap/swapon"))
+                files[key] = {"path": key, "format": fmt, "producer": producer,
+                              "size": p.stat().st_size, "sha256": _sha256(p)}
         manifest = {"scenario": name, "kernel_package": kdir.name,
                     "release": truth["kernel"]["release"], "ram_mb": scenario.ram_mb,
                     "cpu": scenario.cpu, "files": files,

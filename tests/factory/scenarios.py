@@ -28,6 +28,12 @@ class Scenario:
     extra: str = ""
     #: which dump files to produce (subset of factory.ALL_DUMPS); None for all
     dumps: tuple[str, ...] | None = None
+    #: shell lines run after the ground truth is taken (before the dump)
+    after: str = ""
+    #: a swap disk of this many MiB (virtio), kept beside the dumps as ``swap``
+    swap_mb: int = 0
+    #: kernel modules to load, in order (paths under lib/modules/*/kernel/)
+    modules: tuple[str, ...] = ("drivers/firmware/qemu_fw_cfg.ko",)
 
 
 def distinctive() -> tuple[Proc, ...]:
@@ -55,12 +61,35 @@ def many(n: int) -> tuple[Proc, ...]:
                  for i in range(n))
 
 
+VIRTIO_BLK = ("drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko",
+              "drivers/virtio/virtio_pci_modern_dev.ko",
+              "drivers/virtio/virtio_pci_legacy_dev.ko", "drivers/virtio/virtio_pci.ko",
+              "drivers/block/virtio_blk.ko")
+
+SWAP_SETUP = """
+mkswap /dev/vda > /dev/null && swapon /dev/vda
+"""
+#: after the ground truth: push the spawned processes' argv/env pages out to swap
+SWAP_AFTER = """
+pids=$(cat /spec/*.pid | head -n 6)
+kvmfx-helper pageout $pids > /tmp/pageout
+sync
+sleep 3
+echo "=== SWAPPED-BEGIN" > /dev/ttyS1
+for p in $pids; do echo "$p $(grep VmSwap /proc/$p/status)" > /dev/ttyS1; done
+echo "=== SWAPPED-END" > /dev/ttyS1
+"""
+
 SCENARIOS = {
     "basic": Scenario("basic", 256, "qemu64", procs=distinctive()),
     "la57": Scenario("la57", 256, "max", procs=distinctive(),
                      dumps=("elf", "kdump-zlib", "raw")),
     "many": Scenario("many", 512, "qemu64", procs=distinctive() + many(300),
                      dumps=("elf", "kdump-zlib", "raw")),
+    "swap": Scenario("swap", 256, "qemu64", procs=distinctive(), extra=SWAP_SETUP,
+                     after=SWAP_AFTER, swap_mb=64,
+                     modules=("drivers/firmware/qemu_fw_cfg.ko", *VIRTIO_BLK),
+                     dumps=("elf", "kdump-zlib")),
     # for benchmarks: RAM above the 32-bit PCI hole, so memory is split in two ranges
     "big": Scenario("big", 4096, "qemu64", procs=distinctive(),
                     dumps=("elf", "kdump-zlib", "mdf-lzo")),

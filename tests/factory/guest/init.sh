@@ -42,5 +42,6 @@ cd / && tar -czf /gt.tgz gt
 echo "=== GT-BEGIN" > /dev/ttyS1
 base64 /gt.tgz > /dev/ttyS1
 echo "=== GT-END" > /dev/ttyS1
+@AFTER@
 echo "=== READY"
 wait $last

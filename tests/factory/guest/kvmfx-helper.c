@@ -12,6 +12,9 @@
  *                                    "long" runs past it into the environment; then sleep.
  *   threads N                        start N-1 extra threads, then sleep.
  *   zombie                           fork a child that exits at once and never reap it.
+ *   pageout PID...                   push each process's [stack] mapping (where argv and
+ *                                    the environment live) out to swap with
+ *                                    process_madvise(MADV_PAGEOUT); prints "PID result".
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -20,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -116,6 +121,24 @@ int main(int argc, char **argv) {
             pthread_create(&t, NULL, thread_main, NULL);
         }
         sleep_forever();
+    }
+    if (argc >= 3 && strcmp(argv[1], "pageout") == 0) {
+        for (int i = 2; i < argc; i++) {
+            char path[64], line[512];
+            unsigned long lo = 0, hi = 0;
+            snprintf(path, sizeof path, "/proc/%s/maps", argv[i]);
+            FILE *f = fopen(path, "r");
+            if (!f) { printf("%s -1\n", argv[i]); continue; }
+            while (fgets(line, sizeof line, f))
+                if (strstr(line, "[stack]")) sscanf(line, "%lx-%lx", &lo, &hi);
+            fclose(f);
+            long pidfd = syscall(434 /* pidfd_open */, atoi(argv[i]), 0);
+            struct iovec iov = { (void *)lo, hi - lo };
+            long r = syscall(440 /* process_madvise */, pidfd, &iov, 1, 21 /* MADV_PAGEOUT */, 0);
+            printf("%s %ld\n", argv[i], r);
+            close((int)pidfd);
+        }
+        return 0;
     }
     if (argc >= 2 && strcmp(argv[1], "zombie") == 0) {
         if (fork() == 0)
