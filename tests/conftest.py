@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Each test run starts with an empty profile cache: tests that check where symbols come from
+# must not see profiles an earlier run left behind (child processes inherit this).
+os.environ["KVMFX_PROFILE_DIR"] = tempfile.mkdtemp(prefix="kvmfx-profiles-")
 
 #: argv of the marked process: spaces, unicode, empty strings, 200 arguments.
 MARK_ARGS = ["a", "b c", "", "ünïcødé ✓", "tab\there", *[f"arg{i:03d}" for i in range(200)],

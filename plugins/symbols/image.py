@@ -24,6 +24,7 @@ from kvmfx.types import TypeModel
 from kvmfx_plugins.linux import kallsyms
 from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
 from kvmfx_plugins.symbols.btf import btf_size, parse_btf
+from kvmfx_plugins.symbols.profile_cache import remember
 
 #: Unrandomised start of x86_64 kernel text (__START_KERNEL_map + 16 MiB).
 X86_64_TEXT = 0xFFFFFFFF81000000
@@ -177,7 +178,10 @@ class ImageKallsymsProvider:
         try:
             data = session.read(start, stop - start)
             data = data[:btf_size(data)]
-            return parse_btf(data, "image:BTF")
+            model = parse_btf(data, "image:BTF")
+            if symbols.source == "image:kallsyms":
+                remember(session, symbols, data)  # the next open of this kernel is instant
+            return model
         except FormatError as exc:
             raise SymbolError(f"corrupt BTF in the image at {start + (exc.offset or 0):#x}: "
                               f"{exc.message}") from None

@@ -1,0 +1,143 @@
+"""Profiles: a kernel's symbols and BTF, saved once, so the next open of it is instant.
+
+A profile is a zip file (``meta.json``, ``symbols.tsv``, ``types.btf``) in the user cache
+directory (``platformdirs.user_cache_dir("kvmfx")/profiles``), keyed by the kernel's build
+id (VMCOREINFO ``BUILD-ID``) or, failing that, its release. Symbol addresses are stored
+unslid (KASLR offset removed) and slid again by the opening image's own offset, so one
+profile serves every boot of the same kernel build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import platformdirs
+
+from kvmfx.errors import FormatError, KvmError, SymbolError
+from kvmfx.hookspecs import hookimpl
+from kvmfx.session import Session
+from kvmfx.symbols import SymbolProvider, SymbolTable
+from kvmfx.types import TypeModel
+from kvmfx_plugins.linux.vmcoreinfo import session_vmcoreinfo
+from kvmfx_plugins.symbols.btf import parse_btf
+
+PROFILE_FORMAT = "kvmfx-profile"
+PROFILE_VERSION = 1
+#: only kernel-image addresses move with KASLR (per-CPU offsets and absolutes do not)
+IMAGE_LOW = 0xFFFFFFFF80000000
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KVMFX_PROFILE_DIR") or
+                Path(platformdirs.user_cache_dir("kvmfx")) / "profiles")
+
+
+def kernel_key(session: Session) -> tuple[str, int] | None:
+    """(profile key, KASLR offset) of a dump's kernel, from its VMCOREINFO."""
+    if session.live:
+        return None
+    try:
+        info = session_vmcoreinfo(session)
+    except KvmError:
+        return None
+    if info is None or not (info.build_id or info.osrelease):
+        return None
+    ident = f"{info.osrelease}|{info.build_id}"
+    key = hashlib.sha256(ident.encode()).hexdigest()[:24]
+    return key, info.kernel_offset or 0
+
+
+def save_profile(path: Path, symbols: SymbolTable, slide: int, btf: bytes | None,
+                 meta: dict[str, object]) -> None:
+    """Write a profile atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for sym in symbols.symbols.values():
+        addr = sym.address - slide if sym.address >= IMAGE_LOW else sym.address
+        lines.append(f"{addr:x}\t{sym.type}\t{sym.name}")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
+                                            "version": PROFILE_VERSION, **meta}))
+        z.writestr("symbols.tsv", "\n".join(lines))
+        if btf is not None:
+            z.writestr("types.btf", btf)
+    os.replace(tmp, path)
+
+
+def load_profile(path: Path, slide: int) -> tuple[SymbolTable, bytes | None, dict[str, object]]:
+    """Read a profile; FormatError when it is not one kvmfx can use."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("meta.json"))
+            if meta.get("format") != PROFILE_FORMAT or meta.get("version") != PROFILE_VERSION:
+                raise FormatError("not a kvmfx profile of this version", path=str(path))
+            text = z.read("symbols.tsv").decode()
+            btf = z.read("types.btf") if "types.btf" in z.namelist() else None
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise FormatError(f"unreadable profile: {exc}", path=str(path)) from None
+    table = SymbolTable(f"profile:{path.name}")
+    for line in text.splitlines():
+        addr_s, kind, name = line.split("\t", 2)
+        addr = int(addr_s, 16)
+        table.add(name, addr + slide if addr >= IMAGE_LOW else addr, kind)
+    return table, btf, meta
+
+
+class ProfileCacheProvider:
+    """A cached profile of the dump's kernel, made on an earlier open of the same build."""
+
+    name = "profile-cache"
+    description = "dump: the cached profile of this kernel build (user cache dir)"
+    stage = "image"
+    priority = 5
+
+    def _path(self, session: Session) -> tuple[Path, int] | None:
+        found = kernel_key(session)
+        if found is None:
+            return None
+        key, slide = found
+        return cache_dir() / f"{key}.zip", slide
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        where = self._path(session)
+        if where is None or not where[0].exists():
+            return None
+        try:
+            table, btf, _meta = load_profile(where[0], where[1])
+        except FormatError as exc:
+            raise SymbolError(exc.message, path=exc.path) from None
+        session.plugin_data["profile-btf"] = (btf, table.source)
+        return session.relocate_symbols(table)
+
+    def load_types(self, session: Session, path: str | None) -> TypeModel | None:
+        cached = session.plugin_data.get("profile-btf")
+        if cached is None:
+            return None
+        btf, source = cached
+        return parse_btf(btf, f"{source} (BTF)") if btf else None
+
+
+def remember(session: Session, table: SymbolTable, btf: bytes | None) -> None:
+    """Save the profile of a session's kernel (best effort: a cache, never an error)."""
+    where = ProfileCacheProvider()._path(session)
+    if where is None or where[0].exists():
+        return
+    info = session_vmcoreinfo(session)
+    try:
+        save_profile(where[0], table, where[1], btf,
+                     {"release": info.osrelease if info else None,
+                      "build_id": info.build_id if info else None,
+                      "symbols_from": table.source})
+    except OSError:
+        pass
+
+
+@hookimpl
+def kvmfx_symbol_providers() -> list[SymbolProvider]:
+    return [ProfileCacheProvider()]
+

@@ -1,0 +1,61 @@
+"""Cached profiles: the second open of a kernel build reuses its symbols and types."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import kvmfx
+from tests.factory import get_fixture
+
+
+@pytest.fixture
+def profile_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path / "profiles"))
+    return tmp_path / "profiles"
+
+
+def _truth_symbols(fx) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for addr, _kind, name in fx.kallsyms():
+        out.setdefault(name, addr)
+    return out
+
+
+def test_second_open_uses_the_profile_and_agrees(profile_dir):
+    fx = get_fixture("basic")
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        assert s.symbols.source == "image:kallsyms"
+        cold = {n: v.address for n, v in s.symbols.symbols.items()}
+        offset = s.types.offsetof("task_struct", "comm")
+    assert len(list(profile_dir.glob("*.zip"))) == 1
+    t = time.perf_counter()
+    with kvmfx.open(str(fx.path("mdf-zlib"))) as s:
+        assert s.symbols.source.startswith("profile:")
+        assert {n: v.address for n, v in s.symbols.symbols.items()} == cold
+        assert s.types.offsetof("task_struct", "comm") == offset
+        warm = time.perf_counter() - t
+        assert len(list(s.processes())) == len(fx.truth["processes"]) + 1
+    assert warm < 5  # a loose bound; the figure itself is in docs/performance.md
+
+
+def test_profile_serves_another_boot_with_its_own_kaslr_offset(profile_dir):
+    basic, la57 = get_fixture("basic"), get_fixture("la57")
+    with kvmfx.open(str(basic.path("elf"))) as s:
+        s.types  # noqa: B018 - symbols and types loaded: the profile is saved
+    with kvmfx.open(str(la57.path("elf"))) as s:
+        assert s.symbols.source.startswith("profile:")
+        truth = _truth_symbols(la57)
+        assert {n: v.address for n, v in s.symbols.symbols.items()} == truth
+
+
+def test_a_corrupt_profile_is_skipped(profile_dir):
+    fx = get_fixture("basic")
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        s.types  # noqa: B018
+    (path,) = profile_dir.glob("*.zip")
+    path.write_bytes(b"not a zip")
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        assert s.symbols.source == "image:kallsyms"
+        assert any("profile" in f and "unreadable" in f for f in s.symbol_failures)
