@@ -74,7 +74,8 @@ def test_kernel_facts_match_the_guest(fx):
             assert s.symbols.lookup(name) == int(addr, 16), name
 
 
-def test_symbols_from_the_image_equal_the_guests_kallsyms(fx):
+def test_symbols_from_the_image_equal_the_guests_kallsyms(fx, tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))  # no cached profile: the image
     truth = {}
     for addr, kind, name in fx.kallsyms():
         truth.setdefault(name, (addr, kind))
@@ -120,5 +121,7 @@ def test_libkvm_api_gives_the_same_answers(fx):
     assert "read-only" in kvm.kvm_geterr(kd)
     load: list[float] = []
     assert kvm.kvm_getloadavg(kd, load, 3) == 3
-    assert [f"{v:.2f}" for v in load] == fx.truth["kernel"]["loadavg"]
+    # avenrun moves every 5 s; the guest read it a moment before the dump
+    assert all(abs(v - float(t)) <= 0.02 for v, t in zip(load, fx.truth["kernel"]["loadavg"],
+                                                          strict=True))
     assert kvm.kvm_close(kd) == 0
