@@ -35,9 +35,10 @@ def peers_python() -> str | None:
     return str(py)
 
 
-def run_worker(python: str, task: dict[str, object]) -> dict[str, object]:
+def run_worker(python: str, task: dict[str, object],
+               env_extra: dict[str, str] | None = None) -> dict[str, object]:
     """Run one measurement in a subprocess; returns its JSON result plus peak RSS."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
     t = time.perf_counter()
     proc = subprocess.run([python, "-m", "bench.worker", json.dumps(task)], capture_output=True,
                           text=True, env=env, cwd=ROOT, timeout=3600)

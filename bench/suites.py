@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,11 @@ def reads(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any
     header = ["file", "format", "producer", "size MB", "seq 4K MB/s", "random 4K MB/s",
               "peak RSS MiB", "limit MB/s", "limit", "x limit"]
     rows, data = [], {}
-    raw = fx.path("raw")
+    raw = fx.path("raw") if "raw" in fx.files else fx.path("elf")
     t = time.perf_counter()
     subprocess.run(["dd", f"if={raw}", "of=/dev/null", "bs=1M"], capture_output=True)
     dd = raw.stat().st_size / (time.perf_counter() - t)
+    dd_what = f"dd of the {raw.name} file"
     for key in READ_FORMATS:
         if key not in fx.files:
             continue
@@ -65,7 +67,7 @@ def reads(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any
                                           "mode": "random"})
         codec = run_worker(sys.executable, {"kind": "codec-limit", "path": str(path)})
         limit, what = (codec.get("mbps"), codec.get("codec")) if codec.get("mbps") else (
-            dd / MB, "dd of the raw image")
+            dd / MB, dd_what)
         seq_mbps = seq.get("bytes", 0) / MB / seq["read_s"] if "read_s" in seq else 0
         rows.append([key, meta["format"], meta["producer"].split(" (")[0],
                      f"{meta['size'] / MB:,.0f}", _mbps(seq.get("bytes", 0), seq.get("read_s", 0)),
@@ -96,20 +98,27 @@ def _ranges(path: Path) -> list[tuple[int, int]]:
 
 def startup(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any]:
     """Open to symbols + types ready, from the image alone (cold: a fresh process)."""
-    header = ["tool", "input", "symbols from", "symbols", "types", "seconds", "peak RSS MiB"]
+    header = ["tool", "input", "cache", "symbols from", "symbols", "types", "seconds",
+              "peak RSS MiB"]
     rows, data = [], {}
     for key in ("elf", "mdf-zlib", "kdump-zlib", "lime"):
-        r = run_worker(sys.executable, {"kind": "kvmfx-symbols", "path": str(fx.path(key))})
-        data[key] = r
-        rows.append(["kvmfx", key, r.get("source", r.get("error")), str(r.get("symbols")),
-                     str(r.get("types")), f"{r.get('total_s', 0):.2f}",
-                     f"{r.get('rss_mib', 0):.0f}"])
+        if key not in fx.files:
+            continue
+        with tempfile.TemporaryDirectory() as profiles:
+            env = {"KVMFX_PROFILE_DIR": profiles}
+            for cache in ("cold", "warm"):
+                r = run_worker(sys.executable, {"kind": "kvmfx-symbols",
+                                                "path": str(fx.path(key))}, env)
+                data[f"{key}-{cache}"] = r
+                rows.append(["kvmfx", key, cache, str(r.get("source", r.get("error")))[:24],
+                             str(r.get("symbols")), str(r.get("types")),
+                             f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
     vmlinux = _debug_vmlinux(fx) if peer_py else None
     if peer_py and vmlinux:
         r = run_worker(peer_py, {"kind": "drgn-symbols", "path": str(fx.path("elf")),
                                  "vmlinux": vmlinux})
         data["drgn"] = r
-        rows.append(["drgn 0.3", "elf", "debug vmlinux (633 MB)", "-", "-",
+        rows.append(["drgn 0.3", "elf", "-", "debug vmlinux (633 MB)", "-", "-",
                      f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
     return header, rows, data
 

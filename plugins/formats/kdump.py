@@ -182,7 +182,7 @@ class KdumpLayer(PhysicalLayer):
         dumped = int.from_bytes(self._dumped_bytes, "little")
         self._rank = self._rank_index()
         self._cache = BoundedCache(cache_pages)
-        self._descs = BoundedCache(256)
+        self._descs = BoundedCache(4096)  # raw 12 KiB blocks: at most 48 MiB
         self.codecs: set[str] = set()
         self.ranges = self._runs(dumped, header.max_mapnr, bs)
         # A file that ends inside its descriptor table, or whose last page's data runs past
@@ -234,13 +234,14 @@ class KdumpLayer(PhysicalLayer):
                                    address=pfn * bs, path=self.reader.path)
         index = self._desc_index(pfn)
         at = self.h.desc_offset + index * PAGE_DESC_SIZE
-        block = self._descs.get(index // DESC_BATCH,
-                                partial(self._desc_block, index // DESC_BATCH))
-        if index % DESC_BATCH >= len(block):
+        block: bytes = self._descs.get(index // DESC_BATCH,
+                                       partial(self._desc_block_raw, index // DESC_BATCH))
+        within = (index % DESC_BATCH) * PAGE_DESC_SIZE
+        if within + PAGE_DESC_SIZE > len(block):
             raise MissingPageError("page's descriptor lies past the end of the file "
                                    "(truncated dump)", path=self.reader.path,
                                    address=pfn * bs)
-        d_offset, d_size, d_flags, _pf = block[index % DESC_BATCH]
+        d_offset, d_size, d_flags, _pf = _PAGE_DESC.unpack_from(block, within)
         if self.truncated and d_offset + d_size > self.reader.size and d_offset < (1 << 50):
             raise MissingPageError("page's data lies past the end of the file (truncated "
                                    "dump)", path=self.reader.path, address=pfn * bs)
@@ -271,14 +272,17 @@ class KdumpLayer(PhysicalLayer):
                               f"bytes, not {bs}", path=self.reader.path, offset=d_offset)
         return page
 
-    def _desc_block(self, block: int) -> list[tuple[int, int, int, int]]:
-        """Descriptors ``block * DESC_BATCH`` onwards (fewer at the end of the table)."""
+    def _desc_block_raw(self, block: int) -> bytes:
+        """The bytes of descriptors ``block * DESC_BATCH`` onwards (fewer at the end of
+        the table or of a truncated file)."""
         first = block * DESC_BATCH
         count = min(DESC_BATCH, self.dumped_pages - first)
         at = self.h.desc_offset + first * PAGE_DESC_SIZE
         avail = max(0, min(count * PAGE_DESC_SIZE, self.reader.size - at))
-        data = self.reader.read(at, avail - avail % PAGE_DESC_SIZE) if avail else b""
-        return list(_PAGE_DESC.iter_unpack(data))
+        return self.reader.read(at, avail - avail % PAGE_DESC_SIZE) if avail else b""
+
+    def _desc_block(self, block: int) -> list[tuple[int, int, int, int]]:
+        return list(_PAGE_DESC.iter_unpack(self._desc_block_raw(block)))
 
     def _read_chunk(self, paddr: int, size: int) -> bytes:
         bs = self.h.block_size
