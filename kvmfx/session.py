@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kvmfx.arch import VirtualLayer
@@ -33,6 +33,19 @@ PATH_KSYMS = "/proc/kallsyms"
 PATH_DRUM = "/proc/swaps"
 
 
+def best_match(candidates: Iterable[Any], score: Callable[[Any], int]) -> Any:
+    """The candidate with the highest score above 0 (a plugin that fails to score gets 0)."""
+    best, top = None, 0
+    for candidate in candidates:
+        try:
+            value = int(score(candidate))
+        except KvmError:
+            value = 0
+        if value > top:
+            best, top = candidate, value
+    return best
+
+
 def open_dump(path: str, registry: Registry, *, writable: bool = False) -> PhysicalLayer:
     """Open ``path`` read-only and decode it with the format plugin that recognises it."""
     if writable:
@@ -40,14 +53,7 @@ def open_dump(path: str, registry: Registry, *, writable: bool = False) -> Physi
     source = FileSource(path)
     try:
         head = source.read_upto(0, 65536)
-        best, score = None, 0
-        for fmt in registry.dump_formats:
-            try:
-                s = int(fmt.probe(head, source))
-            except KvmError:
-                s = 0
-            if s > score:
-                best, score = fmt, s
+        best = best_match(registry.dump_formats, lambda fmt: fmt.probe(head, source))
         if best is None:
             if source.size == 0 and stat.S_ISREG(os.stat(path).st_mode):
                 raise FormatError("empty file: not a memory image", path=path)
@@ -128,14 +134,7 @@ class Session:
         """The architecture plugin that recognised this kernel."""
         if self._arch is None:
             self.open_memory()
-            best, score = None, 0
-            for arch in self.registry.architectures:
-                try:
-                    s = int(arch.detect(self))
-                except KvmError:
-                    s = 0
-                if s > score:
-                    best, score = arch, s
+            best = best_match(self.registry.architectures, lambda arch: arch.detect(self))
             if best is None:
                 raise UnsupportedError("no architecture plugin recognises this kernel",
                                        path=self.corefile)
@@ -267,14 +266,7 @@ class Session:
     def profile(self) -> Any:
         """The OS profile (process model) that understands this kernel."""
         if self._profile is None:
-            best, score = None, 0
-            for prof in self.registry.os_profiles:
-                try:
-                    s = int(prof.applies(self))
-                except KvmError:
-                    s = 0
-                if s > score:
-                    best, score = prof, s
+            best = best_match(self.registry.os_profiles, lambda prof: prof.applies(self))
             if best is None:
                 raise ProcessError("no OS profile understands this kernel",
                                    path=self.corefile)

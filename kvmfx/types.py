@@ -174,22 +174,21 @@ class TypeModel:
             if inner and self.get(inner).kind in (STRUCT, UNION):
                 self._flatten(inner, bits, out, depth + 1)
 
-    def member(self, struct: str, member: str) -> tuple[int, int]:
-        """``(byte offset, type id)`` of ``struct.member``."""
+    def _entry(self, struct: str, member: str) -> tuple[int, int, int]:
         try:
-            bits, tid, _ = self.layout(struct)[member]
+            return self.layout(struct)[member]
         except KeyError:
             raise SymbolError(f"struct {struct} has no member {member!r} "
                               f"({self.source})") from None
+
+    def member(self, struct: str, member: str) -> tuple[int, int]:
+        """``(byte offset, type id)`` of ``struct.member``."""
+        bits, tid, _ = self._entry(struct, member)
         return bits // 8, tid
 
     def bitfield(self, struct: str, member: str) -> tuple[int, int]:
         """``(bit offset, bit size)`` of a member (bit size 0: not a bitfield)."""
-        try:
-            bits, _, size = self.layout(struct)[member]
-        except KeyError:
-            raise SymbolError(f"struct {struct} has no member {member!r} "
-                              f"({self.source})") from None
+        bits, _, size = self._entry(struct, member)
         return bits, size
 
     def offsetof(self, struct: str, path: str) -> int:
