@@ -125,3 +125,11 @@ def test_libkvm_api_gives_the_same_answers(fx):
     assert all(abs(v - float(t)) <= 0.02 for v, t in zip(load, fx.truth["kernel"]["loadavg"],
                                                           strict=True))
     assert kvm.kvm_close(kd) == 0
+
+
+@pytest.mark.parametrize("key", ["elf", "kdump-zlib", "raw"])
+def test_hundreds_of_processes_match_the_guest(key):
+    many = get_fixture("many")
+    assert len(many.truth["processes"]) > 300
+    with kvmfx.open(str(many.path(key))) as s:
+        assert _check_session(s, many.truth) == len(many.truth["processes"])
