@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,30 +20,14 @@ def _mbps(nbytes: float, seconds: float) -> str:
 
 
 def _debug_vmlinux(fx: Any) -> str | None:
-    """The Debian debug vmlinux of the fixture's kernel (downloaded once, 858 MB .deb)."""
-    release = fx.truth["kernel"]["release"]
-    root = Path(os.environ.get("KVMFX_FIXTURE_DIR") or Path.home() / ".cache" / "kvmfx")
-    out = root / "debug" / f"vmlinux-{release}"
-    if out.exists():
-        return str(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pkg = f"linux-image-{release}-dbg"
+    """The Debian debug vmlinux of the fixture's kernel (for drgn), downloaded once."""
+    from tests.factory import FactoryError, debug_vmlinux
+
     try:
-        subprocess.run(["apt-get", "download", pkg], cwd=out.parent, check=True,
-                       capture_output=True, timeout=1800)
-        deb = next(out.parent.glob(f"{pkg}_*.deb"))
-        member = f"./usr/lib/debug/boot/vmlinux-{release}"
-        with open(out, "wb") as f:
-            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                                   stdout=subprocess.PIPE)
-            subprocess.run(["tar", "-xO", member], stdin=tar.stdout, stdout=f, check=True)
-            tar.wait()
-        deb.unlink()
-    except (subprocess.SubprocessError, OSError, StopIteration) as exc:
+        return str(debug_vmlinux(fx.truth["kernel"]["release"]))
+    except (FactoryError, OSError) as exc:
         print(f"bench: no debug vmlinux ({exc})", file=sys.stderr)
-        out.unlink(missing_ok=True)
         return None
-    return str(out)
 
 
 def reads(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any]:

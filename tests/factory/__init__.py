@@ -147,6 +147,38 @@ def kernel_dir(root: Path) -> Path:
     return kdir
 
 
+def debug_vmlinux(release: str, root: Path | None = None) -> Path:
+    """The Debian debug vmlinux (DWARF) of ``release``: the 858 MB ``-dbg`` package is
+    downloaded once and only the vmlinux is kept."""
+    root = root or cache_root()
+    out = root / "debug" / f"vmlinux-{release}"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.exists():
+            return out
+        pkg = f"linux-image-{release}-dbg"
+        for stale in out.parent.glob("*.deb"):
+            stale.unlink()
+        _run(["apt-get", "download", pkg], cwd=out.parent)
+        deb = next(out.parent.glob(f"{pkg}_*.deb"))
+        tmp = out.with_suffix(".part")
+        with open(tmp, "wb") as f:
+            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
+                                   stdout=subprocess.PIPE)
+            r = subprocess.run(["tar", "-xO", f"./usr/lib/debug/boot/vmlinux-{release}"],
+                               stdin=tar.stdout, stdout=f)
+            tar.wait()
+        deb.unlink()
+        if r.returncode != 0 or tar.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise FactoryError(f"could not extract the debug vmlinux from {pkg}")
+        os.replace(tmp, out)
+    return out
+
+
 # -- the guest ----------------------------------------------------------------------------
 def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     """A cpio 'newc' archive (the initramfs format) of (path, mode, data) entries."""
