@@ -195,8 +195,12 @@ def run_cmd(state: _State, plugin: str, args: tuple[str, ...]) -> None:
                     out.close()
                 else:
                     out.flush()
-        if partial[0]:
-            click.echo(f"kvmfx: {plugin}: partial result (rows flagged partial)", err=True)
+            warnings = list(session.warnings)
+        for warning in warnings:
+            click.echo(f"kvmfx: warning: {warning}", err=True)
+        if partial[0] or warnings:
+            what = "rows flagged partial" if partial[0] else "see the warnings"
+            click.echo(f"kvmfx: {plugin}: partial result ({what})", err=True)
             sys.exit(EXIT_PARTIAL)
 
     params = [click.argument("corefile", required=False, type=click.Path()), *_COMMON,

@@ -97,6 +97,9 @@ class Session:
         self.symbol_failures: list[str] = []
         #: Per-session scratch space for plugins (caches), keyed by plugin name.
         self.plugin_data: dict[str, Any] = {}
+        #: What could not be read although the command went on (a list walk cut short...):
+        #: one line each; the CLI prints them and exits with the partial-result status.
+        self.warnings: list[str] = []
         self.closed = False
         if corefile is not None and not no_files:
             self._physical = open_dump(corefile, self.registry, writable=writable)

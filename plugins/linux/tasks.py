@@ -13,7 +13,6 @@ from typing import Any
 from kvmfx.errors import (
     KvmError,
     MissingPageError,
-    ProcessError,
     SwappedOutError,
     TranslationError,
 )
@@ -69,7 +68,6 @@ class LinuxKernel:
         self.upid_size = self.types.struct_size("upid")
         self._swap: SwapArea | None | bool = False
         self._boot_wall: float | None | bool = False
-        self.truncated: list[str] = []
 
     def swap(self) -> SwapArea | None:
         """The swap image given with -W (swap area 0), opened read-only on first use."""
@@ -86,17 +84,37 @@ class LinuxKernel:
             return None
         return Object(self.types, type_name, address, self.read)
 
-    def list_entries(self, head: int, member_off: int, limit: int = MAX_TASKS) -> Iterator[int]:
-        """Addresses of the structures on a list_head ring, excluding the head."""
+    def list_entries(self, head: int, member_off: int, limit: int = MAX_TASKS,
+                     what: str = "list") -> Iterator[int]:
+        """Addresses of the structures on a list_head ring, excluding the head.
+
+        A ring that loops back on itself (anywhere but its head), runs past ``limit`` or
+        leads into unreadable memory ends the walk with a session warning.
+        """
         seen: set[int] = set()
-        node = int.from_bytes(self.read(head, 8), "little")
+        try:
+            node = int.from_bytes(self.read(head, 8), "little")
+        except KvmError as exc:
+            self.session.warnings.append(f"{what} at {head:#x} is unreadable: {exc}")
+            return
         while node != head:
-            if node in seen or len(seen) >= limit:
-                self.truncated.append(f"list at {head:#x} loops or is longer than {limit}")
+            if node in seen:
+                self.session.warnings.append(f"{what} at {head:#x} loops at {node:#x} after "
+                                             f"{len(seen)} entries: the rest is not listed")
+                return
+            if len(seen) >= limit:
+                self.session.warnings.append(f"{what} at {head:#x} is longer than {limit} "
+                                             "entries: the rest is not listed")
                 return
             seen.add(node)
+            try:
+                nxt = int.from_bytes(self.read(node, 8), "little")
+            except KvmError as exc:
+                self.session.warnings.append(f"{what} at {head:#x} is broken at {node:#x} "
+                                             f"after {len(seen) - 1} entries: {exc}")
+                return
             yield node - member_off
-            node = int.from_bytes(self.read(node, 8), "little")
+            node = nxt
 
     def pid_nr(self, pid_ptr: int, level: int = 0) -> int | None:
         """The number of a struct pid in the namespace at ``level`` (0: the global one);
@@ -131,8 +149,13 @@ def for_each_task(k: LinuxKernel) -> Iterator[Object]:
     """init_task and every thread-group leader on its ``tasks`` list."""
     init = k.symbols.address_of("init_task")
     yield k.task(init)
-    for addr in k.list_entries(init + k.tasks_off, k.tasks_off):
-        yield k.task(addr)
+    for addr in k.list_entries(init + k.tasks_off, k.tasks_off, what="task list"):
+        try:
+            task = k.task(addr)
+        except KvmError as exc:
+            k.session.warnings.append(f"task_struct at {addr:#x} is unreadable: {exc}")
+            continue
+        yield task
 
 
 def task_threads(k: LinuxKernel, task: Object) -> Iterator[Object]:
@@ -145,7 +168,7 @@ def task_threads(k: LinuxKernel, task: Object) -> Iterator[Object]:
         yield task
         return
     head = signal + k.types.offsetof("signal_struct", "thread_head")
-    for addr in k.list_entries(head, k.thread_node_off, limit=1 << 20):
+    for addr in k.list_entries(head, k.thread_node_off, limit=1 << 20, what="thread list"):
         yield k.task(addr)
 
 
@@ -346,8 +369,7 @@ class LinuxDumpProfile:
             try:
                 yield task_to_process(k, task)
             except KvmError as exc:
-                raise ProcessError(f"task_struct unreadable: {exc}",
-                                   address=task.address) from None
+                session.warnings.append(f"process at {task.address:#x} skipped: {exc}")
 
     def threads(self, session: Session, proc: Process) -> Iterator[Process]:
         k = self._kernel(session)
