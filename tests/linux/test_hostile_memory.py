@@ -70,7 +70,8 @@ def test_a_task_list_into_unmapped_memory_stops(fx, tmp_path):
     path = _copy(fx, tmp_path)
     pid = sorted(int(p) for p in fx.truth["processes"])[20]
     task, tasks_off, index = _task(path, pid)
-    _patch(path, task + tasks_off, (0xDEAD000000000100).to_bytes(8, "little")  # LIST_POISON1)
+    poison = 0xDEAD000000000100  # LIST_POISON1, what list_del leaves behind
+    _patch(path, task + tasks_off, poison.to_bytes(8, "little"))
     with kvmfx.open(str(path)) as s:
         pids = [p.pid for p in s.processes()]
         assert len(pids) == index + 1
