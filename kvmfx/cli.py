@@ -172,14 +172,32 @@ def _option_to_click(opt: Any) -> Any:
     return click.option(decl, opt.name, type=kind, default=opt.default, help=opt.help)
 
 
-@main.command("run", context_settings={"ignore_unknown_options": True,
-                                       "allow_extra_args": True, "help_option_names": []})
+_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True,
+                 "help_option_names": []}
+
+
+@main.command("run", context_settings=_PASS_THROUGH)
 @click.argument("plugin")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
 @_guarded
 def run_cmd(state: _State, plugin: str, args: tuple[str, ...]) -> None:
     """Run command PLUGIN on COREFILE (or the live system). PLUGIN --help lists its options."""
+    _run_command(state, plugin, args)
+
+
+@main.command("profile", context_settings=_PASS_THROUGH)
+@click.argument("action")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_obj
+@_guarded
+def profile_cmd(state: _State, action: str, args: tuple[str, ...]) -> None:
+    """Kernel profiles: ``build DUMP`` (cache its symbols and types), ``export-isf DUMP
+    --isf FILE`` (a Volatility 3 symbol file). Same as ``kvmfx run profile-ACTION``."""
+    _run_command(state, f"profile-{action}", args)
+
+
+def _run_command(state: _State, plugin: str, args: tuple[str, ...]) -> None:
     command = state.registry.command(plugin)
 
     def invoke(corefile: str | None, core_opt: str | None, execfile: str | None,

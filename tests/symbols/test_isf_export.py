@@ -21,7 +21,7 @@ def exported(tmp_path_factory):
     d = tmp_path_factory.mktemp("isf")
     (d / "linux").mkdir()
     path = d / "linux" / "kernel.json.xz"
-    r = subprocess.run([sys.executable, "-m", "kvmfx.cli", "run", "profile-export-isf",
+    r = subprocess.run([sys.executable, "-m", "kvmfx.cli", "profile", "export-isf",
                         str(fx.path("elf")), "--isf", str(path), "--format", "json"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

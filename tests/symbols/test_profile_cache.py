@@ -59,3 +59,18 @@ def test_a_corrupt_profile_is_skipped(profile_dir):
     with kvmfx.open(str(fx.path("elf"))) as s:
         assert s.symbols.source == "image:kallsyms"
         assert any("profile" in f and "unreadable" in f for f in s.symbol_failures)
+
+
+def test_profile_build_command_reports_the_cached_file(profile_dir):
+    import json
+    import subprocess
+    import sys
+
+    fx = get_fixture("basic")
+    r = subprocess.run([sys.executable, "-m", "kvmfx.cli", "profile", "build",
+                        str(fx.path("elf")), "--format", "json"], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)
+    assert row["symbols_from"] == "image:kallsyms" and row["symbols"] > 80000
+    assert (profile_dir / row["profile"].rsplit("/", 1)[1]).exists()
