@@ -1,0 +1,182 @@
+"""psscan: task structures found by scanning physical memory, not by walking the task list.
+
+Linux allocates task_structs from the SLUB cache ``task_struct_cachep``: slabs of
+``2^order`` pages, naturally aligned in physical memory, each holding ``objects`` tasks
+``size`` bytes apart (``kmem_cache.oo`` / ``.size``). Scanning every such slot of physical
+memory and keeping those that look like a task (sane pid, printable comm, kernel pointers
+in its lists and credentials) finds processes that are unlinked from the list (hidden) and
+tasks that have exited but whose memory was not reused yet.
+
+``psxview`` puts both views side by side: a process seen by one method and not the other is
+worth a look.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kvmfx.commands import Column, Command
+from kvmfx.errors import KvmError, UnsupportedError
+from kvmfx.hookspecs import hookimpl
+from kvmfx.layers import PAGE_SIZE
+from kvmfx.objects import Object, cstring
+from kvmfx.session import Session
+from kvmfx_plugins.linux.tasks import LinuxKernel, task_state
+
+KERNEL_HALF = 0xFFFF800000000000
+MAX_PID = 1 << 22
+_PRINTABLE = set(string.printable.encode()) - set(b"\t\n\r\x0b\x0c")
+#: physical memory is read this much at a time while scanning
+CHUNK = 8 << 20
+
+
+@dataclass
+class ScannedTask:
+    paddr: int
+    vaddr: int
+    pid: int
+    tgid: int
+    comm: str
+    state: str
+    ppid: int | None
+    start_boot: float
+    exited: bool
+
+
+def _plausible(task: Object) -> bool:
+    pid, tgid = task.pid, task.tgid
+    if not (0 <= pid < MAX_PID and 0 <= tgid < MAX_PID) or (pid and not tgid):
+        return False
+    comm = cstring(task.comm)
+    if not comm or len(comm) > 15 or any(b not in _PRINTABLE for b in comm):
+        return False
+    ptrs = (task.tasks.next, task.tasks.prev, task.real_parent, task.real_cred, task.cred)
+    return all(p >= KERNEL_HALF for p in ptrs)
+
+
+def scan_tasks(session: Session) -> Iterator[ScannedTask]:
+    """Every task_struct-shaped slot of the task cache's slabs in physical memory."""
+    k: LinuxKernel = session.profile._kernel(session)
+    types, symbols = k.types, k.symbols
+    cache_ptr = int.from_bytes(session.read(symbols.address_of("task_struct_cachep"), 8),
+                               "little")
+    cache = Object(types, "kmem_cache", cache_ptr, session.read)
+    oo = cache.oo.x if isinstance(cache.oo, Object) else cache.oo
+    order, per_slab = oo >> 16, oo & 0xFFFF
+    size = cache.size
+    slab_bytes = PAGE_SIZE << order
+    if not 0 < size <= slab_bytes or not 0 < per_slab <= slab_bytes // size or order > 10:
+        raise UnsupportedError(f"task_struct cache geometry is implausible (order {order}, "
+                               f"{per_slab} objects of {size} bytes)", address=cache_ptr)
+    page_offset = int.from_bytes(session.read(symbols.address_of("page_offset_base"), 8),
+                                 "little")
+    task_size = types.struct_size("task_struct")
+    start_off = types.offsetof("task_struct", "start_boottime")
+    physical = session.physical
+    for r in physical.ranges:
+        base = r.start + (-r.start) % slab_bytes
+        pos = base
+        while pos < r.end:
+            span = min(CHUNK, r.end - pos)
+            span -= span % slab_bytes
+            if span <= 0:
+                break
+            try:
+                chunk = physical.read(pos, span + task_size, zero_fill=True)
+            except KvmError:
+                pos += span
+                continue
+            for slab in range(0, span, slab_bytes):
+                for i in range(per_slab):
+                    at = slab + i * size
+                    task = Object(types, "task_struct", page_offset + pos + at, buf=chunk,
+                                  base=at)
+                    if not _plausible(task):
+                        continue
+                    parent = None
+                    try:
+                        parent = int(Object(types, "task_struct", task.real_parent,
+                                            session.read).tgid)
+                    except KvmError:
+                        pass
+                    start = int.from_bytes(chunk[at + start_off:at + start_off + 8], "little")
+                    yield ScannedTask(pos + at, page_offset + pos + at, task.pid, task.tgid,
+                                      cstring(task.comm).decode("utf-8", "replace"),
+                                      task_state(task), parent, start / 1e9,
+                                      bool(task.exit_state & 0x30) or task.tasks.next == 0)
+            pos += span
+
+
+class PsScan(Command):
+    def __init__(self) -> None:
+        super().__init__(
+            name="psscan",
+            description="Tasks found by scanning physical memory (hidden and exited too).",
+            columns=[Column("offset", "int", "physical address of the task_struct"),
+                     Column("task", "int", "its kernel virtual address"),
+                     Column("pid", "int", "thread id"), Column("tgid", "int", "process id"),
+                     Column("ppid", "int", "real parent's process id (if readable)"),
+                     Column("comm", "str", "command name"), Column("state", "str", "state"),
+                     Column("start_boot", "float", "start, seconds after boot"),
+                     Column("in_task_list", "bool", "also found by walking the task list")],
+            needs_memory=True)
+
+    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        if session.live:
+            raise UnsupportedError("psscan scans a dump's physical memory")
+        listed = _listed(session)
+        for t in scan_tasks(session):
+            yield {"offset": t.paddr, "task": t.vaddr, "pid": t.pid, "tgid": t.tgid,
+                   "ppid": t.ppid, "comm": t.comm, "state": t.state,
+                   "start_boot": round(t.start_boot, 3), "in_task_list": t.vaddr in listed}
+
+
+def _listed(session: Session) -> set[int]:
+    """Kernel addresses of every task reachable from the task list (threads included)."""
+    out: set[int] = set()
+    for p in session.processes():
+        out.add(p.handle)
+        for t in session.threads(p):
+            out.add(t.handle)
+    return out
+
+
+class PsXView(Command):
+    def __init__(self) -> None:
+        super().__init__(
+            name="psxview",
+            description="Processes by task-list walk and by memory scan, side by side.",
+            columns=[Column("pid", "int", "process id"), Column("comm", "str", "command name"),
+                     Column("task", "int", "task_struct address"),
+                     Column("task_list", "bool", "found by walking the task list"),
+                     Column("scan", "bool", "found by psscan"),
+                     Column("state", "str", "state"),
+                     Column("note", "str", "why the views disagree, when they do")],
+            needs_memory=True)
+
+    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        if session.live:
+            raise UnsupportedError("psxview compares views of a dump's memory")
+        walked = {p.handle: p for p in session.processes()}
+        scanned = {t.vaddr: t for t in scan_tasks(session) if t.pid == t.tgid}
+        for addr in sorted(set(walked) | set(scanned),
+                           key=lambda a: (walked[a].pid if a in walked else scanned[a].pid)):
+            p, t = walked.get(addr), scanned.get(addr)
+            note = None
+            if p is None and t is not None:
+                note = "exited (memory not reused yet)" if t.exited else \
+                    "not on the task list: unlinked or exiting"
+            elif t is None and p is not None:
+                note = "not found by the scan"
+            yield {"pid": p.pid if p else t.pid if t else None,
+                   "comm": p.comm if p else t.comm if t else None, "task": addr,
+                   "task_list": p is not None, "scan": t is not None,
+                   "state": p.state if p else t.state if t else None, "note": note}
+
+
+@hookimpl
+def kvmfx_commands() -> list[Command]:
+    return [PsScan(), PsXView()]
