@@ -224,7 +224,7 @@ def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
                         b"".join(e.encode() + b"\0" for e in proc.env)))
         entries.append((f"spec/{i:04d}.cred", 0o100644, f"{proc.uid} {proc.gid}\n".encode()))
     init = (HERE / "guest" / "init.sh").read_text().replace("@EXTRA@", scenario.extra) \
-        .replace("@AFTER@", scenario.after)
+        .replace("@AFTER@", scenario.after).replace("@PROCS@", scenario.truth_glob)
     entries.append(("init", 0o100755, init.encode()))
     out = work / "initramfs.cpio.gz"
     out.write_bytes(gzip.compress(_newc(entries), 6))

@@ -28,7 +28,7 @@ last=$!
 
 # ground truth: what the guest itself says
 mkdir /gt
-for d in /proc/[0-9]*; do
+for d in @PROCS@; do
     p=${d#/proc/}
     mkdir /gt/$p
     for f in stat status cmdline environ comm; do cat $d/$f > /gt/$p/$f 2>/dev/null; done

@@ -12,6 +12,8 @@
  *                                    "long" runs past it into the environment; then sleep.
  *   threads N                        start N-1 extra threads, then sleep.
  *   zombie                           fork a child that exits at once and never reap it.
+ *   spawnmany N                      start N sleepers (kvmfx-pause) named kvmfx-scale-I with
+ *                                    an argument and an environment variable each.
  *   pageout PID...                   push each process's [stack] mapping (where argv and
  *                                    the environment live) out to swap with
  *                                    process_madvise(MADV_PAGEOUT); prints "PID result".
@@ -121,6 +123,22 @@ int main(int argc, char **argv) {
             pthread_create(&t, NULL, thread_main, NULL);
         }
         sleep_forever();
+    }
+    if (argc >= 3 && strcmp(argv[1], "spawnmany") == 0) {
+        int n = atoi(argv[2]);
+        for (int i = 0; i < n; i++) {
+            if (fork() == 0) {
+                char name[32], arg[32], env[48];
+                snprintf(name, sizeof name, "kvmfx-scale-%d", i);
+                snprintf(arg, sizeof arg, "--slot=%d", i);
+                snprintf(env, sizeof env, "KVMFX_SCALE=%d", i);
+                char *av[] = {name, arg, NULL};
+                char *ev[] = {env, "PATH=/bin", NULL};
+                execve("/bin/kvmfx-pause", av, ev);
+                _exit(2);
+            }
+        }
+        return 0;
     }
     if (argc >= 3 && strcmp(argv[1], "pageout") == 0) {
         for (int i = 2; i < argc; i++) {
