@@ -41,6 +41,8 @@ class Process:
     tty: int | None = None
     rss: int | None = None
     nice: int | None = None
+    #: the pid in the process's own pid namespace (equal to pid outside containers)
+    nspid: int | None = None
     start_boot: float | None = None
     start_time: float | None = None
     kernel_thread: bool = False

@@ -56,6 +56,7 @@ class PsList(Command):
                      Column("egid", "int", "effective group id"),
                      *BASE_COLUMNS[4:],
                      Column("nthreads", "int", "number of threads"),
+                     Column("nspid", "int", "pid inside its own pid namespace"),
                      Column("tty", "int", "controlling terminal device number (0: none)"),
                      Column("rss", "int", "resident set size in pages"),
                      Column("kernel_thread", "bool", "a kernel thread (no user memory)"),

@@ -82,6 +82,7 @@ class ProcfsProfile:
         except (OSError, ValueError, IndexError):
             return None  # exited while we looked, or not a process directory
         uids = status.get("Uid", [0, 0, 0, 0])
+        nspid = status.get("NSpid")
         gids = status.get("Gid", [0, 0, 0, 0])
         start_boot = int(st["starttime"]) / self._tick
         return Process(
@@ -92,7 +93,8 @@ class ProcfsProfile:
             nthreads=int(st["num_threads"]), tty=int(st["tty_nr"]), rss=int(st["rss"]),
             nice=int(st["nice"]), start_boot=start_boot,
             start_time=(btime + start_boot) if btime is not None else None,
-            kernel_thread=bool(int(st["flags"]) & PF_KTHREAD), source="procfs", handle=str(d))
+            kernel_thread=bool(int(st["flags"]) & PF_KTHREAD), nspid=nspid[-1] if nspid else None,
+            source="procfs", handle=str(d))
 
     def processes(self, session: Session) -> Iterator[Process]:
         btime = self._btime()

@@ -215,6 +215,10 @@ def task_to_process(k: LinuxKernel, task: Object) -> Process:
         tty = _tty_nr(k, signal.tty)
     flags = task.flags & 0xFFFFFFFF
     start_boot = task.start_boottime / NSEC
+    nspid = None
+    leader_pid = k.obj("pid", task.thread_pid) if task.has("thread_pid") else None
+    if leader_pid is not None and 0 <= leader_pid.level < 32:
+        nspid = k.pid_nr(task.thread_pid, leader_pid.level)
     boot = k.boot_wall_time()
     pid = task.tgid
     return Process(
@@ -226,7 +230,8 @@ def task_to_process(k: LinuxKernel, task: Object) -> Process:
         egid=cred.egid.val if cred else None, sgid=cred.sgid.val if cred else None,
         flags=flags, nthreads=nthreads, tty=tty, rss=_rss(k, task.mm),
         start_boot=start_boot, start_time=(boot + start_boot) if boot is not None else None,
-        kernel_thread=bool(flags & PF_KTHREAD), source="task_list", handle=task.address)
+        kernel_thread=bool(flags & PF_KTHREAD), nspid=nspid, source="task_list",
+        handle=task.address)
 
 
 def _tty_nr(k: LinuxKernel, tty_ptr: int) -> int:

@@ -461,6 +461,7 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
             "pgid": int(rest[2]), "sid": int(rest[3]), "tty_nr": int(rest[4]),
             "flags": int(rest[6]), "nthreads": int(rest[17]), "starttime": int(rest[19]),
             "uid": [int(x) for x in status.get("Uid", [])],
+            "nspid": [int(x) for x in status.get("NSpid", [])],
             "gid": [int(x) for x in status.get("Gid", [])],
             "cmdline": _split(f.get("cmdline", b"")),
             "environ": _split(f.get("environ", b"")),

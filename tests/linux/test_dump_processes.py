@@ -38,6 +38,9 @@ def _check_session(s: kvmfx.Session, truth: dict) -> int:
         assert (p.ppid, comm, p.uid, p.euid, p.gid) == (
             t["ppid"], want, t["uid"][0], t["uid"][1], t["gid"][0]), pid
         assert (p.pgid, p.sid, p.nthreads) == (t["pgid"], t["sid"], t["nthreads"]), pid
+        assert (p.tty, p.flags & ~0x4000_0000) == (t["tty_nr"], t["flags"] & ~0x4000_0000), pid
+        if "nspid" in t:
+            assert p.nspid == t["nspid"][-1], pid
         if pid != 1 and not p.kernel_thread:  # init was busy taking the ground truth
             assert p.state == t["state"], pid
         argv, envv = s.argv(p), s.envv(p)

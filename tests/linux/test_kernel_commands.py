@@ -1,0 +1,57 @@
+"""dmesg, uname and boottime from a dump, and symbol providers other than the image."""
+
+from __future__ import annotations
+
+import pytest
+
+import kvmfx
+from tests.factory import get_fixture
+
+
+@pytest.fixture(scope="module")
+def fx():
+    return get_fixture("basic")
+
+
+def _rows(session, name, **options):
+    return list(session.registry.command(name).run(session, options))
+
+
+def test_dmesg_holds_the_boot_log(fx):
+    with kvmfx.open(str(fx.path("kdump-zlib"))) as s:
+        rows = _rows(s, "dmesg")
+    assert rows[0]["seq"] == 0 and rows[0]["text"] == fx.truth["kernel"]["version"]
+    texts = [r["text"] for r in rows]
+    assert any(t.startswith("Command line: console=ttyS0") for t in texts)
+    assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+    assert all(0 <= r["level"] <= 7 for r in rows) and rows[-1]["time"] > 0
+
+
+def test_uname_and_boottime(fx):
+    k = fx.truth["kernel"]
+    with kvmfx.open(str(fx.path("lime"))) as s:
+        (u,) = _rows(s, "uname")
+        (b,) = _rows(s, "boottime")
+    assert (u["release"], u["nodename"], u["sysname"]) == (k["release"], k["hostname"], "Linux")
+    assert abs(b["btime"] - k["btime"]) <= 1
+
+
+def test_vmlinuz_as_execfile_gives_the_same_processes(fx, tmp_path, monkeypatch):
+    from tests.linux.test_dump_processes import _check_session
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    with kvmfx.open(str(fx.path("elf")), execfile=str(fx.vmlinuz)) as s:
+        assert s.symbols.source.endswith("(kallsyms)") and s.types.source.endswith("(.BTF)")
+        # the file's unrandomised addresses, slid by the dump's KASLR offset
+        assert s.symbols.slide == int(fx.truth["kernel"]["kallsyms"]["_stext"], 16) - \
+            0xFFFFFFFF81000000
+        assert _check_session(s, fx.truth) == len(fx.truth["processes"])
+
+
+def test_a_symbol_file_for_another_kernel_is_refused(fx, tmp_path):
+    bogus = tmp_path / "System.map"
+    bogus.write_text("ffffffff81000000 T _stext\nffffffff82000000 D init_uts_ns\n"
+                     "ffffffff82100000 D swapper_pg_dir\n")
+    with kvmfx.open(str(fx.path("elf")), execfile=str(bogus)) as s, \
+            pytest.raises(kvmfx.SymbolError) as exc:
+        _ = s.symbols
+    assert "does not match the image" in str(exc.value) and "\n" not in str(exc.value)
