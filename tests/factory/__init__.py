@@ -147,36 +147,46 @@ def kernel_dir(root: Path) -> Path:
     return kdir
 
 
-def debug_vmlinux(release: str, root: Path | None = None) -> Path:
-    """The Debian debug vmlinux (DWARF) of ``release``: the 858 MB ``-dbg`` package is
-    downloaded once and only the vmlinux is kept."""
+def debug_files(release: str, root: Path | None = None) -> tuple[Path, Path]:
+    """The Debian debug vmlinux (DWARF) and real System.map of ``release``: the 858 MB
+    ``-dbg`` package is downloaded once and only those two files are kept."""
     root = root or cache_root()
-    out = root / "debug" / f"vmlinux-{release}"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / ".lock", "w") as lock:
+    vmlinux = root / "debug" / f"vmlinux-{release}"
+    system_map = root / "debug" / f"System.map-{release}"
+    if vmlinux.exists() and system_map.exists():
+        return vmlinux, system_map
+    vmlinux.parent.mkdir(parents=True, exist_ok=True)
+    with open(vmlinux.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if out.exists():
-            return out
+        if vmlinux.exists() and system_map.exists():
+            return vmlinux, system_map
         pkg = f"linux-image-{release}-dbg"
-        for stale in out.parent.glob("*.deb"):
+        for stale in vmlinux.parent.glob("*.deb"):
             stale.unlink()
-        _run(["apt-get", "download", pkg], cwd=out.parent)
-        deb = next(out.parent.glob(f"{pkg}_*.deb"))
-        tmp = out.with_suffix(".part")
-        with open(tmp, "wb") as f:
-            tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                                   stdout=subprocess.PIPE)
-            r = subprocess.run(["tar", "-xO", f"./usr/lib/debug/boot/vmlinux-{release}"],
-                               stdin=tar.stdout, stdout=f)
-            tar.wait()
+        _run(["apt-get", "download", pkg], cwd=vmlinux.parent)
+        deb = next(vmlinux.parent.glob(f"{pkg}_*.deb"))
+        tmp = vmlinux.parent / "extract"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+        r = subprocess.run(["tar", "-x", "-C", str(tmp),
+                            f"./usr/lib/debug/boot/vmlinux-{release}",
+                            f"./usr/lib/debug/boot/System.map-{release}"], stdin=tar.stdout)
+        tar.wait()
         deb.unlink()
         if r.returncode != 0 or tar.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            raise FactoryError(f"could not extract the debug vmlinux from {pkg}")
-        os.replace(tmp, out)
-    return out
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise FactoryError(f"could not extract the debug files from {pkg}")
+        boot = tmp / "usr" / "lib" / "debug" / "boot"
+        os.replace(boot / f"System.map-{release}", system_map)
+        os.replace(boot / f"vmlinux-{release}", vmlinux)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return vmlinux, system_map
+
+
+def debug_vmlinux(release: str, root: Path | None = None) -> Path:
+    """The Debian debug vmlinux of ``release`` (see :func:`debug_files`)."""
+    return debug_files(release, root)[0]
 
 
 # -- the guest ----------------------------------------------------------------------------

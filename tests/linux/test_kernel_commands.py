@@ -55,3 +55,27 @@ def test_a_symbol_file_for_another_kernel_is_refused(fx, tmp_path):
             pytest.raises(kvmfx.SymbolError) as exc:
         _ = s.symbols
     assert "does not match the image" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_debug_packages_system_map_agrees_and_serves_alone(fx, tmp_path, monkeypatch):
+    """The real System.map (in the -dbg package) equals the image's kallsyms after the KASLR
+    slide, and as the execfile it is enough for the process plugins."""
+    from tests.factory import debug_files
+    from tests.linux.test_dump_processes import _check_session
+
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    _vmlinux, system_map = debug_files(fx.truth["kernel"]["release"])
+    slide = int(fx.truth["kernel"]["kallsyms"]["_stext"], 16) - 0xFFFFFFFF81000000
+    listed = {}
+    for line in system_map.read_text().splitlines():
+        addr, _kind, name = line.split()[:3]
+        listed.setdefault(name, int(addr, 16))
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        image = {n: v.address for n, v in s.symbols.symbols.items()}
+    common = [n for n in image if n in listed and image[n] >= 0xFFFFFFFF80000000]
+    assert len(common) > 0.95 * len(image)
+    assert all(image[n] == listed[n] + slide for n in common)
+    with kvmfx.open(str(fx.path("mdf-zlib")), execfile=str(system_map)) as s:
+        assert s.symbols.source == str(system_map) and s.symbols.slide == slide
+        assert s.types.source == "image:BTF"  # the map has no types: the image's BTF
+        assert _check_session(s, fx.truth) == len(fx.truth["processes"])
