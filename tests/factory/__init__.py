@@ -163,7 +163,11 @@ def debug_files(release: str, root: Path | None = None) -> tuple[Path, Path]:
         pkg = f"linux-image-{release}-dbg"
         for stale in vmlinux.parent.glob("*.deb"):
             stale.unlink()
-        _run(["apt-get", "download", pkg], cwd=vmlinux.parent)
+        try:
+            _run(["apt-get", "download", pkg], cwd=vmlinux.parent)
+        except FactoryError:
+            _run(["apt-get", "update", "-qq"])
+            _run(["apt-get", "download", pkg], cwd=vmlinux.parent)
         deb = next(vmlinux.parent.glob(f"{pkg}_*.deb"))
         tmp = vmlinux.parent / "extract"
         shutil.rmtree(tmp, ignore_errors=True)
