@@ -57,3 +57,27 @@ def test_volatility_lists_the_processes_with_it(exported, tmp_path):
     # (Volatility's pslist leaves zombies out)
     alive = {int(p) for p, t in fx.truth["processes"].items() if t["state"] != "Z"}
     assert {row["PID"] for row in rows} - {0} == alive
+
+
+def test_an_isf_as_execfile_serves_the_process_plugins(exported, tmp_path, monkeypatch):
+    from tests.linux.test_dump_processes import _check_session
+
+    fx, d, _isf = exported
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    isf_path = d / "linux" / "kernel.json.xz"
+    import kvmfx
+    with kvmfx.open(str(fx.path("mdf-lzo")), execfile=str(isf_path)) as s:
+        assert s.symbols.source == s.types.source == str(isf_path)
+        assert s.symbols.slide == int(fx.truth["kernel"]["kallsyms"]["_stext"], 16) - \
+            0xFFFFFFFF81000000
+        assert _check_session(s, fx.truth) == len(fx.truth["processes"])
+
+
+def test_a_file_that_is_not_isf_is_not_taken_for_one(tmp_path):
+    from kvmfx.errors import FormatError
+    from kvmfx_plugins.symbols.isf_input import parse_isf
+
+    with pytest.raises(FormatError, match="not an ISF"):
+        parse_isf(b'{"symbols": {}}')
+    with pytest.raises(FormatError, match="not an ISF"):
+        parse_isf(b"\xfd7zXZ\x00garbage")
