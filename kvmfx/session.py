@@ -239,9 +239,16 @@ class Session:
         return None
 
     def _load_symbols(self) -> SymbolTable:
+        failures_before = len(self.symbol_failures)
         table = self._first_answer("load", self._symbol_stages())
         if table is not None:
             return table
+        if self.execfile is not None and not self.live and \
+                len(self.symbol_failures) == failures_before:
+            # the execfile was recognised but holds no symbols (a BTF file): the image's
+            table = self._first_answer("load", [("image", None)])
+            if table is not None:
+                return table
         if self.execfile is not None:
             detail = "; ".join(self.symbol_failures) or "no provider recognises it"
             raise SymbolError(f"cannot read symbols: {detail}", path=self.execfile)

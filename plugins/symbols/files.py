@@ -106,6 +106,11 @@ class ExecfileProvider:
             return None
         if not os.path.exists(path):
             raise SymbolError("no such file", path=path)
+        with open(path, "rb") as f:
+            head = f.read(0x210)
+        if head[:2] == b"\x9f\xeb" or head[0x202:0x206] == b"HdrS" or head[:1] == b"{" or \
+                head[:6] == b"\xfd7zXZ\x00":
+            return None  # BTF, a bzImage or an ISF: other providers read those
         return session.relocate_symbols(load_symbol_file(path))
 
 

@@ -144,6 +144,40 @@ def _kernel_span(session: Session, span: int = KERNEL_IMAGE_SPAN) -> tuple[int, 
     return start, bytes(out)
 
 
+class BtfFileProvider:
+    """An execfile that is a raw BTF blob (e.g. a copy of /sys/kernel/btf/vmlinux): types
+    only; symbols then come from the image."""
+
+    name = "btf-file"
+    description = "raw BTF file (-N vmlinux.btf): types; symbols from the image"
+    stage = "execfile"
+    priority = 30
+
+    def _is_btf(self, path: str | None) -> bool:
+        if path is None:
+            return False
+        try:
+            with open(path, "rb") as f:
+                return f.read(2) == b"\x9f\xeb"
+        except OSError:
+            return False
+
+    def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        return None  # no symbols in BTF; recognised, so the image's are used
+
+    def load_types(self, session: Session, path: str | None) -> TypeModel | None:
+        if path is None or not self._is_btf(path):
+            return None
+        try:
+            with open(path, "rb") as f:
+                return parse_btf(f.read(), path)
+        except OSError as exc:
+            raise SymbolError(exc.strerror or str(exc), path=path) from None
+        except FormatError as exc:
+            raise SymbolError(f"corrupt BTF: {exc.message}", path=path,
+                              offset=exc.offset) from None
+
+
 class ImageKallsymsProvider:
     """The dump's own kallsyms tables, found by structure in kernel memory."""
 
@@ -214,4 +248,5 @@ def _image_cache(session: Session) -> dict[str, Any]:
 
 @hookimpl
 def kvmfx_symbol_providers() -> list[SymbolProvider]:
-    return [KernelImageProvider(), ImageKallsymsProvider(), VmcoreinfoSymbolsProvider()]
+    return [KernelImageProvider(), BtfFileProvider(), ImageKallsymsProvider(),
+            VmcoreinfoSymbolsProvider()]

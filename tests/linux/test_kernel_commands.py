@@ -79,3 +79,24 @@ def test_debug_packages_system_map_agrees_and_serves_alone(fx, tmp_path, monkeyp
         assert s.symbols.source == str(system_map) and s.symbols.slide == slide
         assert s.types.source == "image:BTF"  # the map has no types: the image's BTF
         assert _check_session(s, fx.truth) == len(fx.truth["processes"])
+
+
+def test_a_raw_btf_file_as_execfile_gives_types(fx, tmp_path, monkeypatch):
+    from kvmfx_plugins.symbols.image import _KernelFile
+    from tests.linux.test_dump_processes import _check_session
+
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    btf = tmp_path / "vmlinux.btf"
+    btf.write_bytes(_KernelFile(str(fx.vmlinuz)).section(".BTF"))
+    with kvmfx.open(str(fx.path("elf")), execfile=str(btf)) as s:
+        assert s.types.source == str(btf)
+        assert s.symbols.source == "image:kallsyms"  # BTF has no symbols: the image's
+        assert _check_session(s, fx.truth) == len(fx.truth["processes"])
+
+
+def test_an_unreadable_execfile_is_an_error_not_ignored(fx, tmp_path):
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"\x00\x01garbage" * 100)
+    with kvmfx.open(str(fx.path("elf")), execfile=str(junk)) as s, \
+            pytest.raises(kvmfx.SymbolError, match="junk.bin"):
+        _ = s.symbols
