@@ -8,7 +8,10 @@ section.
 
 from __future__ import annotations
 
+import array
+import base64
 import struct
+from typing import Any
 
 import construct as cs
 
@@ -88,7 +91,8 @@ def btf_size(data: bytes) -> int:
 class BtfTypeModel(TypeModel):
     """Types of a BTF blob, indexed in one pass and decoded on first use."""
 
-    def __init__(self, data: bytes, source: str, header: dict[str, int]) -> None:
+    def __init__(self, data: bytes, source: str, header: dict[str, int],
+                 index: dict[str, Any] | None = None) -> None:
         super().__init__(source)
         t0 = header["hdr_len"] + header["type_off"]
         self._t_end = t0 + header["type_len"]
@@ -97,7 +101,27 @@ class BtfTypeModel(TypeModel):
         self._data = bytes(data)
         self._offsets: list[int] = []
         self._decoded: dict[int, CType] = {}
-        self._index(t0)
+        if index is None:
+            self._index(t0)
+        else:
+            self._restore(index)
+
+    def index_state(self) -> dict[str, Any]:
+        """The one-pass index, for a profile to save (restored without the pass)."""
+        return {"offsets": base64.b64encode(array.array("I", self._offsets).tobytes()
+                                            ).decode(),
+                "names": [[ns, name, tid] for (ns, name), tid in self._by_name.items()],
+                "vars": self._vars}
+
+    def _restore(self, index: dict[str, Any]) -> None:
+        offsets = array.array("I")
+        offsets.frombytes(base64.b64decode(index["offsets"]))
+        if any(not 0 <= o < self._t_end for o in offsets[:1] + offsets[-1:]):
+            raise FormatError("saved BTF index does not fit the BTF data")
+        self._offsets = offsets.tolist()
+        self.types.extend([None] * len(self._offsets))
+        self._by_name = {(ns, name): int(tid) for ns, name, tid in index["names"]}
+        self._vars = {k: int(v) for k, v in index["vars"].items()}
 
     def _name(self, off: int, where: int) -> str:
         if off >= len(self._strings):
@@ -196,8 +220,10 @@ class BtfTypeModel(TypeModel):
             self.get(tid)
 
 
-def parse_btf(data: bytes, source: str = "BTF") -> BtfTypeModel:
-    """Index a BTF blob into a lazily decoded TypeModel; FormatError when malformed."""
+def parse_btf(data: bytes, source: str = "BTF",
+              index: dict[str, Any] | None = None) -> BtfTypeModel:
+    """Index a BTF blob into a lazily decoded TypeModel (or restore a saved index);
+    FormatError when malformed."""
     if len(data) > MAX_BTF_BYTES:
         raise FormatError(f"BTF of {len(data)} bytes is larger than {MAX_BTF_BYTES}")
-    return BtfTypeModel(data, source, btf_header(data))
+    return BtfTypeModel(data, source, btf_header(data), index)

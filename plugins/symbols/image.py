@@ -214,7 +214,7 @@ class ImageKallsymsProvider:
             data = data[:btf_size(data)]
             model = parse_btf(data, "image:BTF")
             if symbols.source == "image:kallsyms":
-                remember(session, symbols, data)  # the next open of this kernel is instant
+                remember(session, symbols, data, model)  # the next open of this kernel is instant
             return model
         except FormatError as exc:
             raise SymbolError(f"corrupt BTF in the image at {start + (exc.offset or 0):#x}: "

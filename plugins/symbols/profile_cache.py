@@ -23,7 +23,7 @@ from kvmfx.commands import Column, Command
 from kvmfx.errors import FormatError, KvmError, SymbolError, UsageError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
-from kvmfx.symbols import SymbolProvider, SymbolTable
+from kvmfx.symbols import Symbol, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.linux.vmcoreinfo import session_vmcoreinfo
 from kvmfx_plugins.symbols.btf import parse_btf
@@ -55,7 +55,7 @@ def kernel_key(session: Session) -> tuple[str, int] | None:
 
 
 def save_profile(path: Path, symbols: SymbolTable, slide: int, btf: bytes | None,
-                 meta: dict[str, object]) -> None:
+                 meta: dict[str, object], btf_index: dict[str, object] | None = None) -> None:
     """Write a profile atomically (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -69,10 +69,13 @@ def save_profile(path: Path, symbols: SymbolTable, slide: int, btf: bytes | None
         z.writestr("symbols.tsv", "\n".join(lines))
         if btf is not None:
             z.writestr("types.btf", btf)
+        if btf_index is not None:
+            z.writestr("types.index.json", json.dumps(btf_index))
     os.replace(tmp, path)
 
 
-def load_profile(path: Path, slide: int) -> tuple[SymbolTable, bytes | None, dict[str, object]]:
+def load_profile(path: Path, slide: int) -> tuple[SymbolTable, bytes | None,
+                                                  dict[str, Any]]:
     """Read a profile; FormatError when it is not one kvmfx can use."""
     try:
         with zipfile.ZipFile(path) as z:
@@ -80,14 +83,19 @@ def load_profile(path: Path, slide: int) -> tuple[SymbolTable, bytes | None, dic
             if meta.get("format") != PROFILE_FORMAT or meta.get("version") != PROFILE_VERSION:
                 raise FormatError("not a kvmfx profile of this version", path=str(path))
             text = z.read("symbols.tsv").decode()
-            btf = z.read("types.btf") if "types.btf" in z.namelist() else None
+            names = z.namelist()
+            btf = z.read("types.btf") if "types.btf" in names else None
+            if "types.index.json" in names:
+                meta["btf_index"] = json.loads(z.read("types.index.json"))
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FormatError(f"unreadable profile: {exc}", path=str(path)) from None
     table = SymbolTable(f"profile:{path.name}")
+    symbols = table.symbols
     for line in text.splitlines():
         addr_s, kind, name = line.split("\t", 2)
-        addr = int(addr_s, 16)
-        table.add(name, addr + slide if addr >= IMAGE_LOW else addr, kind)
+        if name not in symbols:
+            addr = int(addr_s, 16)
+            symbols[name] = Symbol(name, addr + slide if addr >= IMAGE_LOW else addr, kind)
     return table, btf, meta
 
 
@@ -111,21 +119,27 @@ class ProfileCacheProvider:
         if where is None or not where[0].exists():
             return None
         try:
-            table, btf, _meta = load_profile(where[0], where[1])
+            table, btf, meta = load_profile(where[0], where[1])
         except FormatError as exc:
             raise SymbolError(exc.message, path=exc.path) from None
-        session.plugin_data["profile-btf"] = (btf, table.source)
+        session.plugin_data["profile-btf"] = (btf, table.source, meta.get("btf_index"))
         return session.relocate_symbols(table)
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
         cached = session.plugin_data.get("profile-btf")
         if cached is None:
             return None
-        btf, source = cached
-        return parse_btf(btf, f"{source} (BTF)") if btf else None
+        btf, source, index = cached
+        if not btf:
+            return None
+        try:
+            return parse_btf(btf, f"{source} (BTF)", index)
+        except (FormatError, KeyError, ValueError, TypeError):
+            return parse_btf(btf, f"{source} (BTF)")  # a bad saved index: index again
 
 
-def remember(session: Session, table: SymbolTable, btf: bytes | None) -> None:
+def remember(session: Session, table: SymbolTable, btf: bytes | None,
+             model: TypeModel | None = None) -> None:
     """Save the profile of a session's kernel (best effort: a cache, never an error)."""
     where = ProfileCacheProvider()._path(session)
     if where is None or where[0].exists():
@@ -135,7 +149,8 @@ def remember(session: Session, table: SymbolTable, btf: bytes | None) -> None:
         save_profile(where[0], table, where[1], btf,
                      {"release": info.osrelease if info else None,
                       "build_id": info.build_id if info else None,
-                      "symbols_from": table.source})
+                      "symbols_from": table.source},
+                     getattr(model, "index_state", lambda: None)())
     except OSError:
         pass
 
