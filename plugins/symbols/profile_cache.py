@@ -115,6 +115,8 @@ class ProfileCacheProvider:
         return cache_dir() / f"{key}.zip", slide
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
+        if "profile-table" in session.plugin_data:
+            return session.plugin_data["profile-table"]
         where = self._path(session)
         if where is None or not where[0].exists():
             return None
@@ -123,9 +125,12 @@ class ProfileCacheProvider:
         except FormatError as exc:
             raise SymbolError(exc.message, path=exc.path) from None
         session.plugin_data["profile-btf"] = (btf, table.source, meta.get("btf_index"))
-        return session.relocate_symbols(table)
+        session.plugin_data["profile-table"] = session.relocate_symbols(table)
+        return session.plugin_data["profile-table"]
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
+        if "profile-btf" not in session.plugin_data:
+            self.load(session, path)  # types asked for first: the profile has both
         cached = session.plugin_data.get("profile-btf")
         if cached is None:
             return None
