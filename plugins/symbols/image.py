@@ -39,12 +39,20 @@ class _KernelFile:
     def __init__(self, path: str) -> None:
         try:
             size = os.path.getsize(path)
-            if size > MAX_KERNEL_FILE:
-                raise SymbolError(f"kernel file of {size} bytes is too large", path=path)
             with open(path, "rb") as f:
-                raw = f.read()
+                head = f.read(4)
+                if head == b"\x7fELF":
+                    # a vmlinux (debug ones are 600 MB+): read sections from the file
+                    self.elf = ELFFile(open(path, "rb"))  # noqa: SIM115 - lives with self
+                    self.path = path
+                    return
+                if size > MAX_KERNEL_FILE:
+                    raise SymbolError(f"kernel file of {size} bytes is too large", path=path)
+                raw = head + f.read()
         except OSError as exc:
             raise SymbolError(exc.strerror or str(exc), path=path) from None
+        except ELFError as exc:
+            raise SymbolError(f"not a usable ELF kernel: {exc}", path=path) from None
         try:
             self.data = extract_vmlinux(raw)
             self.elf = ELFFile(BytesIO(self.data))

@@ -100,3 +100,16 @@ def test_an_unreadable_execfile_is_an_error_not_ignored(fx, tmp_path):
     with kvmfx.open(str(fx.path("elf")), execfile=str(junk)) as s, \
             pytest.raises(kvmfx.SymbolError, match="junk.bin"):
         _ = s.symbols
+
+
+def test_the_debug_vmlinux_as_execfile(fx, tmp_path, monkeypatch):
+    """Debian's 633 MB debug vmlinux: its symbol table and .BTF, read without loading it."""
+    from tests.factory import debug_files
+    from tests.linux.test_dump_processes import _check_session
+
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    vmlinux, _map = debug_files(fx.truth["kernel"]["release"])
+    with kvmfx.open(str(fx.path("flattened")), execfile=str(vmlinux)) as s:
+        assert s.symbols.source == str(vmlinux) and len(s.symbols) > 100000
+        assert s.types.source == f"{vmlinux} (.BTF)"
+        assert _check_session(s, fx.truth) == len(fx.truth["processes"])
