@@ -204,11 +204,33 @@ class Session:
             return table
         if len(set(slides.values())) > 1:
             detail = ", ".join(f"{n} {anchors[n]:#x} in the image, {anchors[n] - d:#x} in "
-                               "the file" for n, d in list(slides.items())[:3])
-            raise SymbolError(f"symbol file does not match the image ({detail})",
-                              path=table.source)
+                               "the file" for n, d in list(slides.items())[:2])
+            raise SymbolError(f"symbol file does not match the image ({self._kernel_id()}; "
+                              f"{detail})", path=table.source)
         slide = next(iter(slides.values()))
         return table.slid(slide) if slide else table
+
+    def _kernel_id(self) -> str:
+        """The image's kernel as one phrase (release and build id), for messages."""
+        try:
+            facts = self.kernel.describe()
+        except KvmError:
+            return "image kernel unknown"
+        bid = facts.get("build_id")
+        return f"the image is {facts.get('kernel_release') or '?'}" + (
+            f" build {bid}" if bid else "")
+
+    def check_build_id(self, file_build_id: str | None, path: str) -> None:
+        """Refuse a kernel file whose build id differs from the image's (VMCOREINFO)."""
+        if not file_build_id or self.live or self.no_files:
+            return
+        try:
+            image_id = self.kernel.describe().get("build_id")
+        except KvmError:
+            return
+        if image_id and image_id.lower() != file_build_id.lower():
+            raise SymbolError(f"kernel file is for another build: file build {file_build_id}, "
+                              f"{self._kernel_id()}", path=path)
 
     def _symbol_stages(self) -> list[tuple[str, str | None]]:
         if self.execfile is not None:

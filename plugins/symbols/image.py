@@ -14,6 +14,7 @@ from typing import Any
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import NoteSection
 
 from kvmfx.errors import FormatError, KvmError, MissingPageError, SymbolError, TranslationError
 from kvmfx.hookspecs import hookimpl
@@ -62,6 +63,17 @@ class _KernelFile:
             raise SymbolError(f"not a usable ELF kernel: {exc}", path=path) from None
         self.path = path
 
+    def build_id(self) -> str | None:
+        """The GNU build id note of the kernel (what VMCOREINFO's BUILD-ID says)."""
+        for section in self.elf.iter_sections():
+            if not isinstance(section, NoteSection):
+                continue
+            for note in section.iter_notes():
+                if note["n_name"] == "GNU" and note["n_type"] == "NT_GNU_BUILD_ID":
+                    desc = note["n_desc"]
+                    return desc.hex() if isinstance(desc, bytes) else str(desc)
+        return None
+
     def section(self, name: str) -> bytes | None:
         sec = self.elf.get_section_by_name(name)
         return sec.data() if sec is not None and sec["sh_type"] != "SHT_NOBITS" else None
@@ -90,15 +102,17 @@ class KernelImageProvider:
     def __init__(self) -> None:
         self._cache: dict[str, _KernelFile] = {}
 
-    def _file(self, path: str) -> _KernelFile:
+    def _file(self, path: str, session: Session) -> _KernelFile:
         if path not in self._cache:
-            self._cache = {path: _KernelFile(path)}
+            kf = _KernelFile(path)
+            session.check_build_id(kf.build_id(), path)
+            self._cache = {path: kf}
         return self._cache[path]
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         if path is None or not _is_kernel_image(path):
             return None
-        kf = self._file(path)
+        kf = self._file(path, session)
         if kf.elf.get_section_by_name(".symtab") is not None:
             return None  # the plain ELF symtab provider reads it
         rodata = kf.section(".rodata")
@@ -110,7 +124,7 @@ class KernelImageProvider:
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
         if path is None or not _is_kernel_image(path):
             return None
-        data = self._file(path).section(".BTF")
+        data = self._file(path, session).section(".BTF")
         if data is None:
             return None
         try:

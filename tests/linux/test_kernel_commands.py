@@ -113,3 +113,17 @@ def test_the_debug_vmlinux_as_execfile(fx, tmp_path, monkeypatch):
         assert s.symbols.source == str(vmlinux) and len(s.symbols) > 100000
         assert s.types.source == f"{vmlinux} (.BTF)"
         assert _check_session(s, fx.truth) == len(fx.truth["processes"])
+
+
+def test_kernel_files_carry_the_dumps_build_id_and_others_are_refused(fx):
+    from kvmfx_plugins.symbols.image import _KernelFile
+
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        dump_id = s.kernel.describe()["build_id"]
+        assert _KernelFile(str(fx.vmlinuz)).build_id() == dump_id
+        s.check_build_id(dump_id, str(fx.vmlinuz))  # the same build: accepted
+        with pytest.raises(kvmfx.SymbolError) as exc:
+            s.check_build_id("00" * 20, "other-vmlinuz")
+    message = str(exc.value)
+    assert "00" * 20 in message and dump_id in message and fx.truth["kernel"]["release"] \
+        in message and "\n" not in message
