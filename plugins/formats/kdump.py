@@ -48,7 +48,7 @@ RANK_STEP = 512
 #: page descriptors are read and unpacked this many at a time
 DESC_BATCH = 512
 
-NEW_UTSNAME = cs.Struct(*(f / cs.PaddedString(65, "utf8") for f in (
+NEW_UTSNAME = cs.Struct(*(f / cs.Bytes(65) for f in (
     "sysname", "nodename", "release", "version", "machine", "domainname")))
 DISK_DUMP_HEADER = cs.Struct(
     "signature" / cs.Bytes(8),
@@ -143,8 +143,10 @@ def parse_kdump_header(data: bytes, file_size: int) -> KdumpHeader:
     if h.bitmap_blocks * h.block_size < 2 * ((max_mapnr + 7) // 8):
         raise FormatError(f"bitmaps of {h.bitmap_blocks} blocks cannot hold {max_mapnr} "
                           "pages", offset=436)
+    uts = {k: v.split(b"\0", 1)[0].decode("utf-8", "replace")
+           for k, v in h.utsname.items() if not k.startswith("_")}
     hdr = KdumpHeader(h.header_version, h.block_size, h.sub_hdr_size, h.bitmap_blocks,
-                      max_mapnr, h.status, dict(h.utsname.items()), sub)
+                      max_mapnr, h.status, uts, sub)
     if hdr.desc_offset > file_size:
         raise FormatError(f"bitmaps end at {hdr.desc_offset}, past the end of the file "
                           f"({file_size} bytes)", offset=436)

@@ -14,7 +14,7 @@ from kvmfx.errors import FormatError, MissingPageError
 from kvmfx.session import Session
 
 MAX_VMCOREINFO = 1 << 16
-_LINE = re.compile(rb"^([A-Za-z_][A-Za-z0-9_\-]*(?:\([^)\s]{1,128}\))?)=([^\n]*)$", re.M)
+_LINE = re.compile(rb"^([A-Za-z_][A-Za-z0-9_\-]*(?:\([!-(*-~]{1,128}\))?)=([^\n]*)$", re.M)
 _SCAN_CHUNK = 16 << 20
 
 

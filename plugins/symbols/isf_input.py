@@ -125,13 +125,16 @@ def parse_isf(data: bytes, source: str = "ISF") -> tuple[SymbolTable, TypeModel]
         raise FormatError(f"not an ISF file: {exc}") from None
     if not isinstance(isf, dict) or "metadata" not in isf or "user_types" not in isf:
         raise FormatError("not an ISF file (no metadata / user_types)")
-    b = _Builder(isf, source)
-    for name in b.user:
-        b.struct(name)
-    table = SymbolTable(source)
-    for name, sym in isf.get("symbols", {}).items():
-        if isinstance(sym, dict) and isinstance(sym.get("address"), int):
-            table.add(name, sym["address"], "D")
+    try:
+        b = _Builder(isf, source)
+        for name in b.user:
+            b.struct(name)
+        table = SymbolTable(source)
+        for name, sym in dict(isf.get("symbols", {})).items():
+            if isinstance(sym, dict) and isinstance(sym.get("address"), int):
+                table.add(str(name), sym["address"], "D")
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        raise FormatError(f"malformed ISF: {type(exc).__name__}: {exc}") from None
     return table, b.model
 
 

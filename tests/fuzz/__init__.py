@@ -1,0 +1,195 @@
+"""Fuzz targets: every kvmfx parser as a function of bytes that may only return or raise a
+KvmError. Anything else (IndexError, struct.error, a hang, a memory blow-up) is a bug.
+
+``python -m tests.fuzz [--target NAME] [--seconds N]`` runs atheris (coverage-guided) on
+each target, seeded from the real fixtures; tests/fuzz/test_fuzz_short.py runs a short
+round of every target in the test suite.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+from kvmfx.errors import KvmError
+
+Target = Callable[[bytes], None]
+
+
+class BytesSource:
+    """An in-memory stand-in for FileSource (read-only evidence of a fuzz input)."""
+
+    def __init__(self, data: bytes, path: str = "<fuzz>") -> None:
+        self.data, self.size, self.path = data, len(data), path
+
+    def read(self, offset: int, size: int) -> bytes:
+        from kvmfx.errors import FormatError
+        if offset < 0 or size < 0 or offset + size > self.size:
+            raise FormatError("read past the end", path=self.path, offset=offset)
+        return self.data[offset:offset + size]
+
+    def read_upto(self, offset: int, size: int) -> bytes:
+        return self.data[offset:offset + size] if offset < self.size else b""
+
+    def close(self) -> None:
+        pass
+
+
+def t_elf(data: bytes) -> None:
+    from kvmfx_plugins.formats.elf import ElfFormat
+    layer = ElfFormat().open(BytesSource(data))  # type: ignore[arg-type]
+    for r in layer.ranges[:4]:
+        layer.read(r.start, min(64, r.size), zero_fill=True)
+
+
+def t_kdump(data: bytes) -> None:
+    from kvmfx_plugins.formats.kdump import open_kdump
+    src = BytesSource(data)
+    layer = open_kdump(src, src, "kdump")  # type: ignore[arg-type]
+    for r in layer.ranges[:4]:
+        try:
+            layer.read(r.start, 64)
+        except KvmError:
+            pass
+
+
+def t_flattened(data: bytes) -> None:
+    from kvmfx_plugins.formats.flattened import FlattenedFormat
+    layer = FlattenedFormat().open(BytesSource(data))  # type: ignore[arg-type]
+    for r in layer.ranges[:2]:
+        try:
+            layer.read(r.start, 64)
+        except KvmError:
+            pass
+
+
+def t_lime(data: bytes) -> None:
+    from kvmfx_plugins.formats.lime import parse_lime
+    src = BytesSource(data)
+    parse_lime(src.read, src.size)
+
+
+def t_vmcoreinfo(data: bytes) -> None:
+    from kvmfx_plugins.linux.vmcoreinfo import parse_vmcoreinfo
+    info = parse_vmcoreinfo(data)
+    _ = (info.symbols, info.numbers, info.offsets, info.sizes, info.kernel_offset,
+         info.phys_base, info.page_size)
+
+
+def t_kallsyms(data: bytes) -> None:
+    from kvmfx_plugins.linux import kallsyms
+    kallsyms.decode(data, kallsyms.locate(data))
+
+
+def t_btf(data: bytes) -> None:
+    from kvmfx_plugins.symbols.btf import parse_btf
+    model = parse_btf(data)
+    model.decode_all()
+    for name in ("task_struct", "list_head"):
+        if model.has(name):
+            model.layout(name)
+            model.construct(name)
+
+
+def t_system_map(data: bytes) -> None:
+    from kvmfx.symbols import parse_system_map
+    parse_system_map(data.decode("utf-8", "replace"))
+
+
+def t_swap(data: bytes) -> None:
+    from kvmfx_plugins.linux.swap import parse_swap_header
+    parse_swap_header(data)
+
+
+def t_isf(data: bytes) -> None:
+    from kvmfx_plugins.symbols.isf_input import parse_isf
+    parse_isf(data)
+
+
+def t_vmlinuz(data: bytes) -> None:
+    from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
+    extract_vmlinux(data)
+
+
+def t_pagetable(data: bytes) -> None:
+    """Page-table walks over arbitrary memory: 16 pages of tables, translate a few VAs."""
+    from kvmfx.layers import Segment, SegmentedLayer
+    from kvmfx_plugins.arch.x86_64 import X86_64Layer
+    mem = (data + bytes(16 * 4096))[:16 * 4096]
+    layer = SegmentedLayer(BytesSource(mem), [Segment(0, len(mem), 0)])  # type: ignore[arg-type]
+    for levels in (4, 5):
+        v = X86_64Layer(layer, 0, levels)
+        for vaddr in (0, 0x1234000, 0xFFFF888000001000, 0xFFFFFFFF81000000):
+            try:
+                v.translate(vaddr)
+            except KvmError:
+                pass
+
+
+TARGETS: dict[str, Target] = {
+    "elf": t_elf, "kdump": t_kdump, "flattened": t_flattened, "lime": t_lime,
+    "vmcoreinfo": t_vmcoreinfo, "kallsyms": t_kallsyms, "btf": t_btf,
+    "system_map": t_system_map, "swap": t_swap, "isf": t_isf, "vmlinuz": t_vmlinuz,
+    "pagetable": t_pagetable,
+}
+
+
+def run_one(target: Target, data: bytes) -> None:
+    """Run a target on one input: a KvmError is the expected way to refuse it."""
+    try:
+        target(data)
+    except KvmError:
+        pass
+
+
+def seeds(name: str) -> list[bytes]:
+    """Real inputs for a target, cut from the fixture factory's dumps and files."""
+    from tests.factory import get_fixture
+    fx = get_fixture("basic")
+    head = lambda key, n=1 << 16: fx.path(key).open("rb").read(n)  # noqa: E731
+    if name == "elf":
+        return [head("elf", 1 << 14)]
+    if name == "kdump":
+        return [head("mdf-zlib", 1 << 16)]
+    if name == "flattened":
+        return [head("flattened", 1 << 16), head("kdump-zlib", 1 << 16)]
+    if name == "lime":
+        data = head("lime", 4096)
+        return [data[:32] + bytes(64)]
+    if name == "vmcoreinfo":
+        elf = head("elf", 1 << 16)
+        at = elf.find(b"OSRELEASE=")
+        return [elf[at:at + 4096]]
+    if name in ("kallsyms", "btf", "vmlinuz"):
+        from kvmfx_plugins.symbols.image import _KernelFile
+        kf = _KernelFile(str(fx.vmlinuz))
+        if name == "btf":
+            return [(kf.section(".BTF") or b"")[:1 << 16]]
+        if name == "vmlinuz":
+            return [Path(fx.vmlinuz).read_bytes()[:1 << 16]]
+        return [_small_kallsyms()]
+    if name == "system_map":
+        return [b"ffffffff81000000 T _stext\nffffffff82000000 D init_task\n"]
+    if name == "swap":
+        page = bytearray(4096)
+        page[1024:1036] = struct.pack("<III", 1, 100, 0)
+        page[4086:] = b"SWAPSPACE2"
+        return [bytes(page)]
+    if name == "isf":
+        return [b'{"metadata": {}, "user_types": {"a": {"kind": "struct", "size": 8, '
+                b'"fields": {"x": {"offset": 0, "type": {"kind": "pointer", "subtype": '
+                b'{"kind": "struct", "name": "a"}}}}}}, "symbols": {"s": {"address": 1}}, '
+                b'"base_types": {}, "enums": {}}']
+    if name == "pagetable":
+        return [struct.pack("<Q", 0x1007) + bytes(4088) + struct.pack("<Q", 0x2007)]
+    return [b""]
+
+
+def _small_kallsyms() -> bytes:
+    from tests.symbols.test_kallsyms import build, sample
+    return build(sample(300), 4, True)
+
+
+__all__ = ["TARGETS", "run_one", "seeds", "io"]
