@@ -23,6 +23,8 @@ TYPE_FLAT_HEADER = 1
 END_FLAG = -1
 _REC = struct.Struct(">qq")
 MAX_RECORDS = 50_000_000
+#: an unwritten stretch of the logical file larger than this is corruption, not padding
+MAX_HOLE = 16 << 20
 
 
 def parse_flat_header(head: bytes) -> tuple[int, int]:
@@ -108,6 +110,9 @@ class FlatReader:
                 # never written: a hole of the logical file, which reads as zeroes (as in
                 # the file makedumpfile -R would rebuild); headers are padded this way
                 n = min(self._pieces[i][0], end) - pos
+                if n > MAX_HOLE:
+                    raise FormatError(f"logical offset {pos:#x}: {n} bytes never written "
+                                      "(corrupt records)", path=self.path)
                 out += bytes(n)
                 pos += n
                 continue
@@ -120,6 +125,9 @@ class FlatReader:
             pos += n
             i += 1
         if pos < end:
+            if end - pos > MAX_HOLE:
+                raise FormatError(f"logical offset {pos:#x}: {end - pos} bytes never written "
+                                  "(corrupt records)", path=self.path)
             out += bytes(end - pos)
         return bytes(out)
 

@@ -43,6 +43,8 @@ CODECS = {DUMP_DH_COMPRESSED_ZLIB: "zlib", DUMP_DH_COMPRESSED_LZO: "lzo",
           DUMP_DH_COMPRESSED_SNAPPY: "snappy", DUMP_DH_COMPRESSED_ZSTD: "zstd"}
 MAX_BLOCK_SIZE = 1 << 20
 MAX_MAPNR = 1 << 40
+#: both bitmaps together; 512 MiB covers 16 TiB of 4 KiB pages
+MAX_BITMAP_BYTES = 512 << 20
 #: rank index granularity: bits of the dumped bitmap per precomputed popcount
 RANK_STEP = 512
 #: page descriptors are read and unpacked this many at a time
@@ -140,6 +142,9 @@ def parse_kdump_header(data: bytes, file_size: int) -> KdumpHeader:
         max_mapnr = sub["max_mapnr_64"]
     if not 0 < max_mapnr <= MAX_MAPNR:
         raise FormatError(f"max_mapnr {max_mapnr} is impossible", offset=440)
+    if h.bitmap_blocks * h.block_size > MAX_BITMAP_BYTES:
+        raise FormatError(f"bitmaps of {h.bitmap_blocks} blocks are larger than "
+                          f"{MAX_BITMAP_BYTES >> 20} MiB", offset=436)
     if h.bitmap_blocks * h.block_size < 2 * ((max_mapnr + 7) // 8):
         raise FormatError(f"bitmaps of {h.bitmap_blocks} blocks cannot hold {max_mapnr} "
                           "pages", offset=436)

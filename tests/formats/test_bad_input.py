@@ -118,8 +118,9 @@ def _kdump(pages: dict[int, tuple[bytes, int]], max_mapnr: int = 64, bitmap_bloc
     bs = PAGE
     hdr = DISK_DUMP_HEADER.build(dict(
         signature=b"KDUMP   ", header_version=6,
-        utsname=dict(sysname="Linux", nodename="n", release="6.1.0", version="#1",
-                     machine="x86_64", domainname=""),
+        utsname={k: v.ljust(65, b"\0") for k, v in dict(
+            sysname=b"Linux", nodename=b"n", release=b"6.1.0", version=b"#1",
+            machine=b"x86_64", domainname=b"").items()},
         tv_sec=0, tv_usec=0, status=0, block_size=bs, sub_hdr_size=1,
         bitmap_blocks=bitmap_blocks, max_mapnr=max_mapnr, total_ram_blocks=0,
         device_blocks=0, written_blocks=0, current_cpu=0, nr_cpus=1))
