@@ -166,6 +166,18 @@ def _decompress(codec: int, data: bytes, block_size: int) -> bytes:
     if codec == DUMP_DH_COMPRESSED_LZO:
         return bytes(lzallright.LZOCompressor.decompress(data, output_size_hint=block_size))
     if codec == DUMP_DH_COMPRESSED_SNAPPY:
+        # raw snappy starts with the uncompressed length (a varint), which the library
+        # allocates up front: a page claiming more than one block is refused unread
+        claimed, shift = 0, 0
+        for i, byte in enumerate(data[:5]):
+            claimed |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+            if i == 4:
+                claimed = block_size + 1
+        if claimed > block_size:
+            raise ValueError(f"claims {claimed} bytes, more than one {block_size}-byte page")
         return bytes(cramjam.snappy.decompress_raw(data))
     if codec == DUMP_DH_COMPRESSED_ZSTD:
         return zstandard.ZstdDecompressor().decompress(data, max_output_size=block_size)

@@ -42,3 +42,15 @@ def test_codec_pages_decode_exactly(tmp_path, name):
         for pfn, data in pages.items():
             assert s.read_physical(pfn * PAGE, PAGE) == data
         assert s.read_physical(PAGE + 100, PAGE) == pages[1][100:] + pages[2][:100]
+
+
+def test_a_snappy_page_claiming_a_huge_size_is_refused_unread(tmp_path):
+    from kvmfx.errors import FormatError
+
+    # varint 0x40000000 (1 GiB) then junk: the library would allocate 1 GiB up front
+    bomb = bytes([0x80, 0x80, 0x80, 0x80, 0x04]) + b"\x00" * 32
+    path = tmp_path / "snappy-bomb.kdump"
+    path.write_bytes(_kdump({1: (bomb, DUMP_DH_COMPRESSED_SNAPPY)}))
+    with kvmfx.open(str(path)) as s, pytest.raises(FormatError) as exc:
+        s.read_physical(PAGE, 16)
+    assert "more than one 4096-byte page" in str(exc.value) and "0x1000" in str(exc.value)
