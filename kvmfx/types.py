@@ -52,8 +52,10 @@ class CType:
 class TypeModel:
     """C types by id (0 is void), with lookup by name and member-path resolution."""
 
-    def __init__(self, source: str, pointer_size: int = 8) -> None:
+    def __init__(self, source: str, pointer_size: int = 8, fmt: str = "") -> None:
         self.source = source
+        #: where the types were read from: ``btf``, ``dwarf``, ``isf`` ("" unknown)
+        self.format = fmt
         self.pointer_size = pointer_size
         self.types: list[CType | None] = [None]
         self._by_name: dict[tuple[str, str], int] = {}
@@ -103,6 +105,10 @@ class TypeModel:
     def count(self) -> int:
         """Number of types (void excluded)."""
         return len(self.types) - 1
+
+    def describe(self) -> dict[str, Any]:
+        """What ``kvmfx info`` shows of the types."""
+        return {"source": self.source, "format": self.format, "count": self.count}
 
     def has(self, name: str) -> bool:
         try:

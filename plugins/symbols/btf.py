@@ -93,7 +93,7 @@ class BtfTypeModel(TypeModel):
 
     def __init__(self, data: bytes, source: str, header: dict[str, int],
                  index: dict[str, Any] | None = None) -> None:
-        super().__init__(source)
+        super().__init__(source, fmt="btf")
         t0 = header["hdr_len"] + header["type_off"]
         self._t_end = t0 + header["type_len"]
         s0 = header["hdr_len"] + header["str_off"]

@@ -98,6 +98,7 @@ class KernelImageProvider:
     description = "vmlinuz/vmlinux (-N): kallsyms tables and .BTF inside the image"
     stage = "execfile"
     priority = 40
+    type_format = "btf"
 
     def __init__(self) -> None:
         self._cache: dict[str, _KernelFile] = {}
@@ -174,6 +175,7 @@ class BtfFileProvider:
     description = "raw BTF file (-N vmlinux.btf): types; symbols from the image"
     stage = "execfile"
     priority = 30
+    type_format = "btf"
 
     def _is_btf(self, path: str | None) -> bool:
         if path is None:
@@ -207,6 +209,7 @@ class ImageKallsymsProvider:
     description = "dump: the kernel's compressed kallsyms tables found in memory"
     stage = "image"
     priority = 10
+    type_format = "btf"
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         cache = _image_cache(session)

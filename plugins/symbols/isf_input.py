@@ -38,7 +38,7 @@ _XZ = b"\xfd7zXZ\x00"
 class _Builder:
     def __init__(self, isf: dict[str, Any], source: str) -> None:
         self.isf = isf
-        self.model = TypeModel(source)
+        self.model = TypeModel(source, fmt="isf")
         self.ids: dict[str, int] = {}
         self.user = isf.get("user_types", {})
         self.enums = isf.get("enums", {})
@@ -145,6 +145,7 @@ class IsfProvider:
     description = "Volatility 3 ISF (-N kernel.json or .json.xz): symbols and types"
     stage = "execfile"
     priority = 45
+    type_format = "isf"
 
     def __init__(self) -> None:
         self._cache: dict[str, tuple[SymbolTable, TypeModel]] = {}

@@ -106,6 +106,7 @@ class ProfileCacheProvider:
     description = "dump: the cached profile of this kernel build (user cache dir)"
     stage = "image"
     priority = 5
+    type_format = "btf"
 
     def _path(self, session: Session) -> tuple[Path, int] | None:
         found = kernel_key(session)
