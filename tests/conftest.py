@@ -50,3 +50,70 @@ def proc_vector(pid: int, name: str) -> list[str]:
     if raw.endswith(b"\0"):
         raw = raw[:-1]
     return [b.decode("utf-8", "backslashreplace") for b in raw.split(b"\0")] if raw else []
+
+
+# -- limits that hold for any input (issue: hostile input) ----------------------------------
+#: Every hostile case must finish within this wall time and peak resident memory.
+HOSTILE_SECONDS = 5.0
+HOSTILE_RSS_MIB = 500
+#: Where to write each case's figures (for docs/robustness.md), if set.
+LIMITS_REPORT = os.environ.get("KVMFX_LIMITS_REPORT")
+
+
+def run_bounded(fn: object, name: str, seconds: float = HOSTILE_SECONDS,
+                rss_mib: int = HOSTILE_RSS_MIB) -> dict[str, float]:
+    """Run ``fn()`` in a forked child; fail if it raises, runs longer than ``seconds`` or
+    peaks above ``rss_mib`` MiB resident (the child's own high-water mark, which includes
+    what it shares with this process: a bound from above)."""
+    import json
+    import signal
+    import traceback
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run the case, report a failure through the pipe
+        os.close(read_fd)
+        code = 0
+        try:
+            fn()  # type: ignore[operator]
+        except BaseException:  # noqa: BLE001 - everything goes back to the parent
+            os.write(write_fd, traceback.format_exc()[-6000:].encode())
+            code = 1
+        os.close(write_fd)
+        os._exit(code)
+    os.close(write_fd)
+    start = time.monotonic()
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        elapsed = time.monotonic() - start
+        if done:
+            break
+        if elapsed > seconds:
+            os.kill(pid, signal.SIGKILL)
+            os.wait4(pid, 0)
+            os.close(read_fd)
+            pytest.fail(f"{name}: still running after {seconds} s (a hang or unbounded work)")
+        time.sleep(0.005)
+    with os.fdopen(read_fd, "rb") as pipe:
+        report = pipe.read().decode("utf-8", "replace")
+    peak = usage.ru_maxrss / 1024
+    figures = {"seconds": round(elapsed, 3), "peak_rss_mib": round(peak, 1)}
+    if LIMITS_REPORT:
+        with open(LIMITS_REPORT, "a") as f:
+            f.write(json.dumps({"case": name, **figures}) + "\n")
+    if os.WIFSIGNALED(status):
+        pytest.fail(f"{name}: killed by signal {os.WTERMSIG(status)}")
+    if os.WEXITSTATUS(status) != 0:
+        pytest.fail(f"{name}: failed in the bounded child:\n{report}", pytrace=False)
+    assert peak < rss_mib, f"{name}: peak RSS {peak:.0f} MiB >= {rss_mib} MiB"
+    return figures
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Tests marked ``hostile`` run under :func:`run_bounded` (time and memory asserted)."""
+    if pyfuncitem.get_closest_marker("hostile") is None:
+        return None
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    run_bounded(lambda: pyfuncitem.obj(**args), pyfuncitem.nodeid)
+    return True

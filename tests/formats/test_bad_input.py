@@ -26,6 +26,9 @@ from tests.factory import get_fixture
 
 PAGE = 4096
 
+#: every case runs in a child bounded in time and memory (tests/conftest.py)
+pytestmark = pytest.mark.hostile
+
 
 @pytest.fixture(scope="module")
 def fx():

@@ -4,6 +4,9 @@ KvmError. Anything else (IndexError, struct.error, a hang, a memory blow-up) is 
 ``python -m tests.fuzz [--target NAME] [--seconds N]`` runs atheris (coverage-guided) on
 each target, seeded from the real fixtures; tests/fuzz/test_fuzz_short.py runs a short
 round of every target in the test suite.
+
+Nothing of kvmfx is imported at module level: the fuzzing child imports kvmfx itself, under
+atheris's instrumentation, or coverage would not be seen.
 """
 
 from __future__ import annotations
@@ -13,9 +16,18 @@ import struct
 from collections.abc import Callable
 from pathlib import Path
 
-from kvmfx.errors import KvmError
-
 Target = Callable[[bytes], None]
+
+
+class _Errors:
+    """``KvmError``, imported when first needed (see the module docstring)."""
+
+    def __getattr__(self, name: str) -> type:
+        import kvmfx.errors
+        return getattr(kvmfx.errors, name)  # type: ignore[no-any-return]
+
+
+_errors = _Errors()
 
 
 class BytesSource:
@@ -51,7 +63,7 @@ def t_kdump(data: bytes) -> None:
     for r in layer.ranges[:4]:
         try:
             layer.read(r.start, 64)
-        except KvmError:
+        except _errors.KvmError:
             pass
 
 
@@ -61,7 +73,7 @@ def t_flattened(data: bytes) -> None:
     for r in layer.ranges[:2]:
         try:
             layer.read(r.start, 64)
-        except KvmError:
+        except _errors.KvmError:
             pass
 
 
@@ -124,15 +136,107 @@ def t_pagetable(data: bytes) -> None:
         for vaddr in (0, 0x1234000, 0xFFFF888000001000, 0xFFFFFFFF81000000):
             try:
                 v.translate(vaddr)
-            except KvmError:
+            except _errors.KvmError:
                 pass
+
+
+def t_dwarf(data: bytes) -> None:
+    """DWARF of a small compiled program: find, lay out and resolve its types."""
+    from kvmfx.types import ENUM
+    from kvmfx_plugins.symbols.dwarf import DwarfFile, DwarfTypeModel
+    model = DwarfTypeModel(DwarfFile("<fuzz>", data))
+    try:
+        model.layout("sample")
+        model.construct("sample")
+        model.offsetof("inner", "pair")
+    finally:
+        for name in ("colour_var", "s_var"):
+            try:
+                model.type_name(model.variable_type(name))
+            except _errors.KvmError:
+                pass
+        model.find("colour", (ENUM,))
+
+
+class _Overlay:
+    """A real dump's session whose physical memory at one place reads as the fuzz input:
+    the kernel structures the walks read are replaced, the rest of memory is real."""
+
+    def __init__(self, what: str) -> None:
+        import kvmfx
+        from tests.factory import get_fixture
+        self.session = s = kvmfx.open(str(get_fixture("basic").path("elf")))
+        init = next(p for p in s.processes() if p.pid == 1)
+        types = s.types
+        if what == "task":
+            vaddr, self.size = init.handle, types.struct_size("task_struct")
+        else:
+            mm_off = types.offsetof("task_struct", "mm")
+            vaddr = int.from_bytes(s.read(init.handle + mm_off, 8), "little")
+            self.size = types.struct_size("mm_struct")
+        self.init = init
+        self.paddr, _ = s.kernel.translate(vaddr)
+        self.real = s.read(vaddr, self.size)
+        self.data = self.real
+        physical = s.physical
+        original = physical.read
+
+        def read(paddr: int, size: int, *, zero_fill: bool = False) -> bytes:
+            out = original(paddr, size, zero_fill=zero_fill)
+            lo, hi = max(paddr, self.paddr), min(paddr + size, self.paddr + self.size)
+            if lo >= hi:
+                return out
+            buf = bytearray(out)
+            buf[lo - paddr:hi - paddr] = self.data[lo - self.paddr:hi - self.paddr]
+            return bytes(buf)
+
+        physical.read = read  # type: ignore[method-assign]
+
+    def run(self, data: bytes, walk: Callable[[object], None]) -> None:
+        s = self.session
+        self.data = (data + self.real[len(data):])[:self.size]
+        s.plugin_data.pop("linux-kernel", None)
+        s.warnings.clear()
+        walk(s)
+
+
+_OVERLAYS: dict[str, _Overlay] = {}
+
+
+def _overlay(what: str) -> _Overlay:
+    if what not in _OVERLAYS:
+        _OVERLAYS[what] = _Overlay(what)
+    return _OVERLAYS[what]
+
+
+def t_tasks(data: bytes) -> None:
+    """The task-list walk with init's task_struct replaced by the input."""
+    import itertools
+
+    def walk(s: object) -> None:
+        for p in itertools.islice(s.processes(), 8):  # type: ignore[attr-defined]
+            for _ in itertools.islice(s.threads(p), 8):  # type: ignore[attr-defined]
+                pass
+            if p.pid == 1:
+                s.argv(p)  # type: ignore[attr-defined]
+    _overlay("task").run(data, walk)
+
+
+def t_argv(data: bytes) -> None:
+    """argv/environ of init with its mm_struct replaced by the input."""
+    ov = _overlay("mm")
+
+    def walk(s: object) -> None:
+        s.argv(ov.init)  # type: ignore[attr-defined]
+        s.envv(ov.init)  # type: ignore[attr-defined]
+    ov.run(data, walk)
 
 
 TARGETS: dict[str, Target] = {
     "elf": t_elf, "kdump": t_kdump, "flattened": t_flattened, "lime": t_lime,
     "vmcoreinfo": t_vmcoreinfo, "kallsyms": t_kallsyms, "btf": t_btf,
     "system_map": t_system_map, "swap": t_swap, "isf": t_isf, "vmlinuz": t_vmlinuz,
-    "pagetable": t_pagetable,
+    "pagetable": t_pagetable, "dwarf": t_dwarf, "tasks": t_tasks, "argv": t_argv,
 }
 
 
@@ -140,7 +244,7 @@ def run_one(target: Target, data: bytes) -> None:
     """Run a target on one input: a KvmError is the expected way to refuse it."""
     try:
         target(data)
-    except KvmError:
+    except _errors.KvmError:
         pass
 
 
@@ -152,9 +256,9 @@ def seeds(name: str) -> list[bytes]:
     if name == "elf":
         return [head("elf", 1 << 14)]
     if name == "kdump":
-        return [head("mdf-zlib", 1 << 16)]
+        return [head("mdf-zlib", 1 << 14), *_small_kdumps()]
     if name == "flattened":
-        return [head("flattened", 1 << 16), head("kdump-zlib", 1 << 16)]
+        return [head("flattened", 1 << 15), head("kdump-zlib", 1 << 15)]
     if name == "lime":
         data = head("lime", 4096)
         return [data[:32] + bytes(64)]
@@ -184,7 +288,32 @@ def seeds(name: str) -> list[bytes]:
                 b'"base_types": {}, "enums": {}}']
     if name == "pagetable":
         return [struct.pack("<Q", 0x1007) + bytes(4088) + struct.pack("<Q", 0x2007)]
+    if name == "dwarf":
+        return [_sample_program()]
+    if name in ("tasks", "argv"):
+        return [_overlay("task" if name == "tasks" else "mm").real]
     return [b""]
+
+
+def _sample_program() -> bytes:
+    """The types of tests/symbols/data/dwarf_sample.c, DWARF 4, as a small shared object."""
+    import subprocess
+    import tempfile
+    src = Path(__file__).resolve().parents[1] / "symbols" / "data" / "dwarf_sample.c"
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = Path(tmp) / "sample"
+        subprocess.run(["gcc", "-g", "-gdwarf-4", "-DTYPES_ONLY", "-shared", "-nostdlib",
+                        "-fPIC", "-o", str(exe), str(src)], check=True)
+        return exe.read_bytes()
+
+
+def _small_kdumps() -> list[bytes]:
+    """Two-page kdump files, one per codec (the real ones have zlib and LZO only)."""
+    from tests.formats.test_bad_input import _kdump
+    from tests.formats.test_kdump_codecs import CODECS
+    page = bytes(range(256)) * 16
+    return [_kdump({1: (compress(page), flag), 3: (page, 0)})
+            for flag, compress in CODECS.values()]
 
 
 def _small_kallsyms() -> bytes:

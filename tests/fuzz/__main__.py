@@ -26,11 +26,18 @@ def corpus_dir(name: str) -> Path:
 def child(name: str, argv: list[str]) -> None:
     import atheris
 
-    from tests.fuzz import TARGETS, run_one, seeds
+    # third-party libraries first, uninstrumented: only kvmfx's own code is under test
+    import construct  # noqa: F401
+    import cramjam  # noqa: F401
+    import elftools.dwarf.dwarfinfo  # noqa: F401
+    import elftools.elf.elffile  # noqa: F401
+    import lzallright  # noqa: F401
+    import pluggy  # noqa: F401
+    import zstandard  # noqa: F401
 
-    seed_inputs = seeds(name)  # before instrumenting: the fixtures are not under test
-    with atheris.instrument_imports():
+    with atheris.instrument_imports(include=["kvmfx", "kvmfx_plugins"]):
         import kvmfx.layers  # noqa: F401
+        import kvmfx.session  # noqa: F401
         import kvmfx.symbols  # noqa: F401
         import kvmfx.types  # noqa: F401
         import kvmfx_plugins.arch.x86_64  # noqa: F401
@@ -40,16 +47,30 @@ def child(name: str, argv: list[str]) -> None:
         import kvmfx_plugins.formats.lime  # noqa: F401
         import kvmfx_plugins.linux.kallsyms  # noqa: F401
         import kvmfx_plugins.linux.swap  # noqa: F401
+        import kvmfx_plugins.linux.tasks  # noqa: F401
         import kvmfx_plugins.linux.vmcoreinfo  # noqa: F401
         import kvmfx_plugins.linux.vmlinuz  # noqa: F401
         import kvmfx_plugins.symbols.btf  # noqa: F401
+        import kvmfx_plugins.symbols.dwarf  # noqa: F401
         import kvmfx_plugins.symbols.isf_input  # noqa: F401
-    corpus = corpus_dir(name)
-    for i, seed in enumerate(seed_inputs):
-        (corpus / f"seed-{i}").write_bytes(seed)
+        from tests.fuzz import TARGETS, run_one
+    if name in ("tasks", "argv"):
+        from tests.fuzz import _overlay
+        _overlay("task" if name == "tasks" else "mm")  # open the dump before fuzzing
     target = TARGETS[name]
-    atheris.Setup([sys.argv[0], *argv, str(corpus)], lambda data: run_one(target, data))
+    atheris.Setup([sys.argv[0], *argv, str(corpus_dir(name))],
+                  lambda data: run_one(target, data))
     atheris.Fuzz()
+
+
+def write_seeds(name: str) -> None:
+    """Seed the target's corpus with real inputs (in this process: the child instruments
+    kvmfx, and must import it itself, after setting up the instrumentation)."""
+    from tests.fuzz import seeds
+
+    corpus = corpus_dir(name)
+    for i, seed in enumerate(seeds(name)):
+        (corpus / f"seed-{i}").write_bytes(seed)
 
 
 def main() -> int:
@@ -64,8 +85,9 @@ def main() -> int:
     args = ap.parse_args()
     failed = []
     for name in args.target or sorted(TARGETS):
+        write_seeds(name)
         flags = [f"-max_total_time={args.seconds}", f"-max_len={args.max_len}",
-                 "-timeout=5", "-rss_limit_mb=1024", "-print_final_stats=1"]
+                 "-timeout=5", "-rss_limit_mb=500", "-print_final_stats=1"]
         if args.runs:
             flags.append(f"-runs={args.runs}")
         r = subprocess.run([sys.executable, "-m", "tests.fuzz", "--child", name, *flags],

@@ -16,6 +16,7 @@ from tests.fuzz import TARGETS, run_one
 REGRESSIONS = sorted((Path(__file__).parent / "regressions").iterdir())
 
 
+@pytest.mark.hostile
 @pytest.mark.parametrize("case", REGRESSIONS, ids=[p.name for p in REGRESSIONS])
 def test_crashes_found_by_fuzzing_stay_fixed(case):
     target = case.name.split("-", 1)[0]

@@ -15,6 +15,9 @@ import pytest
 import kvmfx
 from tests.factory import get_fixture
 
+#: every case runs in a child bounded in time and memory (tests/conftest.py)
+pytestmark = pytest.mark.hostile
+
 
 @pytest.fixture(scope="module")
 def fx():

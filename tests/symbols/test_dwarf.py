@@ -77,6 +77,7 @@ def test_compiler_types_have_the_right_shapes(sample):
         model.find("nosuch")
 
 
+@pytest.mark.hostile
 def test_corrupted_dwarf_gives_types_or_a_symbol_error(sample):
     """Bytes of .debug_info / .debug_abbrev overwritten at random: every lookup either
     answers or raises SymbolError (one line), never another exception or a hang."""

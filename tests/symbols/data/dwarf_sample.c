@@ -1,9 +1,11 @@
 /* Types for the DWARF reader's tests: compiled with gcc -g at several DWARF versions, run to
  * print the compiler's own offsets, sizes and bitfield positions (the oracle), then read back
  * from its DWARF by kvmfx. */
+#ifndef TYPES_ONLY /* TYPES_ONLY: just the types and variables (a small fuzz seed) */
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#endif
 
 struct list_head { struct list_head *next, *prev; };
 typedef unsigned long ulong_t;
@@ -40,6 +42,7 @@ struct sample s_var;
 struct inner inner_var;
 enum colour colour_var;
 
+#ifndef TYPES_ONLY
 static int bitpos(struct sample *s, size_t size)
 {
 	unsigned char *p = (unsigned char *)s;
@@ -67,3 +70,4 @@ int main(void)
 	printf("\"size:grid\": %zu, \"size:u\": %zu\n}\n", sizeof(s_var.grid), sizeof(s_var.u));
 	return 0;
 }
+#endif
