@@ -9,6 +9,7 @@ for an unrandomised kernel are slid by the KASLR offset the image reports
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 from elftools.common.exceptions import ELFError
@@ -65,24 +66,62 @@ def load_text_map(path: str) -> SymbolTable:
     return table
 
 
+#: ELF symbol types and bindings (st_info) kvmfx tells apart.
+_STT_OBJECT, _STT_FUNC, _STB_GLOBAL = 1, 2, 1
+#: ELF symbol tables larger than this are refused (a debug vmlinux has ~3 MiB).
+MAX_SYMTAB_BYTES = 256 << 20
+
+
+def parse_elf_symbols(symtab: bytes, strtab: bytes, elfclass: int, little: bool,
+                      source: str) -> SymbolTable:
+    """A SymbolTable from raw ``.symtab`` and ``.strtab`` bytes (pure, fuzzable):
+    undefined and unnamed symbols are skipped; names are bytes up to their NUL."""
+    end = "<" if little else ">"
+    if elfclass == 64:
+        fmt, name_i, info_i, shndx_i, value_i = end + "IBBHQQ", 0, 1, 3, 4
+    else:
+        fmt, name_i, info_i, shndx_i, value_i = end + "IIIBBH", 0, 3, 5, 1
+    size = struct.calcsize(fmt)
+    table = SymbolTable(source)
+    usable = len(symtab) - len(symtab) % size
+    for entry in struct.iter_unpack(fmt, memoryview(symtab)[:usable]):
+        name_off, shndx = entry[name_i], entry[shndx_i]
+        if not name_off or shndx == 0 or name_off >= len(strtab):
+            continue
+        stop = strtab.find(b"\0", name_off)
+        name = strtab[name_off:stop if stop >= 0 else len(strtab)].decode("utf-8", "replace")
+        if not name:
+            continue
+        info = entry[info_i]
+        kind = {_STT_FUNC: "t", _STT_OBJECT: "d"}.get(info & 0xF, "?")
+        if info >> 4 == _STB_GLOBAL:
+            kind = kind.upper()
+        table.add(name, entry[value_i], kind)
+    return table
+
+
 def load_elf_symtab(path: str) -> SymbolTable:
     """The .symtab of a vmlinux (or any kernel ELF); SymbolError when it has none."""
-    table = SymbolTable(path)
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
-            for section in elf.iter_sections():
-                if not isinstance(section, SymbolTableSection):
-                    continue
-                for sym in section.iter_symbols():
-                    if not sym.name or sym["st_shndx"] == "SHN_UNDEF":
-                        continue
-                    kind = {"STT_FUNC": "t", "STT_OBJECT": "d"}.get(sym["st_info"]["type"],
-                                                                    "?")
-                    if sym["st_info"]["bind"] == "STB_GLOBAL":
-                        kind = kind.upper()
-                    table.add(sym.name, sym["st_value"], kind)
-    except (ELFError, OSError, ValueError, KeyError) as exc:
+            section = next((sec for sec in elf.iter_sections()
+                            if isinstance(sec, SymbolTableSection)
+                            and sec["sh_type"] == "SHT_SYMTAB"), None) or \
+                next((sec for sec in elf.iter_sections()
+                      if isinstance(sec, SymbolTableSection)), None)
+            if section is None:
+                raise SymbolError("ELF file has no symbol table", path=path)
+            strtab = elf.get_section(section["sh_link"])
+            if section["sh_size"] > MAX_SYMTAB_BYTES or strtab["sh_size"] > MAX_SYMTAB_BYTES:
+                raise SymbolError("ELF symbol table too large", path=path,
+                                  offset=section["sh_offset"])
+            f.seek(section["sh_offset"])
+            symbols = f.read(section["sh_size"])
+            f.seek(strtab["sh_offset"])
+            names = f.read(strtab["sh_size"])
+            table = parse_elf_symbols(symbols, names, elf.elfclass, elf.little_endian, path)
+    except (ELFError, OSError, ValueError, KeyError, struct.error) as exc:
         raise SymbolError(f"unreadable ELF symbol table: {exc}", path=path) from None
     if not len(table):
         raise SymbolError("ELF file has no symbol table", path=path)

@@ -110,6 +110,14 @@ def t_system_map(data: bytes) -> None:
     parse_system_map(data.decode("utf-8", "replace"))
 
 
+def t_elf_symbols(data: bytes) -> None:
+    """An ELF .symtab and .strtab (the input split at its first byte's position)."""
+    from kvmfx_plugins.symbols.files import parse_elf_symbols
+    cut = data[0] * 24 if data else 0
+    for elfclass in (64, 32):
+        parse_elf_symbols(data[1:cut + 1], data[cut + 1:], elfclass, True, "<fuzz>")
+
+
 def t_swap(data: bytes) -> None:
     from kvmfx_plugins.linux.swap import parse_swap_header
     parse_swap_header(data)
@@ -236,7 +244,7 @@ TARGETS: dict[str, Target] = {
     "elf": t_elf, "kdump": t_kdump, "flattened": t_flattened, "lime": t_lime,
     "vmcoreinfo": t_vmcoreinfo, "kallsyms": t_kallsyms, "btf": t_btf,
     "system_map": t_system_map, "swap": t_swap, "isf": t_isf, "vmlinuz": t_vmlinuz,
-    "pagetable": t_pagetable, "dwarf": t_dwarf, "tasks": t_tasks, "argv": t_argv,
+    "pagetable": t_pagetable, "dwarf": t_dwarf, "elf_symbols": t_elf_symbols, "tasks": t_tasks, "argv": t_argv,
 }
 
 
@@ -290,6 +298,8 @@ def seeds(name: str) -> list[bytes]:
         return [struct.pack("<Q", 0x1007) + bytes(4088) + struct.pack("<Q", 0x2007)]
     if name == "dwarf":
         return [_sample_program()]
+    if name == "elf_symbols":
+        return [_sample_symbols()]
     if name in ("tasks", "argv"):
         return [_overlay("task" if name == "tasks" else "mm").real]
     return [b""]
@@ -305,6 +315,16 @@ def _sample_program() -> bytes:
         subprocess.run(["gcc", "-g", "-gdwarf-4", "-DTYPES_ONLY", "-shared", "-nostdlib",
                         "-fPIC", "-o", str(exe), str(src)], check=True)
         return exe.read_bytes()
+
+
+def _sample_symbols() -> bytes:
+    """The sample program's .symtab and .strtab in the elf_symbols target's layout."""
+    from elftools.elf.elffile import ELFFile
+    elf = ELFFile(io.BytesIO(_sample_program()))
+    symtab = elf.get_section_by_name(".symtab")
+    strtab = elf.get_section(symtab["sh_link"])
+    data = symtab.data()[:255 * 24]
+    return bytes([len(data) // 24]) + data + strtab.data()
 
 
 def _small_kdumps() -> list[bytes]:
