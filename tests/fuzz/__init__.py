@@ -244,7 +244,8 @@ TARGETS: dict[str, Target] = {
     "elf": t_elf, "kdump": t_kdump, "flattened": t_flattened, "lime": t_lime,
     "vmcoreinfo": t_vmcoreinfo, "kallsyms": t_kallsyms, "btf": t_btf,
     "system_map": t_system_map, "swap": t_swap, "isf": t_isf, "vmlinuz": t_vmlinuz,
-    "pagetable": t_pagetable, "dwarf": t_dwarf, "elf_symbols": t_elf_symbols, "tasks": t_tasks, "argv": t_argv,
+    "pagetable": t_pagetable, "dwarf": t_dwarf, "elf_symbols": t_elf_symbols,
+    "tasks": t_tasks, "argv": t_argv,
 }
 
 
