@@ -21,10 +21,13 @@ the records only), and kernel modules (``ET_REL``) are not supported as type sou
 from __future__ import annotations
 
 import bisect
+import json
 import mmap
+import os
 import struct
 from collections.abc import Iterator
 from io import BytesIO
+from pathlib import Path
 from typing import Any
 
 from elftools.common.exceptions import ELFError
@@ -86,6 +89,14 @@ _REF_FORMS = {"DW_FORM_ref1", "DW_FORM_ref2", "DW_FORM_ref4", "DW_FORM_ref8",
 _SIGNED_ENCODINGS = {5, 6, 0xD}  # DW_ATE_signed, DW_ATE_signed_char, DW_ATE_signed_fixed
 _FLOAT_ENCODINGS = {3, 4}  # DW_ATE_complex_float, DW_ATE_float
 _DW_OP_PLUS_UCONST = 0x23
+_DW_AT_NAME, _DW_AT_DECLARATION, _DW_FORM_IMPLICIT_CONST = 0x03, 0x3C, 0x21
+_TAG_NUMBERS = {"DW_TAG_structure_type": 0x13, "DW_TAG_union_type": 0x17,
+                "DW_TAG_enumeration_type": 0x04, "DW_TAG_class_type": 0x02,
+                "DW_TAG_typedef": 0x16, "DW_TAG_base_type": 0x24, "DW_TAG_variable": 0x34}
+#: Abbreviation tables: entries and attributes per entry beyond these are refused.
+MAX_ABBREVS = 1 << 16
+MAX_ABBREV_ATTRS = 256
+MAX_CACHED_TABLES = 4096
 
 
 class _Window:
@@ -146,6 +157,9 @@ class DwarfFile:
                 raise SymbolError("relocatable objects are not supported as DWARF type "
                                   "sources (relocations are not applied)", path=path)
             secs = {name: self._section(name) for name in self.SECTIONS}
+            if secs[".debug_info"] is None or secs[".debug_abbrev"] is None:
+                raise SymbolError("DWARF without .debug_info contents or .debug_abbrev",
+                                  path=path)
             none = dict.fromkeys(
                 ("debug_aranges_sec", "debug_frame_sec", "eh_frame_sec", "debug_loc_sec",
                  "debug_ranges_sec", "debug_line_sec", "debug_pubtypes_sec",
@@ -171,6 +185,10 @@ class DwarfFile:
         self.little = self.elf.little_endian
         self.info: Any = secs[".debug_info"].stream if secs[".debug_info"] else None
         self.strs: Any = secs[".debug_str"].stream if secs[".debug_str"] else None
+        self.abbrev: Any = secs[".debug_abbrev"].stream
+        #: name -> DIE offsets of its definitions, found by earlier searches
+        self.remembered: dict[str, list[int]] = self._load_remembered()
+        self._abbrev_cache: dict[int, dict[int, tuple[int, bool, bool]]] = {}
         #: name -> [(tag, DIE offset, is a declaration)] for the units indexed so far
         self.index: dict[str, list[tuple[str, int, bool]]] = {}
         self.indexed: set[int] = set()
@@ -219,14 +237,21 @@ class DwarfFile:
         raw = name.encode("utf-8", "surrogateescape")
         patterns = []
         if self.strs is not None:
+            # The linker merges equal strings into one, and a string that ends another
+            # into the longer one's tail: the name is either a string of its own or a
+            # tail. Own copies first, and only them when there are any.
             pack = struct.Struct("<I" if self.little else ">I").pack
+            whole: list[bytes] = []
+            tails: list[bytes] = []
             pos = 0
             for _ in range(MAX_NAME_OFFSETS):
                 pos = self.strs.find(raw + b"\0", pos)
                 if pos < 0:
                     break
-                patterns.append(pack(pos))
+                own = pos == 0 or self.strs.read_at(pos - 1, 1) == b"\0"
+                (whole if own else tails).append(pack(pos))
                 pos += 1
+            patterns = whole or tails
         patterns.append(raw + b"\0")  # DW_FORM_string
         # all patterns chunk by chunk: early units (where definitions usually are) first
         longest = max(len(p) for p in patterns)
@@ -257,12 +282,108 @@ class DwarfFile:
             if isinstance(getattr(cu, cache, None), list):
                 getattr(cu, cache).clear()
 
+    # -- what earlier searches found (kept per build id beside the profiles) -----------------
+    def _build_id(self) -> str | None:
+        for section in self.elf.iter_sections():
+            if section["sh_type"] != "SHT_NOTE":
+                continue
+            for note in section.iter_notes():  # type: ignore[attr-defined]
+                if note["n_name"] == "GNU" and note["n_type"] == "NT_GNU_BUILD_ID":
+                    desc = note["n_desc"]
+                    return desc if isinstance(desc, str) else bytes(desc).hex()
+        return None
+
+    def _cache_path(self) -> Path | None:
+        if self._file is None:
+            return None
+        try:
+            build_id = self._build_id()
+        except Exception:  # noqa: BLE001 - no usable note: no cache
+            return None
+        if not build_id or not build_id.isalnum():
+            return None
+        from kvmfx_plugins.symbols.profile_cache import cache_dir
+        return cache_dir() / f"dwarf-{build_id}.json"
+
+    def _load_remembered(self) -> dict[str, list[int]]:
+        path = self._cache_path()
+        try:
+            if path is not None and path.exists():
+                data = json.loads(path.read_text())
+                return {str(k): [int(o) for o in v][:8] for k, v in data.items()
+                        if isinstance(v, list)}
+        except (OSError, ValueError, TypeError):
+            pass
+        return {}
+
+    def remember(self, name: str, offset: int) -> None:
+        """Keep where ``name`` was found, so that the next open need not search."""
+        if offset in self.remembered.get(name, []):
+            return
+        self.remembered.setdefault(name, []).append(offset)
+        path = self._cache_path()
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(self.remembered))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache: never an error
+
+    def _abbrevs(self, offset: int) -> dict[int, tuple[int, bool, bool]]:
+        """``code -> (tag, named first, a declaration)`` of the abbreviation table at
+        ``offset`` of .debug_abbrev (decoded by hand: ten times pyelftools' speed)."""
+        table = self._abbrev_cache.get(offset)
+        if table is not None:
+            return table
+        table = {}
+        data, base, size = self.abbrev.mm, self.abbrev.base, self.abbrev.size
+        pos = offset
+
+        def uleb() -> int:
+            nonlocal pos
+            value = shift = 0
+            while pos < size and shift < 70:
+                byte = data[base + pos]
+                pos += 1
+                value |= (byte & 0x7F) << shift
+                shift += 7
+                if byte < 0x80:
+                    return value
+            raise SymbolError(f"abbreviation table at .debug_abbrev+{offset:#x} runs off "
+                              "its section", path=self.path)
+
+        while len(table) < MAX_ABBREVS:
+            code = uleb()
+            if code == 0:
+                break
+            tag = uleb()
+            pos += 1  # DW_CHILDREN_yes/no
+            first, declaration = -1, False
+            for _ in range(MAX_ABBREV_ATTRS):
+                attr, form = uleb(), uleb()
+                if attr == 0 and form == 0:
+                    break
+                if form == _DW_FORM_IMPLICIT_CONST:
+                    uleb()  # its (signed) value: skipped
+                if first < 0:
+                    first = attr
+                declaration |= attr == _DW_AT_DECLARATION
+            table[code] = (tag, first == _DW_AT_NAME, declaration)
+        if len(self._abbrev_cache) > MAX_CACHED_TABLES:
+            self._abbrev_cache.clear()
+        self._abbrev_cache[offset] = table
+        return table
+
     def _defines_here(self, cu: Any, hit: int, tags: tuple[str, ...]) -> bool:
         """Could a DIE with one of ``tags``, named first and not a declaration, begin just
         before ``hit``? Decided from the unit's abbreviations, without parsing DIEs."""
         data = self.info.mm
         base = self.info.base
-        table = cu.get_abbrev_table()
+        table = self._abbrevs(cu["debug_abbrev_offset"])
+        wanted = {_TAG_NUMBERS[t] for t in tags}
         for lead in range(1, 4):
             start = hit - lead
             if start < cu.cu_offset:
@@ -270,14 +391,8 @@ class DwarfFile:
             raw = data[base + start:base + hit]
             if raw[-1] & 0x80 or any(b < 0x80 for b in raw[:-1]):
                 continue
-            code = _uleb(list(raw))
-            try:
-                abbrev = table.get_abbrev(code)
-            except (KeyError, IndexError):
-                continue
-            specs = abbrev.decl.attr_spec
-            if abbrev.decl.tag in tags and specs and specs[0].name == "DW_AT_name" and \
-                    not any(spec.name == "DW_AT_declaration" for spec in specs):
+            found = table.get(_uleb(list(raw)))
+            if found is not None and found[0] in wanted and found[1] and not found[2]:
                 return True
         return False
 
@@ -293,6 +408,17 @@ class DwarfFile:
                     yield self.die_at(offset)
 
         yield from matches()
+        for offset in self.remembered.get(name, ()):
+            if offset in done:
+                continue
+            done.add(offset)
+            try:
+                die = self.die_at(offset)
+                attr = die.attributes.get("DW_AT_name")
+            except Exception:  # noqa: BLE001 - a stale cache entry: searched for below
+                continue
+            if die.tag in tags and attr is not None and _text(attr.value) == name:
+                yield die
         units = 0
         for hit in self.name_hits(name):
             cu = self.cu_at(hit)
@@ -508,6 +634,7 @@ class DwarfTypeModel(TypeModel):
             for die in self.dwarf.named_dies(name, tags):
                 if "DW_AT_declaration" in die.attributes:
                     continue
+                self.dwarf.remember(name, die.offset)
                 return self.tid_of(die.offset)
         except SymbolError:
             raise
@@ -534,6 +661,7 @@ class DwarfTypeModel(TypeModel):
         try:
             for die in self.dwarf.named_dies(name, ("DW_TAG_variable",)):
                 if "DW_AT_type" in die.attributes:
+                    self.dwarf.remember(name, die.offset)
                     tid = self._ref(die)
                     self._vars[name] = tid
                     return tid
