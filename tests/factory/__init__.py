@@ -115,21 +115,24 @@ def ensure_tools() -> None:
 
 
 # -- the kernel -------------------------------------------------------------------------
-def kernel_package() -> str:
+def kernel_package(flavour: str = "") -> str:
+    """The Debian kernel package of a flavour ("" the default amd64, "rt", "cloud")."""
     override = os.environ.get("KVMFX_KERNEL_PKG")
-    if override:
+    if override and not flavour:
         return override
-    out = _run(["apt-cache", "depends", "linux-image-amd64"]).stdout.decode()
+    meta = f"linux-image-{flavour}-amd64" if flavour else "linux-image-amd64"
+    suffix = f"-{flavour}-amd64" if flavour else "-amd64"
+    out = _run(["apt-cache", "depends", meta]).stdout.decode()
     for line in out.splitlines():
         line = line.strip()
-        if line.startswith("Depends: linux-image-") and line.endswith("-amd64"):
+        if line.startswith("Depends: linux-image-") and line.endswith(suffix):
             return line.split()[1] + "-unsigned"
-    raise FactoryError("cannot resolve the kernel package from linux-image-amd64")
+    raise FactoryError(f"cannot resolve the kernel package from {meta}")
 
 
-def kernel_dir(root: Path) -> Path:
+def kernel_dir(root: Path, flavour: str = "") -> Path:
     """Unpacked kernel package (vmlinuz, config, modules), downloaded once."""
-    pkg = kernel_package()
+    pkg = kernel_package(flavour)
     kdir = root / "kernels" / pkg
     if (kdir / "done").exists():
         return kdir
@@ -530,7 +533,7 @@ def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         ensure_tools()
-        kdir = kernel_dir(root)
+        kdir = kernel_dir(root, scenario.flavour)
         kroot = kdir / "root"
         out = root / f"{name}-{_factory_digest(scenario, kdir.name)}"
         if (out / "manifest.json").exists() and not force:

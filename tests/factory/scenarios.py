@@ -37,6 +37,8 @@ class Scenario:
     truth_glob: str = "/proc/[0-9]*"
     #: kernel modules to load, in order (paths under lib/modules/*/kernel/)
     modules: tuple[str, ...] = ("drivers/firmware/qemu_fw_cfg.ko",)
+    #: Debian kernel flavour ("" the default amd64 kernel; "rt": PREEMPT_RT, "cloud")
+    flavour: str = ""
 
 
 def distinctive() -> tuple[Proc, ...]:
@@ -98,6 +100,9 @@ SCENARIOS = {
     "scale": Scenario("scale", 2048, "qemu64", procs=distinctive(),
                       extra="kvmfx-helper spawnmany 5000\nsleep 5", truth_glob="/proc/1",
                       dumps=("elf", "kdump-zlib")),
+    # another kernel build: PREEMPT_RT changes task_struct, locks and the scheduler
+    "rt": Scenario("rt", 256, "qemu64", procs=distinctive(), flavour="rt",
+                   dumps=("elf", "kdump-zlib", "mdf-lzo", "lime")),
     # for benchmarks: RAM above the 32-bit PCI hole, so memory is split in two ranges
     "big": Scenario("big", 4096, "qemu64", procs=distinctive(),
                     dumps=("elf", "kdump-zlib", "mdf-lzo")),
