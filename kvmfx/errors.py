@@ -56,7 +56,13 @@ class MissingPageError(KvmError):
 
 
 class TranslationError(KvmError):
-    """A virtual address has no valid translation in the page tables."""
+    """A virtual address has no valid translation in the page tables.
+
+    ``span``: the aligned size of the unmapped region around the address, when the walk
+    knows it (a non-present upper-level entry leaves 2 MiB, 1 GiB... unmapped); 0 unknown.
+    """
+
+    span = 0
 
 
 class SwappedOutError(TranslationError):

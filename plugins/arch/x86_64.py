@@ -70,8 +70,10 @@ class X86_64Layer(VirtualLayer):
                     raise SwappedOutError(f"page swapped out (swap area {swp_type}, slot "
                                           f"{swp_offset})", swap_type=swp_type,
                                           swap_offset=swp_offset, address=vaddr)
-                raise TranslationError(f"not mapped (level-{level} entry not present)",
+                exc = TranslationError(f"not mapped (level-{level} entry not present)",
                                        address=vaddr)
+                exc.span = 1 << shift
+                raise exc
             if level in (2, 3) and entry & PSE:
                 size = 1 << shift
                 base = (entry & ADDR_MASK) & ~(size - 1)

@@ -293,8 +293,11 @@ def _read_user(k: LinuxKernel, layer: Any, start: int, size: int
             missing.append(page)
             out += bytes(stop - pos)
         except (TranslationError, MissingPageError) as exc:
-            missing.append(page)
             why.append(str(exc))
+            span = getattr(exc, "span", 0)
+            if span > PAGE_SIZE:  # a whole unmapped region: every page of it at once
+                stop = min(end, (pos // span + 1) * span)
+            missing.extend(range(page, stop, PAGE_SIZE))
             out += bytes(stop - pos)
         pos = stop
     return bytes(out), missing, why

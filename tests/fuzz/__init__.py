@@ -222,10 +222,11 @@ def t_tasks(data: bytes) -> None:
     import itertools
 
     def walk(s: object) -> None:
-        for p in itertools.islice(s.processes(), 8):  # type: ignore[attr-defined]
-            for _ in itertools.islice(s.threads(p), 8):  # type: ignore[attr-defined]
-                pass
-            if p.pid == 1:
+        # init_task, init (the input), and what init's list links lead to
+        for p in itertools.islice(s.processes(), 4):  # type: ignore[attr-defined]
+            if p.handle == _overlay("task").init.handle:
+                for _ in itertools.islice(s.threads(p), 4):  # type: ignore[attr-defined]
+                    pass
                 s.argv(p)  # type: ignore[attr-defined]
     _overlay("task").run(data, walk)
 
