@@ -98,13 +98,17 @@ def startup(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], A
                              f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
     vmlinux = _debug_vmlinux(fx)
     if vmlinux:
-        for cache in ("cold", "warm"):  # DWARF has no cache: both runs convert on demand
-            r = run_worker(sys.executable, {"kind": "kvmfx-symbols", "path": str(fx.path("elf")),
-                                            "execfile": vmlinux, "types": "dwarf"})
-            data[f"dwarf-{cache}"] = r
-            rows.append(["kvmfx", "elf", cache, "-N debug vmlinux, DWARF",
-                         str(r.get("symbols")), str(r.get("types")),
-                         f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
+        with tempfile.TemporaryDirectory() as profiles:
+            # warm: where the first open found each name is kept per build id
+            for cache in ("cold", "warm"):
+                r = run_worker(sys.executable, {"kind": "kvmfx-symbols",
+                                                "path": str(fx.path("elf")),
+                                                "execfile": vmlinux, "types": "dwarf"},
+                               {"KVMFX_PROFILE_DIR": profiles})
+                data[f"dwarf-{cache}"] = r
+                rows.append(["kvmfx", "elf", cache, "-N debug vmlinux, DWARF",
+                             str(r.get("symbols")), str(r.get("types")),
+                             f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
     if peer_py and vmlinux:
         r = run_worker(peer_py, {"kind": "drgn-symbols", "path": str(fx.path("elf")),
                                  "vmlinux": vmlinux})
@@ -133,11 +137,16 @@ def processes(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]],
         data["volatility3"] = vol_row[1]
     vmlinux = _debug_vmlinux(fx)
     if vmlinux:
-        r = run_worker(sys.executable, {"kind": "kvmfx-psaux", "path": str(fx.path("elf")),
-                                        "execfile": vmlinux, "types": "dwarf"})
-        data["kvmfx-dwarf"] = r
-        rows.append(["kvmfx (DWARF)", "elf", "debug vmlinux (633 MB)", str(r.get("processes")),
-                     f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}", ""])
+        with tempfile.TemporaryDirectory() as profiles:
+            for cache in ("cold", "warm"):
+                r = run_worker(sys.executable, {"kind": "kvmfx-psaux",
+                                                "path": str(fx.path("elf")),
+                                                "execfile": vmlinux, "types": "dwarf"},
+                               {"KVMFX_PROFILE_DIR": profiles})
+                data[f"kvmfx-dwarf-{cache}"] = r
+                rows.append([f"kvmfx (DWARF, {cache})", "elf", "debug vmlinux (633 MB)",
+                             str(r.get("processes")), f"{r.get('total_s', 0):.2f}",
+                             f"{r.get('rss_mib', 0):.0f}", ""])
     if peer_py and vmlinux:
         d = run_worker(peer_py, {"kind": "drgn-psaux", "path": str(fx.path("elf")),
                                  "vmlinux": vmlinux})
