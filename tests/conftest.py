@@ -60,11 +60,19 @@ HOSTILE_RSS_MIB = 500
 LIMITS_REPORT = os.environ.get("KVMFX_LIMITS_REPORT")
 
 
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def run_bounded(fn: object, name: str, seconds: float = HOSTILE_SECONDS,
                 rss_mib: int = HOSTILE_RSS_MIB) -> dict[str, float]:
     """Run ``fn()`` in a forked child; fail if it raises, runs longer than ``seconds`` or
-    peaks above ``rss_mib`` MiB resident (the child's own high-water mark, which includes
-    what it shares with this process: a bound from above)."""
+    its resident memory grows by ``rss_mib`` MiB or more (the child's high-water mark less
+    its resident size when it started, which it shares with this process)."""
     import json
     import signal
     import traceback
@@ -74,6 +82,8 @@ def run_bounded(fn: object, name: str, seconds: float = HOSTILE_SECONDS,
     if pid == 0:  # the child: run the case, report a failure through the pipe
         os.close(read_fd)
         code = 0
+        # what the child shares with this process at the start (not the case's own use)
+        os.write(write_fd, f"{_rss_kib()}\n".encode())
         try:
             fn()  # type: ignore[operator]
         except BaseException:  # noqa: BLE001 - everything goes back to the parent
@@ -95,9 +105,11 @@ def run_bounded(fn: object, name: str, seconds: float = HOSTILE_SECONDS,
             pytest.fail(f"{name}: still running after {seconds} s (a hang or unbounded work)")
         time.sleep(0.005)
     with os.fdopen(read_fd, "rb") as pipe:
-        report = pipe.read().decode("utf-8", "replace")
-    peak = usage.ru_maxrss / 1024
-    figures = {"seconds": round(elapsed, 3), "peak_rss_mib": round(peak, 1)}
+        baseline, _, report = pipe.read().decode("utf-8", "replace").partition("\n")
+    # the case's own peak: the child's high-water mark less what it started with
+    peak = (usage.ru_maxrss - int(baseline or 0)) / 1024
+    figures = {"seconds": round(elapsed, 3), "peak_rss_mib": round(peak, 1),
+               "rss_at_start_mib": round(int(baseline or 0) / 1024, 1)}
     if LIMITS_REPORT:
         with open(LIMITS_REPORT, "a") as f:
             f.write(json.dumps({"case": name, **figures}) + "\n")

@@ -209,7 +209,7 @@ def _lime(ranges: list[tuple[int, int]], cut: int = 0, magic_at: int | None = No
 @pytest.mark.parametrize("blob, words", [
     (_lime([(0, 0xFFF), (0x2000, 0x2FFF)], magic_at=1), ["magic", "offset 0x1020"]),
     (_lime([(0x2000, 0x1000)]), ["ends", "before it starts"]),
-])
+], ids=["bad-magic-in-second-header", "range-ends-before-start"])
 def test_lime_lies_are_format_errors(tmp_path, blob, words):
     path = tmp_path / "bad.lime"
     path.write_bytes(blob)
