@@ -98,17 +98,11 @@ def startup(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], A
                              f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
     vmlinux = _debug_vmlinux(fx)
     if vmlinux:
-        with tempfile.TemporaryDirectory() as profiles:
-            # warm: where the first open found each name is kept per build id
-            for cache in ("cold", "warm"):
-                r = run_worker(sys.executable, {"kind": "kvmfx-symbols",
-                                                "path": str(fx.path("elf")),
-                                                "execfile": vmlinux, "types": "dwarf"},
-                               {"KVMFX_PROFILE_DIR": profiles})
-                data[f"dwarf-{cache}"] = r
-                rows.append(["kvmfx", "elf", cache, "-N debug vmlinux, DWARF",
-                             str(r.get("symbols")), str(r.get("types")),
-                             f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
+        for cache, r in _dwarf_runs(fx, vmlinux, "kvmfx-symbols"):
+            data[f"dwarf-{cache}"] = r
+            rows.append(["kvmfx", "elf", cache, "-N debug vmlinux, DWARF",
+                         str(r.get("symbols")), str(r.get("types")),
+                         f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
     if peer_py and vmlinux:
         r = run_worker(peer_py, {"kind": "drgn-symbols", "path": str(fx.path("elf")),
                                  "vmlinux": vmlinux})
@@ -116,6 +110,16 @@ def startup(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], A
         rows.append(["drgn 0.3", "elf", "-", "debug vmlinux (633 MB)", "-", "-",
                      f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}"])
     return header, rows, data
+
+
+def _dwarf_runs(fx: Any, vmlinux: str, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    """A worker run with the debug vmlinux's DWARF, cold then warm (the second open finds,
+    per build id, where the first one found each name)."""
+    with tempfile.TemporaryDirectory() as profiles:
+        return [(cache, run_worker(sys.executable, {"kind": kind, "path": str(fx.path("elf")),
+                                                    "execfile": vmlinux, "types": "dwarf"},
+                                   {"KVMFX_PROFILE_DIR": profiles}))
+                for cache in ("cold", "warm")]
 
 
 def processes(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any]:
@@ -137,16 +141,11 @@ def processes(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]],
         data["volatility3"] = vol_row[1]
     vmlinux = _debug_vmlinux(fx)
     if vmlinux:
-        with tempfile.TemporaryDirectory() as profiles:
-            for cache in ("cold", "warm"):
-                r = run_worker(sys.executable, {"kind": "kvmfx-psaux",
-                                                "path": str(fx.path("elf")),
-                                                "execfile": vmlinux, "types": "dwarf"},
-                               {"KVMFX_PROFILE_DIR": profiles})
-                data[f"kvmfx-dwarf-{cache}"] = r
-                rows.append([f"kvmfx (DWARF, {cache})", "elf", "debug vmlinux (633 MB)",
-                             str(r.get("processes")), f"{r.get('total_s', 0):.2f}",
-                             f"{r.get('rss_mib', 0):.0f}", ""])
+        for cache, r in _dwarf_runs(fx, vmlinux, "kvmfx-psaux"):
+            data[f"kvmfx-dwarf-{cache}"] = r
+            rows.append([f"kvmfx (DWARF, {cache})", "elf", "debug vmlinux (633 MB)",
+                         str(r.get("processes")), f"{r.get('total_s', 0):.2f}",
+                         f"{r.get('rss_mib', 0):.0f}", ""])
     if peer_py and vmlinux:
         d = run_worker(peer_py, {"kind": "drgn-psaux", "path": str(fx.path("elf")),
                                  "vmlinux": vmlinux})
