@@ -7,6 +7,7 @@ are JSON arrays in json/jsonl, JSON-encoded strings in CSV cells, and space-join
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
@@ -40,10 +41,18 @@ def _names(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
     return list(rows[0]) if rows else []
 
 
+#: A text-table cell longer than this is cut, ending in "…" (json/jsonl/csv are never cut).
+MAX_TEXT_CELL = 160
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_TEXT_CELL else text[:MAX_TEXT_CELL - 1] + "…"
+
+
 def render_text(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
     rows = list(rows)
     names = _names(columns, rows)
-    cells = [[_cell_text(r.get(n)) for n in names] for r in rows]
+    cells = [[_cut(_cell_text(r.get(n))) for n in names] for r in rows]
     widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold",
                   padding=(0, 2, 0, 0))
@@ -53,9 +62,11 @@ def render_text(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[s
                          justify="right" if n in numeric else "left")
     for c in cells:
         table.add_row(*(Text(x) for x in c))
-    console = Console(file=out, width=sum(widths) + 2 * len(widths) + 1, highlight=False,
+    buf = io.StringIO()
+    console = Console(file=buf, width=sum(widths) + 2 * len(widths) + 1, highlight=False,
                       markup=False, emoji=False, color_system=None, soft_wrap=False)
     console.print(table)
+    out.writelines(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
     return len(rows)
 
 
