@@ -49,6 +49,43 @@ class CType:
     enumerators: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class StructMember:
+    """A member of :class:`StructType`: byte offset, and bit offset/size for bitfields."""
+
+    name: str
+    offset: int
+    type_name: str
+    size: int
+    bit_offset: int = 0
+    bit_size: int = 0
+
+
+@dataclass
+class StructType:
+    """A struct or union as plugins see it (``session.types.struct("task_struct")``):
+    its size, its members at their offsets (anonymous members flattened in, as C names
+    them), and a ``construct`` definition to parse it from bytes."""
+
+    name: str
+    kind: str
+    size: int
+    members: dict[str, StructMember]
+    model: TypeModel = field(repr=False)
+
+    def offsetof(self, member: str) -> int:
+        """Byte offset of a (dotted) member path."""
+        return self.model.offsetof(self.name, member)
+
+    @property
+    def construct(self) -> cs.Construct:
+        return self.model.construct(self.name)
+
+    def parse(self, data: bytes) -> Any:
+        """The members of one instance (``construct`` container) from its bytes."""
+        return self.construct.parse(data)
+
+
 class TypeModel:
     """C types by id (0 is void), with lookup by name and member-path resolution."""
 
@@ -138,6 +175,17 @@ class TypeModel:
         if t.kind == ARRAY:
             return t.nelems * self.sizeof(t.target)
         return t.size
+
+    def struct(self, name: str) -> StructType:
+        """The struct/union ``name`` with its layout (:class:`StructType`)."""
+        tid = self.find(name)
+        t = self.get(tid)
+        members = {}
+        for mname, (bits, mtid, bit_size) in self.layout_of(tid).items():
+            members[mname] = StructMember(mname, bits // 8, self.type_name(mtid),
+                                          self.sizeof(mtid), bits % 8 if bit_size else 0,
+                                          bit_size)
+        return StructType(name, t.kind, t.size, members, self)
 
     def struct_size(self, name: str) -> int:
         return self.get(self.find(name)).size
