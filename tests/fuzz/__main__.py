@@ -92,8 +92,12 @@ def main() -> int:
             flags.append(f"-runs={args.runs}")
         r = subprocess.run([sys.executable, "-m", "tests.fuzz", "--child", name, *flags],
                            capture_output=True, text=True)
-        stats = [ln for ln in r.stderr.splitlines() if "stat::number_of_executed_units" in ln
+        lines = r.stderr.splitlines()
+        stats = [ln for ln in lines if "stat::number_of_executed_units" in ln
                  or ln.startswith("Done ")]
+        cov = [ln.split(" cov: ", 1)[1].split(" lim:")[0] for ln in lines if " cov: " in ln]
+        if cov:
+            stats.append(f"cov: {cov[-1]}")  # coverage points, features, corpus at the end
         print(f"{name}: exit {r.returncode}; {' '.join(stats) or r.stderr[-300:]}")
         if r.returncode != 0:
             failed.append(name)
