@@ -68,7 +68,7 @@ MAX_UNITS_PER_LOOKUP = 256
 MAX_DIMENSIONS = 16
 MAX_MEMBERS = 1 << 16
 #: Children of one DIE (a unit's top level included) beyond this are refused as corrupt.
-MAX_CHILDREN = 1 << 22
+MAX_CHILDREN = 1 << 18
 
 _TAG_KIND = {
     "DW_TAG_structure_type": STRUCT, "DW_TAG_class_type": STRUCT,
