@@ -115,11 +115,23 @@ def ensure_tools() -> None:
 
 
 # -- the kernel -------------------------------------------------------------------------
+#: Kernels of other Debian releases, taken from that release's package index (the machine's
+#: apt sources know only its own release): flavour -> (index URL, package name pattern).
+OTHER_RELEASES = {
+    "bullseye": ("http://deb.debian.org/debian-security/dists/bullseye-security/main/"
+                 "binary-amd64/Packages.xz", r"linux-image-5\.10\.0-\d+-amd64-unsigned"),
+}
+DEBIAN_MIRROR = {"bullseye": "http://deb.debian.org/debian-security/"}
+
+
 def kernel_package(flavour: str = "") -> str:
-    """The Debian kernel package of a flavour ("" the default amd64, "rt", "cloud")."""
+    """The Debian kernel package of a flavour ("" the default amd64, "rt", "cloud"; or
+    another release's kernel: OTHER_RELEASES)."""
     override = os.environ.get("KVMFX_KERNEL_PKG")
     if override and not flavour:
         return override
+    if flavour in OTHER_RELEASES:
+        return _release_package(flavour)["Package"]
     meta = f"linux-image-{flavour}-amd64" if flavour else "linux-image-amd64"
     suffix = f"-{flavour}-amd64" if flavour else "-amd64"
     out = _run(["apt-cache", "depends", meta]).stdout.decode()
@@ -130,12 +142,80 @@ def kernel_package(flavour: str = "") -> str:
     raise FactoryError(f"cannot resolve the kernel package from {meta}")
 
 
+_INDEXES: dict[str, dict[str, str]] = {}
+
+
+def _release_package(release: str) -> dict[str, str]:
+    """The newest kernel package of ``release`` in its package index (fields as in the
+    index: Package, Version, Filename, SHA256)."""
+    if release not in _INDEXES:
+        import lzma
+        import re
+        import urllib.request
+
+        url, pattern = OTHER_RELEASES[release]
+        try:
+            with urllib.request.urlopen(url, timeout=120) as r:  # noqa: S310 - Debian's
+                text = lzma.decompress(r.read()).decode("utf-8", "replace")
+        except OSError as exc:
+            raise FactoryError(f"cannot read the {release} package index: {exc}") from None
+        best: dict[str, str] | None = None
+        for para in text.split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in para.splitlines()
+                          if ": " in line and not line.startswith(" "))
+            if re.fullmatch(pattern, fields.get("Package", "")):
+                abi = int(fields["Package"].split("-")[3])
+                if best is None or abi > int(best["Package"].split("-")[3]):
+                    best = fields
+        if best is None:
+            raise FactoryError(f"no kernel package matching {pattern} in {url}")
+        _INDEXES[release] = best
+    return _INDEXES[release]
+
+
+def _download_release_deb(release: str, kdir: Path) -> None:
+    """Download the package's .deb from the Debian mirror and check its SHA256."""
+    import urllib.request
+
+    fields = _release_package(release)
+    target = kdir / Path(fields["Filename"]).name
+    tmp = target.with_suffix(".part")
+    h = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(DEBIAN_MIRROR[release] + fields["Filename"],  # noqa: S310
+                                    timeout=600) as r, open(tmp, "wb") as out:
+            while chunk := r.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+    except OSError as exc:
+        raise FactoryError(f"cannot download {fields['Package']}: {exc}") from None
+    if h.hexdigest() != fields["SHA256"]:
+        tmp.unlink()
+        raise FactoryError(f"{fields['Package']}: SHA256 differs from the {release} index")
+    os.replace(tmp, target)
+
+
 def kernel_dir(root: Path, flavour: str = "") -> Path:
     """Unpacked kernel package (vmlinuz, config, modules), downloaded once."""
     pkg = kernel_package(flavour)
     kdir = root / "kernels" / pkg
     if (kdir / "done").exists():
         return kdir
+    kdir.mkdir(parents=True, exist_ok=True)
+    debs = list(kdir.glob("*.deb"))
+    if not debs and flavour in OTHER_RELEASES:
+        _download_release_deb(flavour, kdir)
+        debs = list(kdir.glob("*.deb"))
+    if not debs:
+        try:
+            _run(["apt-get", "download", pkg], cwd=kdir)
+        except FactoryError:
+            _run(["apt-get", "update", "-qq"])
+            _run(["apt-get", "download", pkg], cwd=kdir)
+        debs = list(kdir.glob("*.deb"))
+    _run(["dpkg-deb", "-x", str(debs[0]), str(kdir / "root")])
+    (kdir / "done").write_text(debs[0].name)
+    return kdir
     kdir.mkdir(parents=True, exist_ok=True)
     debs = list(kdir.glob("*.deb"))
     if not debs:

@@ -37,7 +37,8 @@ class Scenario:
     truth_glob: str = "/proc/[0-9]*"
     #: kernel modules to load, in order (paths under lib/modules/*/kernel/)
     modules: tuple[str, ...] = ("drivers/firmware/qemu_fw_cfg.ko",)
-    #: Debian kernel flavour ("" the default amd64 kernel; "rt": PREEMPT_RT, "cloud")
+    #: Debian kernel flavour ("" the default amd64 kernel; "rt": PREEMPT_RT, "cloud"), or
+    #: another Debian release's kernel ("bullseye": factory.OTHER_RELEASES)
     flavour: str = ""
 
 
@@ -103,6 +104,9 @@ SCENARIOS = {
     # another kernel build: PREEMPT_RT changes task_struct, locks and the scheduler
     "rt": Scenario("rt", 256, "qemu64", procs=distinctive(), flavour="rt",
                    dumps=("elf", "kdump-zlib", "mdf-lzo", "lime")),
+    # another kernel release: Debian 11's Linux 5.10 (task_struct `state`, older kallsyms)
+    "bullseye": Scenario("bullseye", 256, "qemu64", procs=distinctive(), flavour="bullseye",
+                         dumps=("elf", "kdump-zlib", "mdf-lzo")),
     # for benchmarks: RAM above the 32-bit PCI hole, so memory is split in two ranges
     "big": Scenario("big", 4096, "qemu64", procs=distinctive(),
                     dumps=("elf", "kdump-zlib", "mdf-lzo")),
