@@ -52,6 +52,7 @@ def child(name: str, argv: list[str]) -> None:
         import kvmfx_plugins.linux.vmlinuz  # noqa: F401
         import kvmfx_plugins.symbols.btf  # noqa: F401
         import kvmfx_plugins.symbols.dwarf  # noqa: F401
+        import kvmfx_plugins.symbols.files  # noqa: F401
         import kvmfx_plugins.symbols.isf_input  # noqa: F401
         from tests.fuzz import TARGETS, run_one
     if name in ("tasks", "argv"):
