@@ -282,7 +282,7 @@ def seeds(name: str) -> list[bytes]:
         if name == "btf":
             return [(kf.section(".BTF") or b"")[:1 << 16]]
         if name == "vmlinuz":
-            return [Path(fx.vmlinuz).read_bytes()[:1 << 16]]
+            return [Path(fx.vmlinuz).read_bytes()[:1 << 16], *_small_bzimages(fx.vmlinuz)]
         return [_small_kallsyms()]
     if name == "system_map":
         return [b"ffffffff81000000 T _stext\nffffffff82000000 D init_task\n"]
@@ -317,6 +317,26 @@ def _sample_program() -> bytes:
         subprocess.run(["gcc", "-g", "-gdwarf-4", "-DTYPES_ONLY", "-shared", "-nostdlib",
                         "-fPIC", "-o", str(exe), str(src)], check=True)
         return exe.read_bytes()
+
+
+def _small_bzimages(vmlinuz: Path) -> list[bytes]:
+    """The real bzImage's setup code with a small ELF as payload, one per codec (the real
+    payload is megabytes: beyond what the fuzzer mutates)."""
+    import bz2
+    import gzip
+    import lzma
+
+    import zstandard
+    real = Path(vmlinuz).read_bytes()
+    setup = bytearray(real[:((real[0x1F1] or 4) + 1) * 512])
+    elf = _sample_program()
+    out = []
+    for payload in (lzma.compress(elf, format=lzma.FORMAT_XZ), gzip.compress(elf),
+                    zstandard.ZstdCompressor().compress(elf),
+                    lzma.compress(elf, format=lzma.FORMAT_ALONE), bz2.compress(elf)):
+        setup[0x248:0x250] = struct.pack("<II", 0, len(payload))
+        out.append(bytes(setup) + payload)
+    return out
 
 
 def _sample_symbols() -> bytes:
