@@ -216,18 +216,6 @@ def kernel_dir(root: Path, flavour: str = "") -> Path:
     _run(["dpkg-deb", "-x", str(debs[0]), str(kdir / "root")])
     (kdir / "done").write_text(debs[0].name)
     return kdir
-    kdir.mkdir(parents=True, exist_ok=True)
-    debs = list(kdir.glob("*.deb"))
-    if not debs:
-        try:
-            _run(["apt-get", "download", pkg], cwd=kdir)
-        except FactoryError:
-            _run(["apt-get", "update", "-qq"])
-            _run(["apt-get", "download", pkg], cwd=kdir)
-        debs = list(kdir.glob("*.deb"))
-    _run(["dpkg-deb", "-x", str(debs[0]), str(kdir / "root")])
-    (kdir / "done").write_text(debs[0].name)
-    return kdir
 
 
 def debug_files(release: str, root: Path | None = None) -> tuple[Path, Path]:
