@@ -313,10 +313,21 @@ class Session:
         if self._profile is None:
             best = best_match(self.registry.os_profiles, lambda prof: prof.applies(self))
             if best is None:
-                raise ProcessError("no OS profile understands this kernel",
-                                   path=self.corefile)
+                raise ProcessError("no OS profile understands this kernel"
+                                   + self._why_no_profile(), path=self.corefile)
             self._profile = best
         return self._profile
+
+    def _why_no_profile(self) -> str:
+        """What a dump lacks that every OS profile needs (symbols, types), for the message."""
+        if self.live or self.no_files:
+            return ""
+        for what in ("symbols", "types"):
+            try:
+                getattr(self, what)
+            except KvmError as exc:
+                return f" ({exc.message})"
+        return ""
 
     def processes(self) -> Iterator[Process]:
         """Every process, in the kernel's list order."""

@@ -12,6 +12,7 @@ import json
 import random
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -207,3 +208,7 @@ def test_asking_for_a_type_format_nobody_has_is_an_error(fx, tmp_path, monkeypat
         _ = s.types
     with pytest.raises(kvmfx.UsageError, match="unknown type format"):
         kvmfx.open(str(fx.path("elf")), types="stabs")
+    r = subprocess.run([sys.executable, "-m", "kvmfx.cli", "--types", "dwarf", "run", "pslist",
+                        str(fx.path("elf"))], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and "no kernel dwarf type information" in r.stderr
