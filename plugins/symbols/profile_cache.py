@@ -1,6 +1,6 @@
 """Profiles: a kernel's symbols and BTF, saved once, so the next open of it is instant.
 
-A profile is a zip file (``meta.json``, ``symbols.tsv``, ``types.btf``) in the user cache
+A profile is a zip file (``meta.json``, ``symbols.json``, ``types.btf``) in the user cache
 directory (``platformdirs.user_cache_dir("kvmfx")/profiles``), keyed by the kernel's build
 id (VMCOREINFO ``BUILD-ID``) or, failing that, its release. Symbol addresses are stored
 unslid (KASLR offset removed) and slid again by the opening image's own offset, so one
@@ -23,13 +23,13 @@ from kvmfx.commands import Column, Command
 from kvmfx.errors import FormatError, KvmError, SymbolError, UsageError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
-from kvmfx.symbols import Symbol, SymbolProvider, SymbolTable
+from kvmfx.symbols import LazySymbols, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.linux.vmcoreinfo import session_vmcoreinfo
 from kvmfx_plugins.symbols.btf import parse_btf
 
 PROFILE_FORMAT = "kvmfx-profile"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 #: only kernel-image addresses move with KASLR (per-CPU offsets and absolutes do not)
 IMAGE_LOW = 0xFFFFFFFF80000000
 
@@ -58,15 +58,18 @@ def save_profile(path: Path, symbols: SymbolTable, slide: int, btf: bytes | None
                  meta: dict[str, object], btf_index: dict[str, object] | None = None) -> None:
     """Write a profile atomically (a temporary file renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
+    names, addrs, kinds = [], [], []
     for sym in symbols.symbols.values():
-        addr = sym.address - slide if sym.address >= IMAGE_LOW else sym.address
-        lines.append(f"{addr:x}\t{sym.type}\t{sym.name}")
+        names.append(sym.name)
+        addrs.append(sym.address - slide if sym.address >= IMAGE_LOW else sym.address)
+        kinds.append(sym.type[:1] or "?")
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
                                             "version": PROFILE_VERSION, **meta}))
-        z.writestr("symbols.tsv", "\n".join(lines))
+        # columns, so that a load is one json.loads and no per-symbol work
+        z.writestr("symbols.json", json.dumps({"names": names, "addresses": addrs,
+                                               "types": "".join(kinds)}))
         if btf is not None:
             z.writestr("types.btf", btf)
         if btf_index is not None:
@@ -82,20 +85,25 @@ def load_profile(path: Path, slide: int) -> tuple[SymbolTable, bytes | None,
             meta = json.loads(z.read("meta.json"))
             if meta.get("format") != PROFILE_FORMAT or meta.get("version") != PROFILE_VERSION:
                 raise FormatError("not a kvmfx profile of this version", path=str(path))
-            text = z.read("symbols.tsv").decode()
+            columns = json.loads(z.read("symbols.json"))
             names = z.namelist()
             btf = z.read("types.btf") if "types.btf" in names else None
             if "types.index.json" in names:
                 meta["btf_index"] = json.loads(z.read("types.index.json"))
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FormatError(f"unreadable profile: {exc}", path=str(path)) from None
-    table = SymbolTable(f"profile:{path.name}")
-    symbols = table.symbols
-    for line in text.splitlines():
-        addr_s, kind, name = line.split("\t", 2)
-        if name not in symbols:
-            addr = int(addr_s, 16)
-            symbols[name] = Symbol(name, addr + slide if addr >= IMAGE_LOW else addr, kind)
+    try:
+        names, addrs, kinds = columns["names"], columns["addresses"], columns["types"]
+        if not (isinstance(names, list) and isinstance(addrs, list) and isinstance(kinds, str)
+                and len(names) == len(addrs) == len(kinds)
+                and all(type(a) is int for a in addrs)):
+            raise ValueError("symbol columns malformed or of different lengths")
+        if slide:
+            addrs = [a + slide if a >= IMAGE_LOW else a for a in addrs]
+        symbols = LazySymbols(names, addrs, kinds)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
+    table = SymbolTable(f"profile:{path.name}", symbols)
     return table, btf, meta
 
 
@@ -113,7 +121,7 @@ class ProfileCacheProvider:
         if found is None:
             return None
         key, slide = found
-        return cache_dir() / f"{key}.zip", slide
+        return cache_dir() / f"{key}-v{PROFILE_VERSION}.zip", slide
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         if "profile-table" in session.plugin_data:
