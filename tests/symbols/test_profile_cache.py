@@ -74,3 +74,35 @@ def test_profile_build_command_reports_the_cached_file(profile_dir):
     (row,) = json.loads(r.stdout)
     assert row["symbols_from"] == "image:kallsyms" and row["symbols"] > 80000
     assert (profile_dir / row["profile"].rsplit("/", 1)[1]).exists()
+
+
+def test_lazy_symbols_behave_as_a_mapping():
+    from kvmfx.symbols import LazySymbols, Symbol, SymbolTable
+    lazy = LazySymbols(["a", "b", "a"], [1, 2, 3], "TdD")
+    assert len(lazy) == 2 and list(lazy) == ["a", "b"]  # the first definition wins
+    assert lazy["a"] == Symbol("a", 1, "T") and lazy.get("zz") is None and "b" in lazy
+    lazy["c"] = Symbol("c", 9, "t")
+    assert [s.address for s in lazy.values()] == [1, 2, 9]
+    table = SymbolTable("t", lazy)
+    assert table.lookup("_b") == 2 and table.reverse(8) == ("b", 6)
+    assert table.slid(0x10).lookup("c") == 0x19
+
+
+def test_a_profile_with_malformed_symbol_columns_is_skipped(profile_dir):
+    import json
+    import zipfile
+
+    fx = get_fixture("basic")
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        _ = s.types
+    (path,) = profile_dir.glob("*.zip")
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    files["symbols.json"] = json.dumps({"names": ["x"], "addresses": ["1"],
+                                        "types": "T"}).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        assert s.symbols.source == "image:kallsyms"  # the bad profile is passed over
+        assert any("unreadable profile symbols" in f for f in s.symbol_failures)
