@@ -26,6 +26,7 @@ import mmap
 import os
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ from kvmfx.types import (
     Member,
     TypeModel,
 )
+from kvmfx_plugins.symbols.files import gnu_build_id
 
 #: Candidate string offsets tried per name (short names occur as tails of many strings).
 MAX_NAME_OFFSETS = 256
@@ -283,21 +285,11 @@ class DwarfFile:
                 getattr(cu, cache).clear()
 
     # -- what earlier searches found (kept per build id beside the profiles) -----------------
-    def _build_id(self) -> str | None:
-        for section in self.elf.iter_sections():
-            if section["sh_type"] != "SHT_NOTE":
-                continue
-            for note in section.iter_notes():  # type: ignore[attr-defined]
-                if note["n_name"] == "GNU" and note["n_type"] == "NT_GNU_BUILD_ID":
-                    desc = note["n_desc"]
-                    return desc if isinstance(desc, str) else bytes(desc).hex()
-        return None
-
     def _cache_path(self) -> Path | None:
         if self._file is None:
             return None
         try:
-            build_id = self._build_id()
+            build_id = gnu_build_id(self.elf)
         except Exception:  # noqa: BLE001 - no usable note: no cache
             return None
         if not build_id or not build_id.isalnum():
@@ -441,6 +433,18 @@ class _BytesWindow(_Window):
         return found
 
 
+@contextmanager
+def _corrupt(path: str, where: str) -> Iterator[None]:
+    """Turn whatever pyelftools raises on corrupt DWARF into one SymbolError line."""
+    try:
+        yield
+    except SymbolError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pyelftools raises many types
+        raise SymbolError(f"corrupt DWARF {where}: {type(exc).__name__}: {exc}",
+                          path=path) from None
+
+
 def _children(die: DIE, path: str) -> Iterator[DIE]:
     """The children of ``die``, refusing sibling links that go backwards (a loop) and
     more children than any real type has."""
@@ -505,14 +509,8 @@ class DwarfTypeModel(TypeModel):
                 self._by_name[key] = tid
 
     def _materialise(self, tid: int, offset: int) -> None:
-        try:
-            die = self.dwarf.die_at(offset)
-            ctype = self._convert(die)
-        except SymbolError:
-            raise
-        except Exception as exc:  # pyelftools on corrupt DWARF
-            raise SymbolError(f"corrupt DWARF type at .debug_info+{offset:#x}: "
-                              f"{type(exc).__name__}: {exc}", path=self.dwarf.path) from None
+        with _corrupt(self.dwarf.path, f"type at .debug_info+{offset:#x}"):
+            ctype = self._convert(self.dwarf.die_at(offset))
         self._set(tid, ctype)
 
     def _ref(self, die: DIE, name: str = "DW_AT_type") -> int:
@@ -630,17 +628,12 @@ class DwarfTypeModel(TypeModel):
             return None
         self._looked_up.add(key)
         tags = tuple(t for t in _NAMED_TYPES if _TAG_KIND[t] in kinds)
-        try:
+        with _corrupt(self.dwarf.path, f"while looking for {name!r}"):
             for die in self.dwarf.named_dies(name, tags):
                 if "DW_AT_declaration" in die.attributes:
                     continue
                 self.dwarf.remember(name, die.offset)
                 return self.tid_of(die.offset)
-        except SymbolError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise SymbolError(f"corrupt DWARF while looking for {name!r}: {exc}",
-                              path=self.dwarf.path) from None
         return None
 
     def find(self, name: str, kinds: tuple[str, ...] = (STRUCT, UNION)) -> int:
@@ -648,7 +641,7 @@ class DwarfTypeModel(TypeModel):
             return super().find(name, kinds)
         except SymbolError:
             pass
-        wanted = tuple(set(kinds) | {TYPEDEF})
+        wanted = tuple(sorted(set(kinds) | {TYPEDEF}))
         tid = self._lookup(name, wanted)
         if tid is not None:
             self.get(tid)  # convert it: registers its name
@@ -658,18 +651,13 @@ class DwarfTypeModel(TypeModel):
         tid = self._vars.get(name)
         if tid is not None:
             return tid
-        try:
+        with _corrupt(self.dwarf.path, f"while looking for {name!r}"):
             for die in self.dwarf.named_dies(name, ("DW_TAG_variable",)):
                 if "DW_AT_type" in die.attributes:
                     self.dwarf.remember(name, die.offset)
                     tid = self._ref(die)
                     self._vars[name] = tid
                     return tid
-        except SymbolError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise SymbolError(f"corrupt DWARF while looking for {name!r}: {exc}",
-                              path=self.dwarf.path) from None
         raise SymbolError(f"no variable {name!r} in {self.source}")
 
     @property

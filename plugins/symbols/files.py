@@ -14,7 +14,7 @@ from pathlib import Path
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import SymbolTableSection
+from elftools.elf.sections import NoteSection, SymbolTableSection
 
 from kvmfx.errors import SymbolError
 from kvmfx.hookspecs import hookimpl
@@ -72,6 +72,18 @@ _STT_OBJECT, _STT_FUNC, _STB_GLOBAL = 1, 2, 1
 MAX_SYMTAB_BYTES = 256 << 20
 
 
+def gnu_build_id(elf: ELFFile) -> str | None:
+    """The GNU build id note of an ELF file, as hex (what VMCOREINFO's BUILD-ID says)."""
+    for section in elf.iter_sections():
+        if not isinstance(section, NoteSection):
+            continue
+        for note in section.iter_notes():
+            if note["n_name"] == "GNU" and note["n_type"] == "NT_GNU_BUILD_ID":
+                desc = note["n_desc"]
+                return desc if isinstance(desc, str) else bytes(desc).hex()
+    return None
+
+
 def parse_elf_symbols(symtab: bytes, strtab: bytes, elfclass: int, little: bool,
                       source: str) -> SymbolTable:
     """A SymbolTable from raw ``.symtab`` and ``.strtab`` bytes (pure, fuzzable):
@@ -105,11 +117,10 @@ def load_elf_symtab(path: str) -> SymbolTable:
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)
-            section = next((sec for sec in elf.iter_sections()
-                            if isinstance(sec, SymbolTableSection)
-                            and sec["sh_type"] == "SHT_SYMTAB"), None) or \
-                next((sec for sec in elf.iter_sections()
-                      if isinstance(sec, SymbolTableSection)), None)
+            tables = [sec for sec in elf.iter_sections() if isinstance(sec, SymbolTableSection)]
+            # .symtab when there is one, else the dynamic symbols
+            section = next((sec for sec in tables if sec["sh_type"] == "SHT_SYMTAB"),
+                           tables[0] if tables else None)
             if section is None:
                 raise SymbolError("ELF file has no symbol table", path=path)
             strtab = elf.get_section(section["sh_link"])

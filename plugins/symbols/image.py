@@ -14,7 +14,6 @@ from typing import Any
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import NoteSection
 
 from kvmfx.errors import FormatError, KvmError, MissingPageError, SymbolError, TranslationError
 from kvmfx.hookspecs import hookimpl
@@ -25,6 +24,7 @@ from kvmfx.types import TypeModel
 from kvmfx_plugins.linux import kallsyms
 from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
 from kvmfx_plugins.symbols.btf import btf_size, parse_btf
+from kvmfx_plugins.symbols.files import gnu_build_id
 from kvmfx_plugins.symbols.profile_cache import remember
 
 #: Unrandomised start of x86_64 kernel text (__START_KERNEL_map + 16 MiB).
@@ -65,14 +65,7 @@ class _KernelFile:
 
     def build_id(self) -> str | None:
         """The GNU build id note of the kernel (what VMCOREINFO's BUILD-ID says)."""
-        for section in self.elf.iter_sections():
-            if not isinstance(section, NoteSection):
-                continue
-            for note in section.iter_notes():
-                if note["n_name"] == "GNU" and note["n_type"] == "NT_GNU_BUILD_ID":
-                    desc = note["n_desc"]
-                    return desc.hex() if isinstance(desc, bytes) else str(desc)
-        return None
+        return gnu_build_id(self.elf)
 
     def section(self, name: str) -> bytes | None:
         sec = self.elf.get_section_by_name(name)
