@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,7 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Each test run starts with an empty profile cache: tests that check where symbols come from
 # must not see profiles an earlier run left behind (child processes inherit this).
-os.environ["KVMFX_PROFILE_DIR"] = tempfile.mkdtemp(prefix="kvmfx-profiles-")
+# It is removed when the run ends (atexit: pytest-xdist workers and plain runs alike).
+_PROFILE_DIR = tempfile.mkdtemp(prefix="kvmfx-profiles-")
+os.environ["KVMFX_PROFILE_DIR"] = _PROFILE_DIR
+atexit.register(shutil.rmtree, _PROFILE_DIR, ignore_errors=True)
 
 #: argv of the marked process: spaces, unicode, empty strings, 200 arguments.
 MARK_ARGS = ["a", "b c", "", "ünïcødé ✓", "tab\there", *[f"arg{i:03d}" for i in range(200)],

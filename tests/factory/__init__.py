@@ -381,9 +381,9 @@ def boot_and_dump(scenario: Scenario, kroot: Path, initrd: Path, out: Path) -> f
                 tail = console.read_text(errors="replace")[-600:] if console.exists() else ""
                 raise FactoryError(f"guest did not reach READY in {BOOT_TIMEOUT}s; console "
                                    f"ends: {tail}")
-            time.sleep(0.5)
+            time.sleep(0.05)
         boot_s = time.time() - t0
-        time.sleep(1)
+        # stop at once: the guest's last values (load average) must still hold at the dump
         qmp = Qmp(qmp_path)
         qmp.cmd("stop")
         wanted = scenario.dumps or tuple(ALL_DUMPS)
@@ -561,6 +561,13 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
                  "swapper_pg_dir", "init_top_pgt", "prb", "tk_core", "__start_BTF",
                  "__stop_BTF", "page_offset_base") and n not in kallsyms:
             kallsyms[n] = a
+    # the load average as the guest read it right before READY (see guest/init.sh)
+    loadavg = files["gt/loadavg"].decode().split()[:3]
+    moved = False
+    for line in text.decode(errors="replace").splitlines():
+        if line.startswith("=== LOADAVG "):
+            *loadavg, flag = line.split()[2:6]
+            moved = flag == "yes"
     btime = next(int(ln.split()[1]) for ln in files["gt/stat"].decode().splitlines()
                  if ln.startswith("btime "))
     cpuinfo = files["gt/cpuinfo"].decode()
@@ -568,7 +575,7 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
         "kernel": {"release": files["gt/osrelease"].decode().strip(),
                    "version": files["gt/version"].decode().strip(),
                    "hostname": files["gt/hostname"].decode().strip(),
-                   "loadavg": files["gt/loadavg"].decode().split()[:3],
+                   "loadavg": loadavg, "loadavg_moved": moved,
                    "uptime": float(files["gt/uptime"].decode().split()[0]),
                    "btime": btime, "kallsyms": kallsyms,
                    "paging_levels": 5 if " la57" in cpuinfo else 4},

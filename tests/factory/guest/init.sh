@@ -43,5 +43,19 @@ echo "=== GT-BEGIN" > /dev/ttyS1
 base64 /gt.tgz > /dev/ttyS1
 echo "=== GT-END" > /dev/ttyS1
 @AFTER@
+# The load average moves every 5 s (LOAD_FREQ). Spin (builtins only: no forks) until it
+# moves, so the host's dump, taken at once after READY, falls well inside the same 5 s
+# period; the value recorded here is then the one in the dump. Give up after 12 s.
+read l1 l2 l3 rest < /proc/loadavg
+first="$l1 $l2 $l3"
+read up0 rest < /proc/uptime
+moved=no
+while :; do
+    read l1 l2 l3 rest < /proc/loadavg
+    if [ "$l1 $l2 $l3" != "$first" ]; then moved=yes; break; fi
+    read up rest < /proc/uptime
+    [ "${up%.*}" -ge $(( ${up0%.*} + 12 )) ] && break
+done
+echo "=== LOADAVG $l1 $l2 $l3 $moved" > /dev/ttyS1
 echo "=== READY"
 wait $last
