@@ -2,6 +2,8 @@
 
 All formats carry the same columns under the same names (docs/output.md). Lists (argv, envv)
 are JSON arrays in json/jsonl, JSON-encoded strings in CSV cells, and space-joined in text.
+Text cells show control characters escaped (``a\\tb``), so that a table row is one line and no
+character of a value is expanded, interpreted by the terminal or dropped.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -19,6 +23,30 @@ from rich.text import Text
 from kvmfx.commands import Column
 
 FORMATS = ("text", "json", "jsonl", "csv")
+
+
+_NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+#: Invisible characters that reorder or split what a terminal shows (bidi overrides and
+#: isolates, line/paragraph separators): escaped like control characters.
+_INVISIBLE = frozenset("\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e"
+                       "\u2066\u2067\u2068\u2069")
+
+
+def _escape_char(ch: str) -> str:
+    if ch in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[ch]
+    if ch in _INVISIBLE or unicodedata.category(ch) in ("Cc", "Cs"):
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return ch
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as escapes (tab as ``\\t``, ESC as ``\\x1b``):
+    a text-table cell is then exactly one line of printable characters."""
+    if text.isprintable():
+        return text
+    return "".join(_escape_char(ch) for ch in text)
 
 
 def _cell_text(value: Any) -> str:
@@ -31,7 +59,7 @@ def _cell_text(value: Any) -> str:
         return text + "0" * max(0, 2 - len(text.partition(".")[2]))
     if isinstance(value, list | tuple):
         return " ".join(_cell_text(v) for v in value)
-    return str(value)
+    return escape_controls(str(value))
 
 
 def _names(columns: list[Column], rows: list[dict[str, Any]]) -> list[str]:
@@ -53,7 +81,8 @@ def render_text(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[s
     rows = list(rows)
     names = _names(columns, rows)
     cells = [[_cut(_cell_text(r.get(n))) for n in names] for r in rows]
-    widths = [max([len(n)] + [len(c[i]) for c in cells]) for i, n in enumerate(names)]
+    # terminal columns, not characters: a wide (CJK) character takes two
+    widths = [max([len(n)] + [cell_len(c[i]) for c in cells]) for i, n in enumerate(names)]
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold",
                   padding=(0, 2, 0, 0))
     numeric = {c.name for c in columns if c.type in ("int", "float")}
@@ -66,7 +95,9 @@ def render_text(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[s
     console = Console(file=buf, width=sum(widths) + 2 * len(widths) + 1, highlight=False,
                       markup=False, emoji=False, color_system=None, soft_wrap=False)
     console.print(table)
-    out.writelines(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
+    # split at "\n" only: cells hold no control characters, and splitlines() would also cut
+    # at characters a cell may hold
+    out.writelines(line.rstrip() + "\n" for line in buf.getvalue().split("\n")[:-1])
     return len(rows)
 
 
