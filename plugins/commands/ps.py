@@ -73,11 +73,25 @@ class PsList(Command):
             yield row
 
 
+def _unique(procs: list[Process]) -> list[Process]:
+    """``procs`` with each pid once (a damaged dump can list a task twice)."""
+    first: dict[int, Process] = {}
+    for p in procs:
+        first.setdefault(p.pid, p)
+    return list(first.values())
+
+
+def _shown(p: Process) -> str:
+    """A process's name in the tree drawing ("?" when its comm could not be read)."""
+    return p.comm if p.comm is not None else "?"
+
+
 class PsTree(Command):
     def __init__(self) -> None:
         super().__init__(
             name="pstree", description="Processes as a parent/child tree.",
-            columns=[Column("tree", "str", "comm, indented by depth"),
+            columns=[Column("tree", "str", "comm, drawn under its parent: ├─ └─ │ as in "
+                            "pstree(1)"),
                      Column("pid", "int", "process id"), Column("ppid", "int", "parent pid"),
                      Column("depth", "int", "depth in the tree (0: no known parent)"),
                      Column("comm", "str", "command name")])
@@ -94,19 +108,26 @@ class PsTree(Command):
                 roots.append(p)
         seen: set[int] = set()
         # Iterative depth-first walk: a hostile parent cycle cannot recurse or loop.
-        stack = [(r, 0) for r in reversed(roots)]
+        # Each entry: the process, its depth, the prefix its ancestors draw, and whether it
+        # is its parent's last child (drawn "└─ ", the others "├─ ", as pstree(1) does).
+        stack: list[tuple[Process, int, str, bool]] = [(r, 0, "", True)
+                                                       for r in reversed(roots)]
         while stack:
-            p, depth = stack.pop()
+            p, depth, prefix, last = stack.pop()
             if p.pid in seen:
                 continue
             seen.add(p.pid)
-            yield {"tree": "  " * depth + ("└─ " if depth else "") + p.comm, "pid": p.pid,
-                   "ppid": p.ppid, "depth": depth, "comm": p.comm}
-            stack.extend((c, depth + 1) for c in reversed(children.get(p.pid, [])))
+            branch = ("└─ " if last else "├─ ") if depth else ""
+            yield {"tree": prefix + branch + _shown(p), "pid": p.pid, "ppid": p.ppid,
+                   "depth": depth, "comm": p.comm}
+            kids = [c for c in _unique(children.get(p.pid, [])) if c.pid not in seen]
+            below = prefix + ("   " if last else "│  ") if depth else ""
+            stack.extend((c, depth + 1, below, i == len(kids) - 1)
+                         for i, c in reversed(list(enumerate(kids))))
         for p in procs:  # members of a parent cycle, unreachable from any root
             if p.pid not in seen:
                 seen.add(p.pid)
-                yield {"tree": p.comm, "pid": p.pid, "ppid": p.ppid, "depth": 0,
+                yield {"tree": _shown(p), "pid": p.pid, "ppid": p.ppid, "depth": 0,
                        "comm": p.comm}
 
 
