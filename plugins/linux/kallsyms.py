@@ -1,19 +1,30 @@
 """The kernel's own compressed symbol table (kallsyms), found and decoded in raw bytes.
 
 Linux keeps every symbol in ``.rodata``: ``kallsyms_names`` (length-prefixed entries of token
-indexes), ``kallsyms_token_table`` (256 NUL-terminated strings) with
-``kallsyms_token_index`` (u16 offsets), ``kallsyms_markers`` (offset of every 256th entry),
-``kallsyms_num_syms`` and the addresses as ``kallsyms_offsets`` relative to
-``kallsyms_relative_base`` (CONFIG_KALLSYMS_BASE_RELATIVE; with ABSOLUTE_PERCPU, negative
-offsets count down from the base). The tables are located by their structure, not by symbol
-names, so this works on a stripped vmlinux and on a memory image.
+indexes; a length byte with the high bit set is followed by a second one since 6.1),
+``kallsyms_token_table`` (256 NUL-terminated strings) with ``kallsyms_token_index`` (u16
+offsets), ``kallsyms_markers`` (u32 offset of every 256th entry), ``kallsyms_num_syms``,
+``kallsyms_seqs_of_names`` (6.2+, and 6.1.42+ stable) and the addresses, in one of four
+encodings (docs/symbols.md has the table of releases):
 
-Everything here is a pure function of a byte buffer (fuzzable); failures raise FormatError.
+* ``absolute``: ``kallsyms_addresses``, one 64-bit address per symbol
+  (CONFIG_KALLSYMS_BASE_RELATIVE=n, gone in 6.11);
+* ``absolute-percpu``: 32-bit ``kallsyms_offsets`` below ``kallsyms_relative_base``
+  (negative: base - 1 - offset) or absolute per-CPU offsets (x86_64 SMP before 6.15);
+* ``base-relative``: unsigned 32-bit offsets above ``kallsyms_relative_base`` (other
+  architectures; x86_64 6.15-6.19);
+* ``place-relative``: signed 32-bit offsets from each entry's own address, no relative
+  base (7.0+).
+
+The tables are located by their structure, not by symbol names, so this works on a stripped
+vmlinux and on a memory image; or from the addresses VMCOREINFO gives (6.0+). Everything
+here is a pure function of a byte buffer (fuzzable); failures raise FormatError.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kvmfx.errors import FormatError
@@ -22,21 +33,43 @@ from kvmfx.errors import FormatError
 _DIGITS = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00"
 MAX_SYMS = 2_000_000
 MAX_NAME = 1024
+KERNEL_HALF = 0xFFFF800000000000
+_U32 = 0xFFFFFFFF
+_U64 = 0xFFFFFFFFFFFFFFFF
+
+ABSOLUTE = "absolute"
+ABSOLUTE_PERCPU = "absolute-percpu"
+BASE_RELATIVE = "base-relative"
+PLACE_RELATIVE = "place-relative"
+ENCODINGS = (ABSOLUTE, ABSOLUTE_PERCPU, BASE_RELATIVE, PLACE_RELATIVE)
 
 
 @dataclass
 class KallsymsLayout:
-    """Where the tables are inside the buffer, and how they are encoded."""
+    """Where the tables are inside the buffer, and how the addresses are encoded.
+
+    ``markers`` is None when the tables were named by VMCOREINFO (it does not name the
+    markers, and decoding does not need them); ``relative_base`` is None for the absolute
+    and place-relative encodings; ``address`` is the virtual address of the buffer's first
+    byte when known (place-relative offsets need it).
+    """
 
     token_table: int
     token_index: int
-    markers: int
+    markers: int | None
     marker_size: int
     names: int
     num_syms: int
     offsets: int
-    relative_base: int
-    absolute_percpu: bool = True
+    relative_base: int | None
+    encoding: str = ABSOLUTE_PERCPU
+    entry_size: int = 4
+    address: int | None = None
+
+    @property
+    def absolute_percpu(self) -> bool:
+        """Negative offsets count down from the relative base (x86_64 before 6.15)."""
+        return self.encoding == ABSOLUTE_PERCPU
 
 
 def _token_table(buf: bytes, digits_at: int) -> tuple[int, int]:
@@ -87,10 +120,10 @@ def _marker_run(buf: bytes, pos: int, size: int, limit: int) -> list[int]:
 
 
 def _read_markers(buf: bytes, table_start: int) -> tuple[int, int, list[int]]:
-    """kallsyms_markers: before the token table, possibly with kallsyms_seqs_of_names
-    (3 bytes per symbol, Linux 6.2+ and some stable kernels) in between. Entries are u64
-    before 6.4 and u32 after; the first is 0 and each next one 256 names further."""
-    lo = max(0, table_start - 3 * MAX_SYMS - 64)
+    """kallsyms_markers: before the token table, with kallsyms_seqs_of_names in between
+    from 6.2 to 6.3 (3 bytes per symbol; 4 bytes in 6.1.42-6.1.59). Entries are u32 since
+    5.6 (u64 before, still accepted); the first is 0 and each next one 256 names further."""
+    lo = max(0, table_start - 4 * MAX_SYMS - 64)
     for size in (8, 4):
         zero = bytes(size)
         hi = table_start
@@ -107,13 +140,17 @@ def _read_markers(buf: bytes, table_start: int) -> tuple[int, int, list[int]]:
             end = pos + size * len(values)
             gap = table_start - end
             nsyms_max = 256 * len(values)
-            # directly before the table, or with a seqs_of_names array (3 bytes/symbol)
-            if gap < 16 or 3 * (nsyms_max - 256) <= gap <= 3 * nsyms_max + 16:
+            # directly before the table, or with a seqs_of_names array (3 or 4 bytes each)
+            if gap < 16 or any(w * (nsyms_max - 256) <= gap <= w * nsyms_max + 16
+                               for w in (3, 4)):
                 return pos, size, values
     raise FormatError("kallsyms markers not found before the token table", offset=table_start)
 
 
 def _entry_len(buf: bytes, pos: int) -> tuple[int, int]:
+    """Token count of the kallsyms_names entry at ``pos`` and the bytes its length takes."""
+    if pos + 1 >= len(buf):
+        raise FormatError("kallsyms names run past the data", offset=pos)
     n = buf[pos]
     if n & 0x80:  # "big" symbols (Linux 6.1+): two-byte ULEB128 length
         return (n & 0x7F) | (buf[pos + 1] << 7), 2
@@ -158,8 +195,13 @@ def _find_names(buf: bytes, markers_at: int, markers: list[int]) -> tuple[int, i
     raise FormatError("kallsyms names not found before the markers", offset=markers_at)
 
 
-def locate(buf: bytes, hint: int = 0) -> KallsymsLayout:
-    """Find the kallsyms tables in ``buf`` (a vmlinux image or a run of kernel memory)."""
+def locate(buf: bytes, hint: int = 0, address: int | None = None) -> KallsymsLayout:
+    """Find the kallsyms tables in ``buf`` (a vmlinux ``.rodata`` or a run of kernel memory)
+    by their structure, in any of the layouts of docs/symbols.md.
+
+    ``address`` is the virtual address of ``buf[0]`` when known: place-relative offsets
+    (Linux 7.0+) only give addresses with it.
+    """
     search = hint
     while True:
         digits_at = buf.find(_DIGITS, search)
@@ -172,56 +214,313 @@ def locate(buf: bytes, hint: int = 0) -> KallsymsLayout:
             names, num, num_at = _find_names(buf, markers_at, markers)
         except FormatError:
             continue
-        # Up to 6.3 the addresses come first: offsets, relative_base, num_syms, names...
-        # From 6.4 they follow the token index: ...token_index, offsets, relative_base.
-        early = num_at - 8 - 4 * num
-        late = token_index + 512
-        late += (-late) % 8
-        candidates = [(early - early % 8 if early % 8 else early, num_at - 8),
-                      (early, num_at - 8),
-                      (late, late + ((4 * num + 7) // 8) * 8)]
-        for offsets, base_at in candidates:
-            layout = KallsymsLayout(table_start, token_index, markers_at, marker_size, names,
-                                    num, offsets, base_at)
-            if offsets >= 0 and _plausible(buf, layout):
+        for layout in _candidates(buf, table_start, token_index, markers_at, marker_size,
+                                  names, num, num_at, address):
+            plausible = plausible_encodings(buf, layout)
+            if plausible:
+                layout.encoding = plausible[0]
                 return layout
 
 
-def _plausible(buf: bytes, layout: KallsymsLayout) -> bool:
-    """Kernel-half relative base, and addresses sorted as kallsyms keeps them."""
-    if layout.relative_base + 8 > len(buf) or layout.offsets + 4 * layout.num_syms > len(buf):
-        return False
-    (base,) = struct.unpack_from("<Q", buf, layout.relative_base)
-    if base < 0xFFFF800000000000:
-        return False
+def _candidates(buf: bytes, table_start: int, token_index: int, markers_at: int,
+                marker_size: int, names: int, num: int, num_at: int,
+                address: int | None) -> list[KallsymsLayout]:
+    """Where the address table can be, most specific first.
+
+    Up to 6.3 the addresses come first: offsets (or absolute addresses), relative_base,
+    num_syms, names... From 6.4 they follow the token index: ...token_index, offsets,
+    relative_base, seqs_of_names; from 7.0 without relative_base, every label 4-aligned.
+    """
+    def make(offsets: int, base: int | None, entry: int) -> KallsymsLayout:
+        return KallsymsLayout(table_start, token_index, markers_at, marker_size, names, num,
+                              offsets, base, entry_size=entry, address=address)
+
+    early = num_at - 8 - 4 * num
+    late = token_index + 512
+    late8 = late + (-late) % 8
+    return [
+        make(early - early % 8, num_at - 8, 4),
+        make(early, num_at - 8, 4),
+        make(num_at - 8 * num, None, 8),
+        make(late8, late8 + ((4 * num + 7) // 8) * 8, 4),
+        make(late8, None, 8),
+        make(late, None, 4),
+    ]
+
+
+def _offsets(buf: bytes, layout: KallsymsLayout) -> tuple[int, ...]:
+    """The raw address table: signed 32-bit offsets, or 64-bit absolute addresses."""
     n = layout.num_syms
-    offs = struct.unpack_from(f"<{n}i", buf, layout.offsets)
-    addrs = [o if o >= 0 else base - 1 - o for o in offs[n // 2:n // 2 + 256]]
-    return all(a <= b for a, b in zip(addrs, addrs[1:], strict=False))
+    fmt = f"<{n}Q" if layout.entry_size == 8 else f"<{n}i"
+    if layout.offsets < 0 or layout.offsets + layout.entry_size * n > len(buf):
+        raise FormatError("kallsyms address table runs past the data", offset=layout.offsets)
+    return struct.unpack_from(fmt, buf, layout.offsets)
 
 
-def decode(buf: bytes, layout: KallsymsLayout) -> list[tuple[str, int, str]]:
-    """Every symbol as ``(name, address, type letter)``, in table order."""
-    tokens: list[bytes] = []
+def _base(buf: bytes, layout: KallsymsLayout) -> int:
+    if layout.relative_base is None:
+        raise FormatError("kallsyms layout has no relative base")
+    if not 0 <= layout.relative_base <= len(buf) - 8:
+        raise FormatError("kallsyms relative base outside the data",
+                          offset=layout.relative_base)
+    return int.from_bytes(buf[layout.relative_base:layout.relative_base + 8], "little")
+
+
+def shape_encodings(layout: KallsymsLayout) -> tuple[str, ...]:
+    """The encodings a table of this shape can hold (64-bit entries, a relative base or
+    neither)."""
+    if layout.entry_size == 8:
+        return (ABSOLUTE,)
+    if layout.relative_base is not None:
+        return (ABSOLUTE_PERCPU, BASE_RELATIVE)
+    return (PLACE_RELATIVE,)
+
+
+def _convert(offs: tuple[int, ...], encoding: str, base: int, place: int | None,
+             indexes: range | list[int]) -> list[int]:
+    """Addresses of the entries at ``indexes`` under ``encoding`` (kernel/kallsyms.c's
+    kallsyms_sym_address() of each release)."""
+    if encoding == ABSOLUTE:
+        return [offs[i] for i in indexes]
+    if encoding == BASE_RELATIVE:
+        return [(base + (offs[i] & _U32)) & _U64 for i in indexes]
+    if encoding == ABSOLUTE_PERCPU:
+        return [offs[i] if offs[i] >= 0 else (base - 1 - offs[i]) & _U64 for i in indexes]
+    if encoding == PLACE_RELATIVE:
+        if place is None:
+            raise FormatError("place-relative kallsyms offsets need the table's address")
+        return [(place + 4 * i + offs[i]) & _U64 for i in indexes]
+    raise FormatError(f"unknown kallsyms encoding {encoding!r}")
+
+
+def decode_addresses(buf: bytes, layout: KallsymsLayout,
+                     encoding: str | None = None) -> list[int]:
+    """Every symbol's address, in table order, under ``encoding`` (the layout's own by
+    default)."""
+    encoding = encoding or layout.encoding
+    offs = _offsets(buf, layout)
+    base = _base(buf, layout) if encoding in (BASE_RELATIVE, ABSOLUTE_PERCPU) else 0
+    return _convert(offs, encoding, base, _place(layout), range(layout.num_syms))
+
+
+def _place(layout: KallsymsLayout) -> int | None:
+    return None if layout.address is None else layout.address + layout.offsets
+
+
+def _sorted(values: list[int]) -> bool:
+    return all(a <= b for a, b in zip(values, values[1:], strict=False))
+
+
+def plausible_encodings(buf: bytes, layout: KallsymsLayout) -> list[str]:
+    """The encodings under which this table reads as kallsyms keeps it: sorted addresses
+    ending in the kernel half, and the relative base where scripts/kallsyms.c puts it
+    (the first symbol's address; the first non-per-CPU one's with absolute per-cpu)."""
+    try:
+        offs = _offsets(buf, layout)
+    except FormatError:
+        return []
+    out = []
+    for enc in shape_encodings(layout):
+        try:
+            base = _base(buf, layout) if layout.relative_base is not None else 0
+        except FormatError:
+            continue
+        if enc in (BASE_RELATIVE, ABSOLUTE_PERCPU) and base < KERNEL_HALF:
+            continue
+        if enc == BASE_RELATIVE and offs[0] != 0:
+            continue
+        if enc == ABSOLUTE_PERCPU and next((o for o in offs if o < 0), 0) != -1:
+            continue
+        if enc == PLACE_RELATIVE and layout.address is None:
+            # no address: only the order can be checked (place + offset increases)
+            if _sorted([4 * i + o for i, o in enumerate(offs)]):
+                out.append(enc)
+            continue
+        addrs = _convert(offs, enc, base, _place(layout), range(layout.num_syms))
+        if addrs and addrs[-1] >= KERNEL_HALF and _sorted(addrs):
+            out.append(enc)
+    return out
+
+
+def decode_names(buf: bytes, layout: KallsymsLayout) -> list[tuple[str, str]]:
+    """Every symbol's ``(name, type letter)``, in table order."""
+    if not (0 <= layout.token_index <= len(buf) - 512):
+        raise FormatError("kallsyms token index outside the data", offset=layout.token_index)
     idx = struct.unpack_from("<256H", buf, layout.token_index)
+    tokens: list[bytes] = []
     for off in idx:
         p = layout.token_table + off
-        tokens.append(bytes(buf[p:buf.find(b"\0", p, p + 64)]))
-    (base,) = struct.unpack_from("<Q", buf, layout.relative_base)
-    offsets = struct.unpack_from(f"<{layout.num_syms}i", buf, layout.offsets)
+        end = buf.find(b"\0", p, p + 256)
+        if p < 0 or end < 0:
+            raise FormatError("kallsyms token without terminator", offset=p)
+        tokens.append(bytes(buf[p:end]))
     out = []
     pos = layout.names
     for i in range(layout.num_syms):
+        if pos >= len(buf):
+            raise FormatError("kallsyms names run past the data", offset=pos)
         n, hdr = _entry_len(buf, pos)
         pos += hdr
-        name = b"".join(tokens[b] for b in buf[pos:pos + n])
+        name = b"".join([tokens[b] for b in buf[pos:pos + n]])
         pos += n
         if not name:
             raise FormatError(f"kallsyms entry {i} is empty", offset=pos)
-        off = offsets[i]
-        if layout.absolute_percpu:
-            addr = off if off >= 0 else (base - 1 - off) & 0xFFFFFFFFFFFFFFFF
-        else:
-            addr = (base + (off & 0xFFFFFFFF)) & 0xFFFFFFFFFFFFFFFF
-        out.append((name[1:].decode("utf-8", "replace"), addr, chr(name[0])))
+        out.append((name[1:].decode("utf-8", "replace"), chr(name[0])))
     return out
+
+
+def choose_encoding(buf: bytes, layout: KallsymsLayout, names: list[tuple[str, str]],
+                    anchors: Mapping[str, int] | None = None) -> str:
+    """The encoding of the address table: the one whose addresses agree with every anchor
+    (symbol addresses the kernel reports itself, e.g. VMCOREINFO's SYMBOL()s) found in the
+    table; by structure alone when no anchor is in the table.
+
+    FormatError when anchors are in the table and no encoding gives all of them.
+    """
+    candidates = shape_encodings(layout)
+    where: dict[str, list[int]] = {}
+    if anchors:
+        for i, (name, _kind) in enumerate(names):
+            if name in anchors:
+                where.setdefault(name, []).append(i)
+    if not where:
+        plausible = plausible_encodings(buf, layout)
+        if not plausible:
+            raise FormatError("kallsyms address table gives no sorted kernel addresses under "
+                              f"any encoding ({', '.join(candidates)})",
+                              offset=layout.offsets)
+        return layout.encoding if layout.encoding in plausible else plausible[0]
+    assert anchors is not None
+    offs = _offsets(buf, layout)
+    wanted = sorted({i for ix in where.values() for i in ix})
+    scores: list[tuple[int, str]] = []
+    disagreements: list[str] = []
+    for enc in candidates:
+        try:
+            base = _base(buf, layout) if enc in (BASE_RELATIVE, ABSOLUTE_PERCPU) else 0
+            got = dict(zip(wanted, _convert(offs, enc, base, _place(layout), wanted),
+                           strict=True))
+        except FormatError as exc:
+            disagreements.append(f"{enc}: {exc.message}")
+            continue
+        bad = [n for n, ix in where.items() if all(got[i] != anchors[n] for i in ix)]
+        if not bad:
+            scores.append((len(where), enc))
+            continue
+        n = sorted(bad)[0]
+        disagreements.append(f"{enc} decodes {n} at {got[where[n][0]]:#x}, the kernel says "
+                             f"{anchors[n]:#x}")
+    if not scores:
+        raise FormatError("kallsyms tables disagree with the kernel's own symbol addresses "
+                          "under every encoding: " + "; ".join(disagreements),
+                          offset=layout.offsets)
+    best = max(s for s, _ in scores)
+    agreeing = [enc for s, enc in scores if s == best]
+    if len(agreeing) > 1:
+        plausible = [e for e in plausible_encodings(buf, layout) if e in agreeing]
+        if plausible:
+            return plausible[0]
+    return agreeing[0]
+
+
+def decode(buf: bytes, layout: KallsymsLayout,
+           anchors: Mapping[str, int] | None = None) -> list[tuple[str, int, str]]:
+    """Every symbol as ``(name, address, type letter)``, in table order.
+
+    The address encoding is chosen by :func:`choose_encoding` (anchors first, structure
+    otherwise); the layout is updated with the one chosen.
+    """
+    names = decode_names(buf, layout)
+    layout.encoding = choose_encoding(buf, layout, names, anchors)
+    addrs = decode_addresses(buf, layout)
+    return [(name, addr, kind) for (name, kind), addr in zip(names, addrs, strict=True)]
+
+
+# -- tables named by VMCOREINFO (Linux 6.0+) ---------------------------------------------
+
+#: VMCOREINFO SYMBOL()s that locate the tables (kernel/crash_core.c 6.0, vmcore_info.c 6.9+)
+VMCOREINFO_TABLES = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table",
+                     "kallsyms_token_index")
+#: most the tables span in memory (Debian's 6.1: 2.2 MiB for 88,582 symbols)
+MAX_TABLES_SPAN = 64 << 20
+
+
+def named_tables(symbols: Mapping[str, int]) -> dict[str, int] | None:
+    """The kallsyms table addresses among VMCOREINFO's SYMBOL()s, or None when they are
+    not all there (kernels before 6.0 name none)."""
+    found = {k: v for k, v in symbols.items() if k.startswith("kallsyms_")}
+    if not all(k in found for k in VMCOREINFO_TABLES):
+        return None
+    if "kallsyms_offsets" not in found and "kallsyms_addresses" not in found:
+        return None
+    return found
+
+
+def tables_span(tables: Mapping[str, int], num_syms: int) -> tuple[int, int]:
+    """The address range holding every named table (read once, then decoded from bytes).
+
+    kallsyms_names always precedes kallsyms_token_table (every layout since 2.6), so the
+    names' unknown length is covered.
+    """
+    if not 0 < num_syms <= MAX_SYMS:
+        raise FormatError(f"kallsyms_num_syms is {num_syms}")
+    names, table = tables["kallsyms_names"], tables["kallsyms_token_table"]
+    if not names < table:
+        raise FormatError("kallsyms_names does not precede kallsyms_token_table",
+                          address=names)
+    ends = [names, table, tables["kallsyms_token_index"] + 512,
+            tables["kallsyms_num_syms"] + 4]
+    starts = list(ends) + [tables["kallsyms_token_index"], tables["kallsyms_num_syms"]]
+    if "kallsyms_addresses" in tables:
+        starts.append(tables["kallsyms_addresses"])
+        ends.append(tables["kallsyms_addresses"] + 8 * num_syms)
+    else:
+        starts.append(tables["kallsyms_offsets"])
+        ends.append(tables["kallsyms_offsets"] + 4 * num_syms)
+    if "kallsyms_relative_base" in tables:
+        starts.append(tables["kallsyms_relative_base"])
+        ends.append(tables["kallsyms_relative_base"] + 8)
+    lo, hi = min(starts), max(ends)
+    if hi - lo > MAX_TABLES_SPAN:
+        raise FormatError(f"kallsyms tables spread over {hi - lo:#x} bytes", address=lo)
+    return lo, hi
+
+
+def layout_from_tables(buf: bytes, address: int, tables: Mapping[str, int]) -> KallsymsLayout:
+    """The layout of tables whose addresses VMCOREINFO gives, ``buf`` read from ``address``
+    (see :func:`tables_span`); checked as :func:`locate` checks what it finds."""
+    def at(name: str, size: int) -> int:
+        off = tables[name] - address
+        if not 0 <= off <= len(buf) - size:
+            raise FormatError(f"{name} outside the tables read", address=tables[name])
+        return off
+
+    num = int.from_bytes(buf[at("kallsyms_num_syms", 4):][:4], "little")
+    if not 0 < num <= MAX_SYMS:
+        raise FormatError(f"kallsyms_num_syms is {num}", address=tables["kallsyms_num_syms"])
+    token_table = at("kallsyms_token_table", 2)
+    token_index = at("kallsyms_token_index", 512)
+    idx = struct.unpack_from("<256H", buf, token_index)
+    if idx[0] != 0 or not _sorted_strict(idx) or token_table + idx[-1] >= len(buf) or any(
+            buf[token_table + i - 1] != 0 for i in idx[1:]):
+        raise FormatError("kallsyms_token_index does not index a token table",
+                          address=tables["kallsyms_token_index"])
+    names = at("kallsyms_names", 1)
+    try:
+        _skip_entries(buf, names, num, token_table)
+    except IndexError:
+        raise FormatError("kallsyms names run past the data", offset=names) from None
+    if "kallsyms_addresses" in tables:
+        offsets, base, entry = at("kallsyms_addresses", 8 * num), None, 8
+    else:
+        offsets, entry = at("kallsyms_offsets", 4 * num), 4
+        base = at("kallsyms_relative_base", 8) if "kallsyms_relative_base" in tables else None
+    layout = KallsymsLayout(token_table, token_index, None, 0, names, num, offsets, base,
+                            entry_size=entry, address=address)
+    plausible = plausible_encodings(buf, layout)
+    layout.encoding = plausible[0] if plausible else shape_encodings(layout)[0]
+    return layout
+
+
+def _sorted_strict(values: tuple[int, ...]) -> bool:
+    return all(a < b for a, b in zip(values, values[1:], strict=False))

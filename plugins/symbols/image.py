@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
 
@@ -22,6 +23,7 @@ from kvmfx.session import Session
 from kvmfx.symbols import SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.linux import kallsyms
+from kvmfx_plugins.linux.vmcoreinfo import session_vmcoreinfo
 from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
 from kvmfx_plugins.symbols.btf import btf_size, parse_btf
 from kvmfx_plugins.symbols.files import gnu_build_id
@@ -29,6 +31,8 @@ from kvmfx_plugins.symbols.profile_cache import remember
 
 #: Unrandomised start of x86_64 kernel text (__START_KERNEL_map + 16 MiB).
 X86_64_TEXT = 0xFFFFFFFF81000000
+#: __START_KERNEL_map: the kernel image is linked in the GiB above it.
+X86_64_START_KERNEL_MAP = 0xFFFFFFFF80000000
 #: How much of the kernel image is searched for kallsyms (Debian's is ~60 MiB).
 KERNEL_IMAGE_SPAN = 96 << 20
 MAX_KERNEL_FILE = 1 << 30
@@ -72,12 +76,19 @@ class _KernelFile:
         return sec.data() if sec is not None and sec["sh_type"] != "SHT_NOBITS" else None
 
 
-def symbols_from_kallsyms_bytes(buf: bytes, source: str) -> SymbolTable:
+def symbols_from_kallsyms_bytes(buf: bytes, source: str, *, address: int | None = None,
+                                anchors: Mapping[str, int] | None = None) -> SymbolTable:
+    """Symbols of the kallsyms tables found by structure in ``buf`` (read from ``address``
+    when known), their encoding checked against ``anchors`` (see kallsyms.choose_encoding)."""
     try:
-        layout = kallsyms.locate(buf)
-        entries = kallsyms.decode(buf, layout)
+        layout = kallsyms.locate(buf, address=address)
+        entries = kallsyms.decode(buf, layout, anchors)
     except (FormatError, IndexError, ValueError) as exc:
         raise SymbolError(f"no usable kallsyms tables: {exc}", path=source) from None
+    return _table(entries, source)
+
+
+def _table(entries: list[tuple[str, int, str]], source: str) -> SymbolTable:
     table = SymbolTable(source)
     for name, addr, kind in entries:
         table.add(name, addr, kind)
@@ -112,7 +123,9 @@ class KernelImageProvider:
         rodata = kf.section(".rodata")
         if rodata is None:
             raise SymbolError("kernel image has no .rodata section", path=path)
-        table = symbols_from_kallsyms_bytes(rodata, f"{path} (kallsyms)")
+        sec = kf.elf.get_section_by_name(".rodata")
+        table = symbols_from_kallsyms_bytes(rodata, f"{path} (kallsyms)",
+                                            address=sec["sh_addr"] if sec else None)
         return session.relocate_symbols(table)
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
@@ -196,10 +209,11 @@ class BtfFileProvider:
 
 
 class ImageKallsymsProvider:
-    """The dump's own kallsyms tables, found by structure in kernel memory."""
+    """The dump's own kallsyms tables: where VMCOREINFO says they are (Linux 6.0+), else
+    found by structure in kernel memory; either way checked against VMCOREINFO's SYMBOL()s."""
 
     name = "image-kallsyms"
-    description = "dump: the kernel's compressed kallsyms tables found in memory"
+    description = "dump: the kernel's compressed kallsyms tables (VMCOREINFO or a scan)"
     stage = "image"
     priority = 10
     type_format = "btf"
@@ -207,18 +221,18 @@ class ImageKallsymsProvider:
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         cache = _image_cache(session)
         if "kallsyms" not in cache:
-            # kallsyms sits in .rodata, some 20 MiB into the image: read more only if needed
-            error: SymbolError | None = None
-            for span in (KERNEL_IMAGE_SPAN // 4, KERNEL_IMAGE_SPAN):
-                _start, data = _kernel_span(session, span)
-                try:
-                    cache["kallsyms"] = symbols_from_kallsyms_bytes(data, "image:kallsyms")
-                    break
-                except SymbolError as exc:
-                    error = exc
-            else:
-                assert error is not None
-                raise error
+            anchors = _anchors(session)
+            table = None
+            try:
+                table = _kallsyms_named_by_vmcoreinfo(session, anchors, cache)
+            except _Disagreement as exc:
+                raise SymbolError(exc.message, path="image:kallsyms") from None
+            except (FormatError, MissingPageError, TranslationError) as exc:
+                cache["kallsyms_vmcoreinfo_error"] = str(exc)  # then scan
+            if table is None:
+                table = _kallsyms_by_scan(session, anchors, cache)
+            _check_text(table, session)
+            cache["kallsyms"] = table
         return cache["kallsyms"]
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
@@ -237,6 +251,80 @@ class ImageKallsymsProvider:
         except FormatError as exc:
             raise SymbolError(f"corrupt BTF in the image at {start + (exc.offset or 0):#x}: "
                               f"{exc.message}") from None
+
+
+class _Disagreement(FormatError):
+    """The tables VMCOREINFO names decode to addresses its own SYMBOL()s contradict."""
+
+
+def _anchors(session: Session) -> dict[str, int]:
+    """Symbol addresses the kernel reports itself (VMCOREINFO SYMBOL()s in the image)."""
+    try:
+        return dict(session.kernel.anchors)
+    except KvmError:
+        return {}
+
+
+def _kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
+                                  cache: dict[str, Any]) -> SymbolTable | None:
+    """The tables at the addresses VMCOREINFO gives (one read of ~2 MiB), or None when it
+    does not name them (before Linux 6.0; LiME or raw images without VMCOREINFO)."""
+    info = session_vmcoreinfo(session)
+    tables = kallsyms.named_tables(info.symbols) if info is not None else None
+    if tables is None:
+        return None
+    num = int.from_bytes(session.read(tables["kallsyms_num_syms"], 4), "little")
+    lo, hi = kallsyms.tables_span(tables, num)
+    buf = session.read(lo, hi - lo)
+    layout = kallsyms.layout_from_tables(buf, lo, tables)
+    names = kallsyms.decode_names(buf, layout)
+    try:
+        layout.encoding = kallsyms.choose_encoding(buf, layout, names, anchors)
+    except FormatError as exc:
+        raise _Disagreement(f"kallsyms tables named by VMCOREINFO: {exc.message}") from None
+    addrs = kallsyms.decode_addresses(buf, layout)
+    cache["kallsyms_found_by"] = "vmcoreinfo"
+    cache["kallsyms_encoding"] = layout.encoding
+    return _table([(n, a, k) for (n, k), a in zip(names, addrs, strict=True)],
+                  "image:kallsyms")
+
+
+def _kallsyms_by_scan(session: Session, anchors: Mapping[str, int],
+                      cache: dict[str, Any]) -> SymbolTable:
+    """The tables found by structure in the kernel image's memory."""
+    # kallsyms sits in .rodata, some 20 MiB into the image: read more only if needed
+    error: SymbolError | None = None
+    for span in (KERNEL_IMAGE_SPAN // 4, KERNEL_IMAGE_SPAN):
+        start, data = _kernel_span(session, span)
+        try:
+            table = symbols_from_kallsyms_bytes(data, "image:kallsyms", address=start,
+                                                anchors=anchors)
+        except SymbolError as exc:
+            error = exc
+            continue
+        cache["kallsyms_found_by"] = "scan"
+        return table
+    assert error is not None
+    raise error
+
+
+def _check_text(table: SymbolTable, session: Session) -> None:
+    """``_text`` less the KASLR offset VMCOREINFO gives must be where x86_64 links a kernel
+    (a CONFIG_PHYSICAL_ALIGN multiple, at least 2 MiB, in the first GiB of
+    __START_KERNEL_map): a decode that moves every address fails this too."""
+    text = table.lookup("_text")
+    try:
+        facts = session.kernel.describe()
+    except KvmError:
+        return
+    if text is None or facts.get("kaslr_offset_source") != "vmcoreinfo":
+        return
+    linked = text - int(facts.get("kaslr_offset") or 0)
+    if linked % (2 << 20) or not X86_64_START_KERNEL_MAP <= linked < X86_64_START_KERNEL_MAP + (
+            1 << 30):
+        raise SymbolError(f"kallsyms gives _text {text:#x}, which less the KASLR offset "
+                          f"{int(facts.get('kaslr_offset') or 0):#x} is no kernel start",
+                          path=table.source)
 
 
 class VmcoreinfoSymbolsProvider:
