@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from typing import IO, Any
 import click
 
 from kvmfx.commands import Column
-from kvmfx.errors import KvmError
+from kvmfx.errors import KvmError, KvmOpenError
 from kvmfx.registry import Registry, load_registry
 from kvmfx.render import FORMATS, render, tee_partial
 from kvmfx.session import Session
@@ -43,12 +44,31 @@ class _State:
         return self._registry
 
 
+def _pipe_closed() -> None:
+    """End normally when the reader of stdout went away (``kvmfx run psaux | head -1``).
+
+    devnull takes stdout's place so that the flush at interpreter shutdown has somewhere to
+    write: without it Python reports the broken pipe again and exits 120."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # not a file (e.g. captured): nothing to do
+        sys.exit(EXIT_OK)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    sys.exit(EXIT_OK)
+
+
 def _fail(state: _State | None, exc: BaseException) -> None:
     if state is not None and state.debug:
         traceback.print_exc()
     if isinstance(exc, KvmError):
         click.echo(f"kvmfx: {exc}", err=True)
         sys.exit(exc.exit_status)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        # a file the system refused (a directory, no permission...): input, not a bug
+        click.echo(f"kvmfx: {exc.filename}: {exc.strerror or type(exc).__name__}", err=True)
+        sys.exit(EXIT_INPUT)
     message = " ".join(str(exc).split()) or type(exc).__name__
     click.echo(f"kvmfx: internal error: {type(exc).__name__}: {message} "
                "(rerun with --debug for a traceback)", err=True)
@@ -64,16 +84,42 @@ def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
         except BrokenPipeError:
-            sys.exit(EXIT_OK)
+            _pipe_closed()
         except Exception as exc:
             _fail(state, exc)
     return wrapper
 
 
+def _check_output(path: str | None) -> None:
+    """Refuse an ``-o`` path that cannot be written before any work is done (the file itself
+    is only created when the output is ready, so a failed run leaves an existing file)."""
+    if path is None or path == "-":
+        return
+    if os.path.isdir(path):
+        raise KvmOpenError("cannot write the output: it is a directory", path=path)
+    parent = os.path.dirname(path) or "."
+    if not os.path.isdir(parent):
+        raise KvmOpenError(f"cannot write the output: no directory {parent}", path=path)
+
+
 def _open_output(path: str | None) -> IO[str]:
     if path is None or path == "-":
         return sys.stdout
-    return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    try:
+        return open(path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise KvmOpenError(f"cannot write the output: {exc.strerror}", path=path) from None
+
+
+def _corefile(corefile: str | None, core_opt: str | None) -> str | None:
+    """The one corefile given, positionally or with -M."""
+    if corefile is not None and core_opt is not None:
+        raise click.UsageError(f"two corefiles: {corefile} and -M {core_opt} "
+                               "(give one, as COREFILE or with -M)")
+    path = corefile if corefile is not None else core_opt
+    if path is not None and os.path.isdir(path):
+        raise KvmOpenError("is a directory, not a dump or a memory device", path=path)
+    return path
 
 
 def _session(state: _State, corefile: str | None, execfile: str | None,
@@ -82,8 +128,50 @@ def _session(state: _State, corefile: str | None, execfile: str | None,
                    registry=state.registry, types=state.types)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--plugin-dir", "plugin_dirs", multiple=True, type=click.Path(),
+def _one_line(exc: click.ClickException) -> str:
+    """A click error as one line, with where to look for help when there is a command."""
+    text = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        text += f" (see '{ctx.command_path} --help')"
+    return text
+
+
+class _Main(click.Group):
+    """The ``kvmfx`` group: usage errors as one line ``kvmfx: <what>``, exit 2."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        try:
+            status = super().main(args, prog_name or "kvmfx", complete_var,
+                                  standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a group alone: its help
+            if not standalone_mode:
+                raise
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            if not standalone_mode:
+                raise
+            click.echo(f"kvmfx: {_one_line(exc)}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            if not standalone_mode:
+                raise
+            click.echo("kvmfx: interrupted", err=True)
+            sys.exit(130)
+        if not standalone_mode:
+            return status
+        sys.exit(status if isinstance(status, int) else EXIT_OK)
+
+
+_HELP = {"help_option_names": ["-h", "--help"]}
+
+
+@click.group(cls=_Main, context_settings=_HELP)
+@click.option("--plugin-dir", "plugin_dirs", multiple=True,
+              type=click.Path(exists=True, file_okay=False, dir_okay=True),
               help="Load plugin files (*.py) from this directory (repeatable).")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
 @click.option("--types", "types", type=click.Choice(["btf", "dwarf", "isf"]), default=None,
@@ -119,7 +207,7 @@ def plugins_cmd(state: _State) -> None:
 
 _COMMON = [
     click.option("-M", "--core", "core_opt", type=click.Path(), default=None,
-                 help="Core file (dump); default: the live system."),
+                 help="Core file (dump), instead of COREFILE; default: the live system."),
     click.option("-N", "--exec", "execfile", type=click.Path(), default=None,
                  help="Kernel image / symbol file (execfile)."),
     click.option("-W", "--swap", "swapfile", type=click.Path(), default=None,
@@ -137,18 +225,91 @@ def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return _apply(_COMMON, fn)
 
 
+#: Errors of these parts mean nothing about the kernel was recognised (Session.info()).
+_FATAL_INFO_ERRORS = ("memory", "arch")
+
+
+def _trailing_group(part: str) -> tuple[str, str] | None:
+    """``("what failed", "causes")`` for ``"what failed (causes)"``, else None."""
+    if not part.endswith(")"):
+        return None
+    depth = 0
+    for i in range(len(part) - 1, -1, -1):
+        depth += {")": 1, "(": -1}.get(part[i], 0)
+        if depth == 0:
+            head = part[:i]
+            return (head.rstrip(), part[i + 1:-1]) if head.endswith(" ") else None
+    return None
+
+
+def _split_reasons(message: str) -> list[str]:
+    """The separate reasons in one error message: its ``; ``-separated parts, and those of
+    a trailing parenthesised list of causes, each part once."""
+    parts: list[str] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(message):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(0, depth - 1)
+        elif ch == ";" and depth == 0:
+            parts.append(message[start:i])
+            start = i + 1
+    parts.append(message[start:])
+    out: list[str] = []
+    for part in (p.strip() for p in parts):
+        group = _trailing_group(part)
+        if group is not None:
+            out.extend(_split_reasons(group[1]))
+            out.append(group[0])
+        elif part:
+            out.append(part)
+    return list(dict.fromkeys(out))
+
+
+def _distinct_reasons(errors: dict[str, str]) -> list[tuple[str, str]]:
+    """The reasons in ``errors`` (part -> message), each once: ``(parts, reasons)`` pairs.
+
+    A reason that only wraps another one (``no kernel symbols: image-kallsyms: <reason>``)
+    is that reason; the parts one reason made fail are named together."""
+    per_key = {key: _split_reasons(str(message)) for key, message in errors.items()}
+    every = list(dict.fromkeys(r for reasons in per_key.values() for r in reasons))
+
+    def root(reason: str) -> str:
+        inner = [r for r in every if r != reason and reason.endswith(": " + r)]
+        return root(min(inner, key=len)) if inner else reason
+
+    keys_of: dict[str, list[str]] = {}
+    for key, reasons in per_key.items():
+        for reason in reasons:
+            owners = keys_of.setdefault(root(reason), [])
+            if key not in owners:
+                owners.append(key)
+    grouped: dict[str, list[str]] = {}
+    for reason, keys in keys_of.items():
+        grouped.setdefault(", ".join(keys), []).append(reason)
+    return [(keys, "; ".join(reasons)) for keys, reasons in grouped.items()]
+
+
 @main.command("info")
 @click.argument("corefile", required=False, type=click.Path())
 @common_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option("-o", "--output", type=click.Path(), default=None)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="Output format.")
+@click.option("-o", "--output", type=click.Path(), default=None,
+              help="Write to FILE instead of stdout.")
 @click.pass_obj
 @_guarded
 def info_cmd(state: _State, corefile: str | None, core_opt: str | None, execfile: str | None,
              swapfile: str | None, fmt: str, output: str | None) -> None:
-    """Describe a dump (or the live system): format, architecture, kernel, symbols."""
-    with _session(state, corefile or core_opt, execfile, swapfile) as session:
+    """Describe a dump (or the live system): format, architecture, kernel, symbols.
+
+    Exit status 3 when nothing about the kernel could be recognised."""
+    path = _corefile(corefile, core_opt)
+    _check_output(output)
+    with _session(state, path, execfile, swapfile) as session:
         info = session.info()
+    errors = info.get("errors") or {}
     out = _open_output(output)
     try:
         if fmt == "json":
@@ -156,6 +317,8 @@ def info_cmd(state: _State, corefile: str | None, core_opt: str | None, execfile
             out.write("\n")
         else:
             for key, value in info.items():
+                if key == "errors":
+                    continue
                 if key == "ranges":
                     value = ", ".join(f"{a:#x}-{b:#x}" for a, b in value)
                 elif isinstance(value, int) and not isinstance(value, bool) and key in (
@@ -164,9 +327,18 @@ def info_cmd(state: _State, corefile: str | None, core_opt: str | None, execfile
                 elif isinstance(value, dict):
                     value = "; ".join(f"{k}: {v}" for k, v in value.items())
                 out.write(f"{key:<16} {value}\n")
+            for keys, reasons in _distinct_reasons(errors):
+                out.write(f"{'error':<16} {keys}: {reasons}\n")
     finally:
         if out is not sys.stdout:
             out.close()
+        else:
+            out.flush()
+    fatal = {key: errors[key] for key in _FATAL_INFO_ERRORS if key in errors}
+    if fatal and "os_profile" not in info:
+        reasons = "; ".join(reason for _, reason in _distinct_reasons(fatal))
+        click.echo(f"kvmfx: {path or 'live system'}: no kernel recognised: {reasons}", err=True)
+        sys.exit(EXIT_INPUT)
 
 
 def _option_to_click(opt: Any) -> Any:
@@ -177,37 +349,17 @@ def _option_to_click(opt: Any) -> Any:
     return click.option(decl, opt.name, type=kind, default=opt.default, help=opt.help)
 
 
-_PASS_THROUGH = {"ignore_unknown_options": True, "allow_extra_args": True,
-                 "help_option_names": []}
+def _command_for(plugin: str, command: Any, name: str) -> click.Command:
+    """The click command that runs plugin command ``command`` (shown as ``name``)."""
 
-
-@main.command("run", context_settings=_PASS_THROUGH)
-@click.argument("plugin")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_obj
-@_guarded
-def run_cmd(state: _State, plugin: str, args: tuple[str, ...]) -> None:
-    """Run command PLUGIN on COREFILE (or the live system). PLUGIN --help lists its options."""
-    _run_command(state, plugin, args)
-
-
-@main.command("profile", context_settings=_PASS_THROUGH)
-@click.argument("action")
-@click.argument("args", nargs=-1, type=click.UNPROCESSED)
-@click.pass_obj
-@_guarded
-def profile_cmd(state: _State, action: str, args: tuple[str, ...]) -> None:
-    """Kernel profiles: ``build DUMP`` (cache its symbols and types), ``export-isf DUMP
-    --isf FILE`` (a Volatility 3 symbol file). Same as ``kvmfx run profile-ACTION``."""
-    _run_command(state, f"profile-{action}", args)
-
-
-def _run_command(state: _State, plugin: str, args: tuple[str, ...]) -> None:
-    command = state.registry.command(plugin)
-
+    @_guarded
     def invoke(corefile: str | None, core_opt: str | None, execfile: str | None,
                swapfile: str | None, fmt: str, output: str | None, **opts: Any) -> None:
-        with _session(state, corefile or core_opt, execfile, swapfile) as session:
+        state = click.get_current_context().find_object(_State)
+        assert state is not None
+        path = _corefile(corefile, core_opt)
+        _check_output(output)
+        with _session(state, path, execfile, swapfile) as session:
             partial = [False]
             rows = tee_partial(command.run(session, opts), partial)
             out = _open_output(output)
@@ -232,15 +384,76 @@ def _run_command(state: _State, plugin: str, args: tuple[str, ...]) -> None:
               click.option("-o", "--output", type=click.Path(), default=None,
                            help="Write to FILE instead of stdout."),
               *(_option_to_click(o) for o in command.options)]
-    sub = click.command(plugin, help=command.description,
-                        context_settings={"help_option_names": ["-h", "--help"]})(
+    return click.command(name, help=command.description, context_settings=_HELP)(
         _apply(params, invoke))
-    sub.main(list(args), prog_name=f"kvmfx run {plugin}", standalone_mode=False)
+
+
+class _PluginGroup(click.Group):
+    """Subcommands built from the registry's commands whose names start with ``prefix``
+    (shown without it): ``kvmfx run psaux``, ``kvmfx profile build``."""
+
+    def __init__(self, *args: Any, prefix: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prefix = prefix
+
+    def registry(self, ctx: click.Context) -> Registry:
+        state = ctx.find_object(_State)
+        assert state is not None
+        return state.registry
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        plugins = sorted(n[len(self.prefix):] for n in self.registry(ctx).commands
+                         if n.startswith(self.prefix))
+        return sorted({*super().list_commands(ctx), *plugins})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        own = super().get_command(ctx, cmd_name)
+        if own is not None:
+            return own
+        plugin = self.prefix + cmd_name
+        command = self.registry(ctx).commands.get(plugin)
+        return None if command is None else _command_for(plugin, command, cmd_name)
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0]
+        if self.get_command(ctx, name) is None and not name.startswith("-"):
+            known = ", ".join(self.list_commands(ctx)) or "none"
+            raise click.UsageError(f"unknown command {name!r} (known: {known})")
+        return super().resolve_command(ctx, args)
+
+
+@main.group("run", cls=_PluginGroup, context_settings=_HELP)
+def run_group() -> None:
+    """Run a command on COREFILE (or the live system): kvmfx run COMMAND [COREFILE]
+    [OPTIONS]. kvmfx run COMMAND --help lists its options."""
+
+
+@main.group("profile", cls=_PluginGroup, prefix="profile-", context_settings=_HELP)
+def profile_group() -> None:
+    """Kernel profiles: build DUMP caches the dump's symbols and types; export-isf DUMP
+    --isf FILE writes them as a Volatility 3 symbol file."""
+
+
+@profile_group.command("list")
+@click.pass_context
+@_guarded
+def profile_list(ctx: click.Context) -> None:
+    """List the profile actions."""
+    group = ctx.parent.command if ctx.parent is not None else None
+    assert isinstance(group, _PluginGroup)
+    registry = group.registry(ctx)
+    names = [n for n in group.list_commands(ctx) if n != "list"]
+    width = max((len(n) for n in names), default=0)
+    for name in names:
+        description = registry.commands[group.prefix + name].description
+        click.echo(f"{name:<{width}}  {description}")
 
 
 def entry() -> None:
+    """The console script: ``kvmfx``."""
     main()
 
 
 if __name__ == "__main__":
-    main()
+    entry()
