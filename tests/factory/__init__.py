@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import struct
@@ -115,13 +116,45 @@ def ensure_tools() -> None:
 
 
 # -- the kernel -------------------------------------------------------------------------
-#: Kernels of other Debian releases, taken from that release's package index (the machine's
-#: apt sources know only its own release): flavour -> (index URL, package name pattern).
+DEBIAN = "http://deb.debian.org/debian/"
+DEBIAN_SECURITY = "http://deb.debian.org/debian-security/"
+
+
+@dataclass(frozen=True)
+class Release:
+    """Where another Debian release's kernel comes from (the machine's apt sources know only
+    its own release): the package indexes to read, and which packages hold the kernel."""
+
+    #: (mirror, suite): the index is ``{mirror}dists/{suite}/main/binary-amd64/Packages.xz``
+    #: and its packages' Filename is relative to the same mirror
+    indexes: tuple[tuple[str, str], ...]
+    #: the kernel releases (uname -r) taken from it, a regular expression; the newest
+    #: in all its indexes is built
+    kver: str
+    #: the package holding vmlinuz
+    image: str = "linux-image-{kver}-unsigned"
+    #: further packages the kernel's files come from (config, modules)
+    parts: tuple[str, ...] = ()
+    #: the package with the debug vmlinux (DWARF) and, where the release ships it, the real
+    #: System.map
+    dbg: str = "linux-image-{kver}-dbg"
+
+    def image_pattern(self) -> str:
+        return re.escape(self.image).replace(re.escape("{kver}"), f"(?P<kver>{self.kver})")
+
+
+#: Kernels of other Debian releases, by scenario flavour; the first whose ``kver`` matches
+#: a kernel release serves its -dbg package (debug_files). Newer suites split the image:
+#: the backports kernel is linux-binary-unsigned (vmlinuz) + linux-base (config, a
+#: placeholder System.map) + linux-modules, all under usr/lib/modules/KVER/.
 OTHER_RELEASES = {
-    "bullseye": ("http://deb.debian.org/debian-security/dists/bullseye-security/main/"
-                 "binary-amd64/Packages.xz", r"linux-image-5\.10\.0-\d+-amd64-unsigned"),
+    "bullseye": Release(((DEBIAN_SECURITY, "bullseye-security"),), r"5\.10\.0-\d+-amd64"),
+    "trixie": Release(((DEBIAN, "trixie"), (DEBIAN_SECURITY, "trixie-security")),
+                      r"6\.12\.\d+\+deb13-amd64"),
+    "backports": Release(((DEBIAN, "trixie-backports"),), r"\d+\.\d+\.\d+\+deb13-amd64",
+                         image="linux-binary-unsigned-{kver}",
+                         parts=("linux-base-{kver}", "linux-modules-{kver}")),
 }
-DEBIAN_MIRROR = {"bullseye": "http://deb.debian.org/debian-security/"}
 
 
 def kernel_package(flavour: str = "") -> str:
@@ -131,7 +164,7 @@ def kernel_package(flavour: str = "") -> str:
     if override and not flavour:
         return override
     if flavour in OTHER_RELEASES:
-        return _release_package(flavour)["Package"]
+        return release_packages(flavour)[0]["Package"]
     meta = f"linux-image-{flavour}-amd64" if flavour else "linux-image-amd64"
     suffix = f"-{flavour}-amd64" if flavour else "-amd64"
     out = _run(["apt-cache", "depends", meta]).stdout.decode()
@@ -142,70 +175,103 @@ def kernel_package(flavour: str = "") -> str:
     raise FactoryError(f"cannot resolve the kernel package from {meta}")
 
 
-_INDEXES: dict[str, dict[str, str]] = {}
+_INDEXES: dict[str, dict[str, dict[str, str]]] = {}
 
 
-def _release_package(release: str) -> dict[str, str]:
-    """The newest kernel package of ``release`` in its package index (fields as in the
-    index: Package, Version, Filename, SHA256)."""
+def _index(release: str) -> dict[str, dict[str, str]]:
+    """The kernel packages (``linux-*``) of a release's package indexes: name -> fields as
+    in the index (Package, Version, Filename, SHA256, Size), plus ``Mirror``."""
     if release not in _INDEXES:
         import lzma
-        import re
         import urllib.request
 
-        url, pattern = OTHER_RELEASES[release]
-        try:
-            with urllib.request.urlopen(url, timeout=120) as r:  # noqa: S310 - Debian's
-                text = lzma.decompress(r.read()).decode("utf-8", "replace")
-        except OSError as exc:
-            raise FactoryError(f"cannot read the {release} package index: {exc}") from None
-        best: dict[str, str] | None = None
-        for para in text.split("\n\n"):
-            fields = dict(line.split(": ", 1) for line in para.splitlines()
-                          if ": " in line and not line.startswith(" "))
-            if re.fullmatch(pattern, fields.get("Package", "")):
-                abi = int(fields["Package"].split("-")[3])
-                if best is None or abi > int(best["Package"].split("-")[3]):
-                    best = fields
-        if best is None:
-            raise FactoryError(f"no kernel package matching {pattern} in {url}")
-        _INDEXES[release] = best
+        packages: dict[str, dict[str, str]] = {}
+        for mirror, suite in OTHER_RELEASES[release].indexes:
+            url = f"{mirror}dists/{suite}/main/binary-amd64/Packages.xz"
+            try:
+                with urllib.request.urlopen(url, timeout=120) as r:  # noqa: S310 - Debian's
+                    text = lzma.decompress(r.read()).decode("utf-8", "replace")
+            except OSError as exc:
+                raise FactoryError(f"cannot read the {suite} package index: {exc}") from None
+            for para in ("\n\n" + text).split("\n\nPackage: linux-")[1:]:
+                fields = dict(line.split(": ", 1) for line in para.splitlines()[1:]
+                              if ": " in line and not line.startswith(" "))
+                fields["Package"] = "linux-" + para.split("\n", 1)[0].strip()
+                fields["Mirror"] = mirror
+                packages[fields["Package"]] = fields
+        _INDEXES[release] = packages
     return _INDEXES[release]
 
 
-def _download_release_deb(release: str, kdir: Path) -> None:
-    """Download the package's .deb from the Debian mirror and check its SHA256."""
+def _version_key(kver: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", kver))
+
+
+def release_kver(release: str) -> str:
+    """The kernel release (uname -r) of the newest kernel of ``release`` in its indexes."""
+    pattern = OTHER_RELEASES[release].image_pattern()
+    kvers = [m["kver"] for name in _index(release) if (m := re.fullmatch(pattern, name))]
+    if not kvers:
+        raise FactoryError(f"no kernel package matching {pattern} in the {release} indexes")
+    return max(kvers, key=_version_key)
+
+
+def release_packages(release: str) -> list[dict[str, str]]:
+    """The index entries of every package the newest kernel of ``release`` comes from, the
+    image package first."""
+    rel, kver = OTHER_RELEASES[release], release_kver(release)
+    index = _index(release)
+    names = [p.format(kver=kver) for p in (rel.image, *rel.parts)]
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise FactoryError(f"{release}: {missing} not in its package indexes")
+    return [index[n] for n in names]
+
+
+def _download_deb(fields: dict[str, str], dest: Path) -> Path:
+    """Download a package's .deb from its mirror into ``dest`` and check its SHA256."""
     import urllib.request
 
-    fields = _release_package(release)
-    target = kdir / Path(fields["Filename"]).name
+    target = dest / Path(fields["Filename"]).name
     tmp = target.with_suffix(".part")
     h = hashlib.sha256()
     try:
-        with urllib.request.urlopen(DEBIAN_MIRROR[release] + fields["Filename"],  # noqa: S310
+        with urllib.request.urlopen(fields["Mirror"] + fields["Filename"],  # noqa: S310
                                     timeout=600) as r, open(tmp, "wb") as out:
             while chunk := r.read(1 << 20):
                 h.update(chunk)
                 out.write(chunk)
     except OSError as exc:
+        tmp.unlink(missing_ok=True)
         raise FactoryError(f"cannot download {fields['Package']}: {exc}") from None
     if h.hexdigest() != fields["SHA256"]:
         tmp.unlink()
-        raise FactoryError(f"{fields['Package']}: SHA256 differs from the {release} index")
+        raise FactoryError(f"{fields['Package']}: SHA256 differs from its package index")
     os.replace(tmp, target)
+    return target
 
 
 def kernel_dir(root: Path, flavour: str = "") -> Path:
-    """Unpacked kernel package (vmlinuz, config, modules), downloaded once."""
+    """Unpacked kernel package(s) (vmlinuz, config, modules) in ``root/``, downloaded once.
+    Another release's packages are all unpacked into the same root and their .debs then
+    deleted (the sizes are kept in ``debs.json``)."""
     pkg = kernel_package(flavour)
     kdir = root / "kernels" / pkg
     if (kdir / "done").exists():
         return kdir
     kdir.mkdir(parents=True, exist_ok=True)
+    if flavour in OTHER_RELEASES:
+        sizes = {}
+        shutil.rmtree(kdir / "root", ignore_errors=True)
+        for fields in release_packages(flavour):
+            deb = _download_deb(fields, kdir)
+            sizes[fields["Package"]] = deb.stat().st_size
+            _run(["dpkg-deb", "-x", str(deb), str(kdir / "root")])
+            deb.unlink()
+        (kdir / "debs.json").write_text(json.dumps(sizes, indent=1))
+        (kdir / "done").write_text(" ".join(sizes))
+        return kdir
     debs = list(kdir.glob("*.deb"))
-    if not debs and flavour in OTHER_RELEASES:
-        _download_release_deb(flavour, kdir)
-        debs = list(kdir.glob("*.deb"))
     if not debs:
         try:
             _run(["apt-get", "download", pkg], cwd=kdir)
@@ -218,9 +284,105 @@ def kernel_dir(root: Path, flavour: str = "") -> Path:
     return kdir
 
 
+def kernel_file(kroot: Path, name: str) -> Path:
+    """``vmlinuz``, ``config`` or ``System.map`` of an unpacked kernel, in either layout:
+    ``boot/NAME-KVER`` (up to Debian 13's image package) or ``usr/lib/modules/KVER/NAME``
+    (the split packages; the unsigned vmlinuz is ``vmlinuz.unsigned`` there)."""
+    for pattern in (f"boot/{name}-*", f"usr/lib/modules/*/{name}", f"usr/lib/modules/*/{name}.*",
+                    f"lib/modules/*/{name}"):
+        found = sorted(kroot.glob(pattern))
+        if found:
+            return found[0]
+    raise FactoryError(f"the kernel package has no {name} (looked under boot/ and "
+                       f"usr/lib/modules/)")
+
+
+def module_bytes(kroot: Path, module: str) -> bytes | None:
+    """A kernel module's bytes, decompressed (``.ko``, ``.ko.xz`` or ``.ko.zst``, under
+    lib/modules or usr/lib/modules); None when the kernel has it built in."""
+    for base in ("lib/modules", "usr/lib/modules"):
+        for path in sorted(kroot.glob(f"{base}/*/kernel/{module}*")):
+            data = path.read_bytes()
+            if path.name.endswith(".xz"):
+                import lzma
+                return lzma.decompress(data)
+            if path.name.endswith(".zst"):
+                import zstandard
+                return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
+            return data
+    for base in ("lib/modules", "usr/lib/modules"):
+        for builtin in kroot.glob(f"{base}/*/modules.builtin"):
+            if f"kernel/{module}\n" in builtin.read_text():
+                return None
+    raise FactoryError(f"kernel package lacks {module}")
+
+
+def _release_of_kver(kver: str) -> str | None:
+    """Which OTHER_RELEASES entry ships the -dbg package of kernel release ``kver``."""
+    for release, rel in OTHER_RELEASES.items():
+        if re.fullmatch(rel.kver, kver) and rel.dbg.format(kver=kver) in _index(release):
+            return release
+    return None
+
+
+def _stream_extract(fields: dict[str, str], dest: Path, patterns: list[str]) -> None:
+    """Extract ``patterns`` (tar wildcards) of a package's data into ``dest`` while it
+    downloads, without keeping the .deb; its SHA256 is checked against the index."""
+    import urllib.request
+
+    h = hashlib.sha256()
+
+    def read(n: int) -> bytes:
+        data = r.read(n)
+        while len(data) < n:
+            more = r.read(n - len(data))
+            if not more:
+                raise FactoryError(f"{fields['Package']}: download ended early")
+            data += more
+        h.update(data)
+        return data
+
+    try:
+        with urllib.request.urlopen(fields["Mirror"] + fields["Filename"],  # noqa: S310
+                                    timeout=600) as r:
+            if read(8) != b"!<arch>\n":
+                raise FactoryError(f"{fields['Package']}: not a .deb")
+            while True:
+                hdr = read(60)
+                name, size = hdr[:16].decode().strip().rstrip("/"), int(hdr[48:58])
+                if not name.startswith("data.tar"):
+                    read(size + size % 2)
+                    continue
+                flag = {".xz": "-J", ".zst": "--zstd", ".gz": "-z"}.get(Path(name).suffix, "")
+                tar = subprocess.Popen(["tar", "-x", *([flag] if flag else []), "-C", str(dest),
+                                        "--wildcards", *patterns],
+                                       stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                assert tar.stdin is not None
+                left = size
+                while left:
+                    chunk = read(min(left, 1 << 20))
+                    tar.stdin.write(chunk)
+                    left -= len(chunk)
+                tar.stdin.close()
+                tar.wait()  # exit 2 when a pattern matched nothing: the caller checks
+                while r.read(1 << 20):
+                    pass  # nothing follows data.tar in a .deb; read to the end anyway
+                break
+            while chunk := r.read(1 << 20):
+                h.update(chunk)
+    except OSError as exc:
+        raise FactoryError(f"cannot download {fields['Package']}: {exc}") from None
+    if h.hexdigest() != fields["SHA256"]:
+        raise FactoryError(f"{fields['Package']}: SHA256 differs from its package index")
+
+
 def debug_files(release: str, root: Path | None = None) -> tuple[Path, Path]:
-    """The Debian debug vmlinux (DWARF) and real System.map of ``release``: the 858 MB
-    ``-dbg`` package is downloaded once and only those two files are kept."""
+    """The Debian debug vmlinux (DWARF) and real System.map of kernel ``release`` (uname
+    -r): the ~1 GB ``-dbg`` package (from this machine's apt sources, or another release's
+    package index: OTHER_RELEASES) is streamed once and only those two files are kept.
+    Where no package ships the real System.map (the split packages' linux-base holds a
+    placeholder), it is made from the vmlinux's symbol table as the kernel's own
+    scripts/mksysmap does."""
     root = root or cache_root()
     vmlinux = root / "debug" / f"vmlinux-{release}"
     system_map = root / "debug" / f"System.map-{release}"
@@ -231,32 +393,69 @@ def debug_files(release: str, root: Path | None = None) -> tuple[Path, Path]:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if vmlinux.exists() and system_map.exists():
             return vmlinux, system_map
-        pkg = f"linux-image-{release}-dbg"
-        for stale in vmlinux.parent.glob("*.deb"):
-            stale.unlink()
-        try:
-            _run(["apt-get", "download", pkg], cwd=vmlinux.parent)
-        except FactoryError:
-            _run(["apt-get", "update", "-qq"])
-            _run(["apt-get", "download", pkg], cwd=vmlinux.parent)
-        deb = next(vmlinux.parent.glob(f"{pkg}_*.deb"))
         tmp = vmlinux.parent / "extract"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
-        r = subprocess.run(["tar", "-x", "-C", str(tmp),
-                            f"./usr/lib/debug/boot/vmlinux-{release}",
-                            f"./usr/lib/debug/boot/System.map-{release}"], stdin=tar.stdout)
-        tar.wait()
-        deb.unlink()
-        if r.returncode != 0 or tar.returncode != 0:
+        other = _release_of_kver(release)
+        try:
+            if other is not None:
+                fields = _index(other)[OTHER_RELEASES[other].dbg.format(kver=release)]
+                _stream_extract(fields, tmp, [
+                    f"./usr/lib/debug/boot/vmlinux-{release}",
+                    f"./usr/lib/debug/boot/System.map-{release}",
+                    f"./usr/lib/debug/lib/modules/{release}/vmlinux",
+                    f"./usr/lib/debug/lib/modules/{release}/System.map",
+                    f"./usr/lib/debug/usr/lib/modules/{release}/vmlinux",
+                    f"./usr/lib/debug/usr/lib/modules/{release}/System.map"])
+            else:
+                _apt_extract_debug(release, tmp)
+            found = {p.name.split("-", 1)[0]: p for p in tmp.rglob("*") if p.is_file()}
+            if "vmlinux" not in found:
+                raise FactoryError(f"no vmlinux in the -dbg package of {release}")
+            if "System.map" not in found:
+                found["System.map"] = tmp / "System.map"
+                _system_map_from_vmlinux(found["vmlinux"], found["System.map"])
+            os.replace(found["System.map"], system_map)
+            os.replace(found["vmlinux"], vmlinux)
+        finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise FactoryError(f"could not extract the debug files from {pkg}")
-        boot = tmp / "usr" / "lib" / "debug" / "boot"
-        os.replace(boot / f"System.map-{release}", system_map)
-        os.replace(boot / f"vmlinux-{release}", vmlinux)
-        shutil.rmtree(tmp, ignore_errors=True)
     return vmlinux, system_map
+
+
+def _apt_extract_debug(release: str, tmp: Path) -> None:
+    """The -dbg package of this machine's own release, with apt-get download."""
+    pkg = f"linux-image-{release}-dbg"
+    for stale in tmp.parent.glob("*.deb"):
+        stale.unlink()
+    try:
+        _run(["apt-get", "download", pkg], cwd=tmp.parent)
+    except FactoryError:
+        _run(["apt-get", "update", "-qq"])
+        _run(["apt-get", "download", pkg], cwd=tmp.parent)
+    deb = next(tmp.parent.glob(f"{pkg}_*.deb"))
+    tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
+    r = subprocess.run(["tar", "-x", "-C", str(tmp),
+                        f"./usr/lib/debug/boot/vmlinux-{release}",
+                        f"./usr/lib/debug/boot/System.map-{release}"], stdin=tar.stdout)
+    tar.wait()
+    deb.unlink()
+    if r.returncode != 0 or tar.returncode != 0:
+        raise FactoryError(f"could not extract the debug files from {pkg}")
+
+
+def _system_map_from_vmlinux(vmlinux: Path, out: Path) -> None:
+    """System.map from a vmlinux's symbol table, filtered as scripts/mksysmap does."""
+    nm = _run(["nm", "-n", str(vmlinux)]).stdout.decode()
+    keep = []
+    for line in nm.splitlines():
+        parts = line.split()
+        if len(parts) != 3 or parts[1] in "aUNw" or parts[2].startswith(
+                ("__crc_", "__kstrtab", "__kstrtabns", ".L", "__efistub_", "__kvm_nvhe_")):
+            continue
+        if parts[2] in ("_SDA_BASE_", "_SDA2_BASE_") or "$" in parts[2]:
+            continue
+        keep.append(line)
+    out.write_text("\n".join(keep) + "\n")
 
 
 def debug_vmlinux(release: str, root: Path | None = None) -> Path:
@@ -293,13 +492,9 @@ def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
     entries.append(("bin/kvmfx-helper", 0o100755, helper_bytes))
     entries.append(("bin/kvmfx-pause", 0o100755, helper_bytes))
     for order, mod in enumerate(scenario.modules):
-        found = list(kroot.glob(f"lib/modules/*/kernel/{mod}*"))
-        if not found:
-            raise FactoryError(f"kernel package lacks {mod}")
-        data = found[0].read_bytes()
-        if found[0].suffix == ".xz":
-            import lzma
-            data = lzma.decompress(data)
+        data = module_bytes(kroot, mod)
+        if data is None:
+            continue  # built into this kernel
         # init loads them in name order: the number keeps dependencies first
         entries.append((f"lib/modules/{order:02d}-{Path(mod).name}", 0o100644, data))
     for i, proc in enumerate(scenario.procs):
@@ -354,7 +549,7 @@ class Qmp:
 
 
 def boot_and_dump(scenario: Scenario, kroot: Path, initrd: Path, out: Path) -> float:
-    vmlinuz = next(kroot.glob("boot/vmlinuz-*"))
+    vmlinuz = kernel_file(kroot, "vmlinuz")
     console, gt_port, qmp_path = out / "console.log", out / "groundtruth.b64", out / "qmp.sock"
     for p in (console, gt_port, qmp_path):
         p.unlink(missing_ok=True)
@@ -471,27 +666,45 @@ def lime_from_elf(src: Path, dst: Path, ram_bytes: int) -> None:
                 left -= len(chunk)
 
 
-def makedumpfile_outputs(out: Path, wanted: tuple[str, ...]) -> None:
+def makedumpfile_outputs(out: Path, wanted: tuple[str, ...]
+                         ) -> tuple[dict[str, str], dict[str, str]]:
+    """makedumpfile's files of the ELF dump. Returns (failed, warnings), each by output
+    key: makedumpfile 1.7.2 warns on kernels newer than it knows (and may then classify
+    pages wrongly at -d 31); when it fails outright on a kernel, that file is left out and
+    the failure recorded rather than failing the whole fixture."""
     jobs = {"mdf-zlib": ["-c", "-d", "0"], "mdf-lzo": ["-l", "-d", "0"],
-            "mdf-zlib-d31": ["-c", "-d", "31"]}
-    needed = [k for k in (*jobs, "flattened") if k in wanted]
-    if not needed:
-        return
+            "mdf-zlib-d31": ["-c", "-d", "31"], "flattened": ["-F", "-c", "-d", "0"]}
+    failed: dict[str, str] = {}
+    warnings: dict[str, str] = {}
+    if not any(k in wanted for k in jobs):
+        return failed, warnings
     canon = out / "elf-canonical"
     canonical_elf(out / "elf", canon)
     try:
         for key, flags in jobs.items():
-            if key in wanted:
-                (out / key).unlink(missing_ok=True)
-                _run(["makedumpfile", *flags, str(canon), str(out / key)])
-        if "flattened" in wanted:
-            with open(out / "flattened", "wb") as f:
-                r = subprocess.run(["makedumpfile", "-F", "-c", "-d", "0", str(canon)],
-                                   stdout=f, stderr=subprocess.PIPE)
+            if key not in wanted:
+                continue
+            (out / key).unlink(missing_ok=True)
+            if "-F" in flags:  # the flattened stream goes to stdout
+                with open(out / key, "wb") as f:
+                    r = subprocess.run(["makedumpfile", *flags, str(canon)], stdout=f,
+                                       stderr=subprocess.PIPE)
+                log = r.stderr.decode(errors="replace")
+            else:
+                r = subprocess.run(["makedumpfile", *flags, str(canon), str(out / key)],
+                                   capture_output=True)
+                log = (r.stdout + r.stderr).decode(errors="replace")
+            lines = [ln.strip() for ln in log.splitlines()
+                     if ln.strip() and ("support" in ln.lower() or "warn" in ln.lower())]
+            if lines:
+                warnings[key] = " | ".join(lines)[:300]
             if r.returncode != 0:
-                raise FactoryError(f"makedumpfile -F failed: {r.stderr.decode()[-300:]}")
+                (out / key).unlink(missing_ok=True)
+                tail = " | ".join(ln.strip() for ln in log.strip().splitlines()[-3:])
+                failed[key] = f"makedumpfile {' '.join(flags)} exited {r.returncode}: {tail}"
     finally:
         canon.unlink(missing_ok=True)
+    return failed, warnings
 
 
 # -- ground truth ------------------------------------------------------------------------
@@ -622,11 +835,11 @@ def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
         t_dump = time.time()
         truth = parse_ground_truth(out / "groundtruth.b64", out)
         wanted = scenario.dumps or tuple(ALL_DUMPS)
-        makedumpfile_outputs(out, wanted)
+        failed, warnings = makedumpfile_outputs(out, wanted)
         if "lime" in wanted:
             lime_from_elf(out / "elf", out / "lime", scenario.ram_mb << 20)
-        shutil.copy(next(kroot.glob("boot/vmlinuz-*")), out / "vmlinuz")
-        shutil.copy(next(kroot.glob("boot/config-*")), out / "config")
+        shutil.copy(kernel_file(kroot, "vmlinuz"), out / "vmlinuz")
+        shutil.copy(kernel_file(kroot, "config"), out / "config")
         (out / "groundtruth.json").write_text(json.dumps(truth, indent=1))
         files = {}
         for key in (*ALL_DUMPS, "swap"):
@@ -639,6 +852,12 @@ def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
         manifest = {"scenario": name, "kernel_package": kdir.name,
                     "release": truth["kernel"]["release"], "ram_mb": scenario.ram_mb,
                     "cpu": scenario.cpu, "files": files,
+                    # wanted but not made, and why (QEMU builds without lzo/snappy;
+                    # makedumpfile failing on a kernel it does not know)
+                    "not_produced": {k: failed.get(k, f"{ALL_DUMPS[k][1]} cannot write it "
+                                                      "here") for k in wanted
+                                     if k not in files},
+                    "warnings": warnings,
                     "timings": {"boot_s": round(boot_s, 1),
                                 "dumps_s": round(t_dump - t0 - boot_s, 1),
                                 "convert_s": round(time.time() - t_dump, 1)}}

@@ -38,7 +38,8 @@ class Scenario:
     #: kernel modules to load, in order (paths under lib/modules/*/kernel/)
     modules: tuple[str, ...] = ("drivers/firmware/qemu_fw_cfg.ko",)
     #: Debian kernel flavour ("" the default amd64 kernel; "rt": PREEMPT_RT, "cloud"), or
-    #: another Debian release's kernel ("bullseye": factory.OTHER_RELEASES)
+    #: another Debian release's kernel ("bullseye", "trixie", "backports":
+    #: factory.OTHER_RELEASES)
     flavour: str = ""
 
 
@@ -86,6 +87,10 @@ for p in $pids; do echo "$p $(grep VmSwap /proc/$p/status)" > /dev/ttyS1; done
 echo "=== SWAPPED-END" > /dev/ttyS1
 """
 
+#: every format the factory makes here (QEMU 7.2 writes neither kdump-lzo nor kdump-snappy)
+MATRIX_DUMPS = ("elf", "kdump-zlib", "raw", "mdf-zlib", "mdf-lzo", "mdf-zlib-d31", "flattened",
+                "lime")
+
 SCENARIOS = {
     "basic": Scenario("basic", 256, "qemu64", procs=distinctive()),
     "la57": Scenario("la57", 256, "max", procs=distinctive(),
@@ -107,6 +112,13 @@ SCENARIOS = {
     # another kernel release: Debian 11's Linux 5.10 (task_struct `state`, older kallsyms)
     "bullseye": Scenario("bullseye", 256, "qemu64", procs=distinctive(), flavour="bullseye",
                          dumps=("elf", "kdump-zlib", "mdf-lzo")),
+    # Debian 13's Linux 6.12 (rss_stat an array of percpu counters, maple-tree VMAs) and
+    # the newest kernel in trixie-backports (split packages under usr/lib/modules/KVER/,
+    # the newest kallsyms layout): every format, for the kernel matrix
+    "trixie": Scenario("trixie", 256, "qemu64", procs=distinctive(), flavour="trixie",
+                       dumps=MATRIX_DUMPS),
+    "backports": Scenario("backports", 256, "qemu64", procs=distinctive(),
+                          flavour="backports", dumps=MATRIX_DUMPS),
     # for benchmarks: RAM above the 32-bit PCI hole, so memory is split in two ranges
     "big": Scenario("big", 4096, "qemu64", procs=distinctive(),
                     dumps=("elf", "kdump-zlib", "mdf-lzo")),
