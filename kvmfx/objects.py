@@ -11,19 +11,52 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kvmfx.errors import SymbolError
+from kvmfx.errors import KvmError, MissingPageError, SymbolError
 from kvmfx.types import ARRAY, ENUM, INT, PTR, STRUCT, UNION, TypeModel
 
 Reader = Callable[[int, int], bytes]
+#: Granularity of the fallback read of a structure that spans an unreadable page.
+_PAGE = 4096
+#: (start, end, reason) of the parts of a buffer that could not be read.
+Holes = tuple[tuple[int, int, str], ...]
+
+
+def read_with_holes(read: Reader, address: int, size: int) -> tuple[bytes, Holes]:
+    """``size`` bytes at ``address``; where a page cannot be read (not in the dump, not
+    mapped) its bytes are recorded as a hole, never returned as data. Raises the first
+    error when nothing at all can be read."""
+    try:
+        return read(address, size), ()
+    except KvmError as first:
+        buf = bytearray()
+        holes: list[tuple[int, int, str]] = []
+        pos, end = address, address + size
+        while pos < end:
+            stop = min(end, (pos // _PAGE + 1) * _PAGE)
+            try:
+                buf += read(pos, stop - pos)
+            except KvmError as exc:
+                holes.append((pos - address, stop - address, str(exc)))
+                buf += bytes(stop - pos)
+            pos = stop
+        if sum(e - s for s, e, _ in holes) >= size:
+            raise first from None
+        return bytes(buf), tuple(holes)
 
 
 class Object:
-    """A struct or union of type ``type_name`` at ``address`` (kernel virtual)."""
+    """A struct or union of type ``type_name`` at ``address`` (kernel virtual).
 
-    __slots__ = ("_types", "_tid", "_name", "address", "_buf", "_base")
+    A structure that straddles a page the dump does not hold is still readable: the members
+    on readable pages decode as usual, a member on the missing page raises
+    :class:`~kvmfx.errors.MissingPageError` naming it (its bytes are never invented).
+    """
+
+    __slots__ = ("_types", "_tid", "_name", "address", "_buf", "_base", "_holes")
 
     def __init__(self, types: TypeModel, type_name: str, address: int, read: Reader | None = None,
-                 *, buf: bytes | None = None, base: int = 0, tid: int | None = None) -> None:
+                 *, buf: bytes | None = None, base: int = 0, tid: int | None = None,
+                 holes: Holes = ()) -> None:
         self._types = types
         self._tid = tid if tid is not None else types.find(type_name)
         self._name = type_name
@@ -31,9 +64,22 @@ class Object:
         if buf is None:
             if read is None:
                 raise ValueError("an Object needs a reader or a buffer")
-            buf = read(address, types.get(self._tid).size)
+            buf, holes = read_with_holes(read, address, types.get(self._tid).size)
         self._buf = buf
         self._base = base
+        self._holes = holes
+
+    @property
+    def complete(self) -> bool:
+        """Whether every byte of the structure could be read."""
+        return not self._holes
+
+    def _check(self, name: str, off: int, size: int) -> None:
+        """Refuse a member whose bytes (buffer offsets ``off``..``off+size``) lie in a hole."""
+        for start, end, reason in self._holes:
+            if off < end and start < off + size:
+                raise MissingPageError(f"{self._name}.{name} is unreadable: {reason}",
+                                       address=self.address + (off - self._base))
 
     @property
     def type_name(self) -> str:
@@ -57,21 +103,29 @@ class Object:
         off = self._base + bits // 8
         if bit_size:
             width = (bits % 8 + bit_size + 7) // 8
+            if self._holes:
+                self._check(name, off, width)
             word = int.from_bytes(self._buf[off:off + width], "little")
             return (word >> (bits % 8)) & ((1 << bit_size) - 1)
         if t is None:
             raise SymbolError(f"{self._name}.{name} has type void")
-        if t.kind in (INT, ENUM):
-            size = t.size or 4
-            return int.from_bytes(self._buf[off:off + size], "little", signed=t.signed)
-        if t.kind == PTR:
-            return int.from_bytes(self._buf[off:off + types.pointer_size], "little")
         if t.kind in (STRUCT, UNION):
             return Object(types, t.name or f"<anon {rtid}>", self.address + (off - self._base),
-                          buf=self._buf, base=off, tid=rtid)
+                          buf=self._buf, base=off, tid=rtid, holes=self._holes)
+        if t.kind in (INT, ENUM):
+            size = t.size or 4
+        elif t.kind == PTR:
+            size = types.pointer_size
+        else:
+            size = types.sizeof(rtid)
+        if self._holes:
+            self._check(name, off, size)
+        if t.kind in (INT, ENUM):
+            return int.from_bytes(self._buf[off:off + size], "little", signed=t.signed)
+        if t.kind == PTR:
+            return int.from_bytes(self._buf[off:off + size], "little")
         if t.kind == ARRAY:
             return self._array(t.target, t.nelems, off)
-        size = types.sizeof(rtid)
         return bytes(self._buf[off:off + size])
 
     def _array(self, elem_tid: int, nelems: int, off: int) -> Any:
@@ -90,7 +144,7 @@ class Object:
                 out.append(int.from_bytes(self._buf[at:at + size], "little"))
             elif et is not None and et.kind in (STRUCT, UNION):
                 out.append(Object(types, et.name, self.address + (at - self._base),
-                                  buf=self._buf, base=at, tid=elem))
+                                  buf=self._buf, base=at, tid=elem, holes=self._holes))
             else:
                 out.append(bytes(self._buf[at:at + size]))
         return out

@@ -24,8 +24,8 @@ class Process:
     """
 
     pid: int
-    ppid: int
-    comm: str
+    ppid: int | None
+    comm: str | None
     state: str = "?"
     tgid: int | None = None
     pgid: int | None = None
@@ -48,12 +48,15 @@ class Process:
     kernel_thread: bool = False
     #: where the record came from: ``procfs``, ``task_list``, ``scan``...
     source: str = ""
+    #: fields that could not be read (their value is None): field name -> why
+    missing: dict[str, str] = field(default_factory=dict, compare=False)
     #: opaque handle an OS profile uses to find the process again (an address, a path).
     handle: Any = field(default=None, repr=False, compare=False)
 
     def as_row(self) -> dict[str, Any]:
         row = asdict(self)
         row.pop("handle", None)
+        row["missing"] = dict(self.missing) or None
         return row
 
 
@@ -62,12 +65,19 @@ class ArgVector:
     """argv or environment strings of one process, exactly as the kernel holds them.
 
     ``partial`` is True when some of the memory could not be read (swapped out without a swap
-    image, not in the dump); ``missing`` then says what.
+    image, not in the dump); ``missing`` then says what. ``items`` then holds only what was
+    read before the first unreadable byte (its last string may be cut short); when nothing
+    could be read, ``readable`` is False and ``items`` is empty.
     """
 
     items: list[bytes]
     partial: bool = False
     missing: str = ""
+
+    @property
+    def readable(self) -> bool:
+        """False when none of the vector could be read (as opposed to an empty vector)."""
+        return bool(self.items) or not self.partial
 
     def strings(self) -> list[str]:
         """Decoded for display: UTF-8, with undecodable bytes shown as ``\\xNN``."""

@@ -7,7 +7,7 @@ pointer into unmapped memory or an absurd length stops the walk and is reported,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from kvmfx.errors import (
@@ -202,36 +202,91 @@ def task_comm(k: LinuxKernel, task: Object) -> str:
     return comm[:63]
 
 
+class FieldReader:
+    """Reads a record's fields one by one: a field whose read fails is None, and why is
+    kept in ``missing`` (field name -> reason); the record itself is never lost."""
+
+    def __init__(self) -> None:
+        self.missing: dict[str, str] = {}
+
+    def get(self, name: str, read: Callable[[], Any]) -> Any:
+        try:
+            return read()
+        except KvmError as exc:
+            self.missing[name] = str(exc)
+            return None
+
+
+def task_start_boot(task: Object) -> float:
+    """Start time in seconds after boot (start_boottime since 5.5, real_start_time before)."""
+    ns = task.start_boottime if task.has("start_boottime") else task.real_start_time
+    return ns / NSEC
+
+
 def task_to_process(k: LinuxKernel, task: Object) -> Process:
-    cred = k.obj("cred", task.real_cred)
-    signal = k.obj("signal_struct", task.signal)
-    parent = k.obj("task_struct", task.real_parent)
-    pgid = sid = tty = nthreads = None
-    if signal is not None:
-        pids = signal.pids
-        pgid = k.pid_nr(pids[k.pidtype_pgid])
-        sid = k.pid_nr(pids[k.pidtype_sid])
-        nthreads = signal.nr_threads
-        tty = _tty_nr(k, signal.tty)
-    flags = task.flags & 0xFFFFFFFF
-    start_boot = task.start_boottime / NSEC
-    nspid = None
-    leader_pid = k.obj("pid", task.thread_pid) if task.has("thread_pid") else None
-    if leader_pid is not None and 0 <= leader_pid.level < 32:
-        nspid = k.pid_nr(task.thread_pid, leader_pid.level)
-    boot = k.boot_wall_time()
+    """One task as a Process. Only the task's own tgid is required; every other field that
+    cannot be read (a member this kernel lacks, an object on a page the dump left out) is
+    None with the reason in ``missing``."""
     pid = task.tgid
-    return Process(
-        pid=pid, tgid=task.tgid, ppid=parent.tgid if parent is not None else 0,
-        comm=task_comm(k, task), state=task_state(task),
+    f = FieldReader()
+    cred = f.get("cred", lambda: k.obj("cred", task.real_cred))
+    signal = f.get("signal", lambda: k.obj("signal_struct", task.signal))
+    flags = f.get("flags", lambda: task.flags & 0xFFFFFFFF)
+
+    def from_cred(name: str) -> int | None:
+        if cred is None:
+            if "cred" in f.missing:
+                f.missing[name] = f.missing["cred"]
+            return None
+        return f.get(name, lambda: cred.member(name).val)
+
+    def from_signal(name: str, read: Callable[[Object], Any]) -> Any:
+        if signal is None:
+            if "signal" in f.missing:
+                f.missing[name] = f.missing["signal"]
+            return None
+        return f.get(name, lambda: read(signal))
+
+    pgid = from_signal("pgid", lambda sig: k.pid_nr(sig.pids[k.pidtype_pgid]))
+    sid = from_signal("sid", lambda sig: k.pid_nr(sig.pids[k.pidtype_sid]))
+    nthreads = from_signal("nthreads", lambda sig: sig.nr_threads)
+    tty = from_signal("tty", lambda sig: _tty_nr(k, sig.tty))
+    start_boot = f.get("start_boot", lambda: task_start_boot(task))
+    boot = k.boot_wall_time()
+    process = Process(
+        pid=pid, tgid=pid,
+        ppid=f.get("ppid", lambda: _parent_tgid(k, task)),
+        comm=f.get("comm", lambda: task_comm(k, task)),
+        state=f.get("state", lambda: task_state(task)) or "?",
         pgid=pgid, sid=sid,
-        uid=cred.uid.val if cred else None, euid=cred.euid.val if cred else None,
-        suid=cred.suid.val if cred else None, gid=cred.gid.val if cred else None,
-        egid=cred.egid.val if cred else None, sgid=cred.sgid.val if cred else None,
-        flags=flags, nthreads=nthreads, tty=tty, rss=_rss(k, task.mm),
-        start_boot=start_boot, start_time=(boot + start_boot) if boot is not None else None,
-        kernel_thread=bool(flags & PF_KTHREAD), nspid=nspid, source="task_list",
+        uid=from_cred("uid"), euid=from_cred("euid"), suid=from_cred("suid"),
+        gid=from_cred("gid"), egid=from_cred("egid"), sgid=from_cred("sgid"),
+        flags=flags, nthreads=nthreads, tty=tty, rss=f.get("rss", lambda: _rss(k, task)),
+        start_boot=start_boot,
+        start_time=(boot + start_boot) if boot is not None and start_boot is not None
+        else None,
+        kernel_thread=bool((flags or 0) & PF_KTHREAD),
+        nspid=f.get("nspid", lambda: _nspid(k, task)), source="task_list",
         handle=task.address)
+    f.missing.pop("cred", None)
+    f.missing.pop("signal", None)
+    process.missing = f.missing
+    return process
+
+
+def _parent_tgid(k: LinuxKernel, task: Object) -> int:
+    parent = k.obj("task_struct", task.real_parent)
+    return parent.tgid if parent is not None else 0
+
+
+def _nspid(k: LinuxKernel, task: Object) -> int | None:
+    """The pid in the task's own (innermost) pid namespace."""
+    if not task.has("thread_pid"):
+        return None
+    leader_pid = k.obj("pid", task.thread_pid)
+    if leader_pid is None or not 0 <= leader_pid.level < 32:
+        return None
+    return k.pid_nr(task.thread_pid, leader_pid.level)
 
 
 def _tty_nr(k: LinuxKernel, tty_ptr: int) -> int:
@@ -245,17 +300,28 @@ def _tty_nr(k: LinuxKernel, tty_ptr: int) -> int:
     return (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12)
 
 
-def _rss(k: LinuxKernel, mm_ptr: int) -> int | None:
-    mm = k.obj("mm_struct", mm_ptr)
+#: Index of MM_SWAPENTS in the mm counters (MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS,
+#: MM_SHMEMPAGES since 4.5): swap entries are not resident.
+MM_SWAPENTS = 2
+
+
+def _rss(k: LinuxKernel, task: Object) -> int:
+    """Resident pages as /proc/PID/stat counts them (get_mm_rss): the mm's counters.
+
+    Before 6.2 ``mm->rss_stat`` is a struct holding ``atomic_long_t count[]``; since 6.2 it
+    is an array of ``struct percpu_counter`` whose ``count`` /proc reads alone
+    (percpu_counter_read_positive)."""
+    mm = k.obj("mm_struct", task.mm)
     if mm is None:
         return 0
-    try:
-        counts = mm.rss_stat.count
-        values = [c.counter if isinstance(c, Object) else c for c in counts]
-        # MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES (index 3); MM_SWAPENTS (2) excluded
-        return sum(v for i, v in enumerate(values) if i != 2 and v > 0)
-    except KvmError:
-        return None
+    stat = mm.rss_stat
+    counters = stat if isinstance(stat, list) else stat.count
+    total = 0
+    for i, c in enumerate(counters):
+        v = c.count if c.has("count") else c.counter  # percpu_counter / atomic_long_t
+        if i != MM_SWAPENTS and v > 0:
+            total += v
+    return total
 
 
 def _user_layer(k: LinuxKernel, mm: Object) -> Any:
@@ -265,9 +331,11 @@ def _user_layer(k: LinuxKernel, mm: Object) -> Any:
 
 def _read_user(k: LinuxKernel, layer: Any, start: int, size: int
                ) -> tuple[bytes, list[int], list[str]]:
-    """Bytes of a user range, the pages that could not be read, and why.
+    """The readable prefix of a user range, the pages that could not be read, and why.
 
-    A swapped-out page is read from the swap image (-W) when one is given.
+    Bytes after the first unreadable page are not returned (a hole is never filled with
+    invented bytes); the remaining pages are still probed so the caller can say how many
+    are missing. A swapped-out page is read from the swap image (-W) when one is given.
     """
     out = bytearray()
     missing: list[int] = []
@@ -277,28 +345,29 @@ def _read_user(k: LinuxKernel, layer: Any, start: int, size: int
         stop = min(end, (pos // PAGE_SIZE + 1) * PAGE_SIZE)
         page = pos - pos % PAGE_SIZE
         try:
-            out += layer.read(pos, stop - pos)
+            data = layer.read(pos, stop - pos)
         except SwappedOutError as exc:
+            data = None
             area = k.swap()
             if area is not None and exc.swap_type == 0:
                 try:
-                    out += area.read_slot(exc.swap_offset)[pos - page:stop - page]
-                    pos = stop
-                    continue
+                    data = area.read_slot(exc.swap_offset)[pos - page:stop - page]
                 except MissingPageError as err:
                     why.append(str(err))
             else:
                 why.append(f"swapped out (area {exc.swap_type}, slot {exc.swap_offset}); "
                            "give the swap image with -W")
-            missing.append(page)
-            out += bytes(stop - pos)
+            if data is None:
+                missing.append(page)
         except (TranslationError, MissingPageError) as exc:
+            data = None
             why.append(str(exc))
             span = getattr(exc, "span", 0)
             if span > PAGE_SIZE:  # a whole unmapped region: every page of it at once
                 stop = min(end, (pos // span + 1) * span)
             missing.extend(range(page, stop, PAGE_SIZE))
-            out += bytes(stop - pos)
+        if data is not None and not missing:
+            out += data
         pos = stop
     return bytes(out), missing, why
 
@@ -326,13 +395,13 @@ def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
                              missing=f"argv area of {length} bytes exceeds {MAX_ARG_BYTES}")
         data, missing, why = _read_user(k, layer, arg_start, length)
         args_len = arg_end - arg_start
-        if data[args_len - 1:args_len] == b"\0" and (arg_end - 1) - (arg_end - 1) % PAGE_SIZE \
-                not in missing:
-            data = data[:args_len]
-        else:
-            nul = data.find(b"\0")
-            data = data[:nul + 1] if nul >= 0 else data
-        missing = [m for m in missing if m < arg_start + len(data)]
+        if len(data) >= args_len:
+            if data[args_len - 1:args_len] == b"\0":
+                data, missing = data[:args_len], []
+            else:  # a rewritten title: up to its first NUL, which may lie past arg_end
+                nul = data.find(b"\0")
+                if nul >= 0:
+                    data, missing = data[:nul + 1], []
     else:
         if env_start >= env_end:
             return ArgVector([])
@@ -342,6 +411,7 @@ def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
         data, missing, why = _read_user(k, layer, env_start, env_end - env_start)
     if missing:
         pages = ", ".join(f"{m:#x}" for m in missing[:4])
+        # what was read before the first hole; its last string may be cut short
         return ArgVector(split_nul_block(data), partial=True,
                          missing=f"{len(missing)} page(s) unreadable ({pages}): {why[0]}")
     return ArgVector(split_nul_block(data))
