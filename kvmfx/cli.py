@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 import click
+from click.utils import PacifyFlushWrapper
 
 from kvmfx.commands import Column
 from kvmfx.errors import KvmError, KvmOpenError
@@ -161,6 +162,12 @@ class _Main(click.Group):
                 raise
             click.echo("kvmfx: interrupted", err=True)
             sys.exit(130)
+        except SystemExit as exc:
+            # click ends its own writes (help, version) to a closed pipe with exit 1, after
+            # wrapping stdout in a PacifyFlushWrapper
+            if exc.code == EXIT_INTERNAL and isinstance(sys.stdout, PacifyFlushWrapper):
+                _pipe_closed()
+            raise
         if not standalone_mode:
             return status
         sys.exit(status if isinstance(status, int) else EXIT_OK)

@@ -11,14 +11,19 @@ import pytest
 from tests.cli.test_live_commands import kvmfx
 
 
-@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "text"])
-def test_a_closed_pipe_is_a_normal_end(fmt):
+@pytest.mark.parametrize("args", [
+    ("run", "psaux", "--format", "json"), ("run", "psaux", "--format", "jsonl"),
+    ("run", "psaux", "--format", "csv"), ("run", "psaux", "--format", "text"),
+    ("info",), ("plugins",), ("profile", "list"),
+    ("--help",), ("run", "--help"), ("run", "psaux", "--help"), ("--version",),
+], ids=" ".join)
+def test_a_closed_pipe_is_a_normal_end(args):
     # The reader is gone before kvmfx writes anything (``kvmfx ... | head -0``): every write
     # meets a broken pipe, whatever the size of the output.
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        r = subprocess.run([sys.executable, "-m", "kvmfx.cli", "run", "psaux", "--format", fmt],
+        r = subprocess.run([sys.executable, "-m", "kvmfx.cli", *args],
                            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
     finally:
         os.close(write_end)
