@@ -59,6 +59,8 @@ def _cell_text(value: Any) -> str:
         return text + "0" * max(0, 2 - len(text.partition(".")[2]))
     if isinstance(value, list | tuple):
         return " ".join(_cell_text(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{_cell_text(k)}: {_cell_text(v)}" for k, v in value.items())
     return escape_controls(str(value))
 
 

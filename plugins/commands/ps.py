@@ -63,7 +63,9 @@ class PsList(Command):
                      Column("start_time", "str", "start, ISO 8601 UTC (absolute)"),
                      Column("start_boot", "float", "start, seconds after boot"),
                      Column("source", "str", "where the record came from (procfs, "
-                            "task_list, scan)")],
+                            "task_list, scan)"),
+                     Column("missing", "dict[str, str]", "fields that could not be read "
+                            "(null in this row): field -> why; null when all were read")],
             options=FILTERS)
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:

@@ -76,6 +76,8 @@ def test_pslist_matches_proc_for_every_process(marked_process):
         got = (_stable_comm(row["comm"]), row["ppid"], row["uid"])
         assert got == (comm, ppid, uid), (pid, row["comm"])
     assert rows[os.getpid()]["ppid"] == os.getppid()
+    # every field of a live process was read: nothing is named missing
+    assert list(rows[os.getpid()])[-1] == "missing" and rows[os.getpid()]["missing"] is None
 
 
 def test_all_formats_carry_the_same_columns(marked_process):

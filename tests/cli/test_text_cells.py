@@ -70,3 +70,9 @@ def test_psaux_text_shows_an_argument_after_a_tab():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_mapping_cell_shows_each_entry():
+    lines = _table([{"pid": 1, "argv": [], "note": {"uid": "page 0x1000\tleft out",
+                                                    "gid": "same"}}])
+    assert lines[1].endswith("uid: page 0x1000\\tleft out; gid: same"), lines
