@@ -325,54 +325,88 @@ def _release_of_kver(kver: str) -> str | None:
     return None
 
 
-def _stream_extract(fields: dict[str, str], dest: Path, patterns: list[str]) -> None:
-    """Extract ``patterns`` (tar wildcards) of a package's data into ``dest`` while it
-    downloads, without keeping the .deb; its SHA256 is checked against the index."""
-    import urllib.request
+class _HashedStream(io.RawIOBase):
+    """A download read once, front to back, hashing every byte; ``limit`` bounds the reads
+    to one ar member at a time."""
 
-    h = hashlib.sha256()
+    def __init__(self, response: Any) -> None:
+        self.response, self.sha256, self.limit = response, hashlib.sha256(), 0
 
-    def read(n: int) -> bytes:
-        data = r.read(n)
-        while len(data) < n:
-            more = r.read(n - len(data))
-            if not more:
-                raise FactoryError(f"{fields['Package']}: download ended early")
-            data += more
-        h.update(data)
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self.limit)
+        data = self.response.read(n) if n else b""
+        self.sha256.update(data)
+        self.limit -= len(data)
+        buf[:len(data)] = data
+        return len(data)
+
+    def exact(self, n: int) -> bytes:
+        self.limit = n
+        data = b""
+        while len(data) < n and (chunk := self.read(n - len(data))):
+            data += chunk
+        if len(data) < n:
+            raise FactoryError("download ended early")
         return data
 
+    def drain(self) -> None:
+        """Read (and hash) the rest of the download without looking at it."""
+        while chunk := self.response.read(1 << 20):
+            self.sha256.update(chunk)
+
+
+def _stream_extract(fields: dict[str, str], dest: Path, wanted: list[str]) -> None:
+    """Extract the members named in ``wanted`` (paths as in the package) into ``dest``
+    while the package downloads, without keeping the .deb. Decompression stops once every
+    wanted file that the layout holds is out (a kernel's vmlinux and System.map come first
+    in its -dbg package); the rest is only hashed, and the SHA256 checked against the
+    index."""
+    import lzma
+    import urllib.request
+
+    import zstandard
+
+    names = {w.lstrip("./") for w in wanted}
     try:
         with urllib.request.urlopen(fields["Mirror"] + fields["Filename"],  # noqa: S310
                                     timeout=600) as r:
-            if read(8) != b"!<arch>\n":
+            raw = _HashedStream(r)
+            if raw.exact(8) != b"!<arch>\n":
                 raise FactoryError(f"{fields['Package']}: not a .deb")
             while True:
-                hdr = read(60)
-                name, size = hdr[:16].decode().strip().rstrip("/"), int(hdr[48:58])
-                if not name.startswith("data.tar"):
-                    read(size + size % 2)
-                    continue
-                flag = {".xz": "-J", ".zst": "--zstd", ".gz": "-z"}.get(Path(name).suffix, "")
-                tar = subprocess.Popen(["tar", "-x", *([flag] if flag else []), "-C", str(dest),
-                                        "--wildcards", *patterns],
-                                       stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
-                assert tar.stdin is not None
-                left = size
-                while left:
-                    chunk = read(min(left, 1 << 20))
-                    tar.stdin.write(chunk)
-                    left -= len(chunk)
-                tar.stdin.close()
-                tar.wait()  # exit 2 when a pattern matched nothing: the caller checks
-                while r.read(1 << 20):
-                    pass  # nothing follows data.tar in a .deb; read to the end anyway
-                break
-            while chunk := r.read(1 << 20):
-                h.update(chunk)
-    except OSError as exc:
+                hdr = raw.exact(60)
+                member, size = hdr[:16].decode().strip().rstrip("/"), int(hdr[48:58])
+                if member.startswith("data.tar"):
+                    break
+                raw.exact(size + size % 2)
+            raw.limit = size
+            buffered = io.BufferedReader(raw, 1 << 20)
+            data: Any = buffered
+            if member.endswith(".xz"):
+                data = lzma.LZMAFile(buffered)  # noqa: SIM115 - closed with the download
+            elif member.endswith(".zst"):
+                data = zstandard.ZstdDecompressor().stream_reader(buffered)
+            elif member.endswith(".gz"):
+                data = gzip.GzipFile(fileobj=buffered)  # noqa: SIM115
+            kinds = set()
+            with tarfile.open(fileobj=data, mode="r|") as tar:
+                for info in tar:
+                    if info.isfile() and info.name.lstrip("./") in names:
+                        src = tar.extractfile(info)
+                        assert src is not None
+                        with open(dest / Path(info.name).name, "wb") as out:
+                            shutil.copyfileobj(src, out, 1 << 20)
+                        kinds.add(Path(info.name).name.split("-", 1)[0])
+                        if kinds == {"vmlinux", "System.map"}:
+                            break
+            raw.limit = 1 << 62
+            raw.drain()
+    except (OSError, tarfile.TarError, lzma.LZMAError, zstandard.ZstdError) as exc:
         raise FactoryError(f"cannot download {fields['Package']}: {exc}") from None
-    if h.hexdigest() != fields["SHA256"]:
+    if raw.sha256.hexdigest() != fields["SHA256"]:
         raise FactoryError(f"{fields['Package']}: SHA256 differs from its package index")
 
 
@@ -409,7 +443,8 @@ def debug_files(release: str, root: Path | None = None) -> tuple[Path, Path]:
                     f"./usr/lib/debug/usr/lib/modules/{release}/System.map"])
             else:
                 _apt_extract_debug(release, tmp)
-            found = {p.name.split("-", 1)[0]: p for p in tmp.rglob("*") if p.is_file()}
+            found = {p.name.split("-", 1)[0]: p for p in tmp.rglob("*")
+                     if p.is_file() and not p.is_symlink()}  # one layout links the other
             if "vmlinux" not in found:
                 raise FactoryError(f"no vmlinux in the -dbg package of {release}")
             if "System.map" not in found:
