@@ -1,0 +1,101 @@
+"""The kernel matrix: one kernel of each Debian release a responder meets, every dump
+format of each, read with no symbol file and no cached profile (symbols and types come from
+the dump itself), against each guest's own /proc.
+
+| fixture | kernel |
+| --- | --- |
+| bullseye | Debian 11's Linux 5.10 |
+| basic | Debian 12's Linux 6.1 |
+| trixie | Debian 13's Linux 6.12 |
+| backports | the newest kernel in trixie-backports |
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import kvmfx
+from tests.factory import ALL_DUMPS, Fixture, debug_files, get_fixture
+from tests.factory.scenarios import SCENARIOS
+from tests.linux.test_dump_processes import _check_session
+
+#: fixture -> the start of its kernel release (uname -r)
+KERNELS = {"bullseye": "5.10.", "basic": "6.1.", "trixie": "6.12.", "backports": ""}
+#: the dump level 31 file leaves user pages out: it has its own test
+FILTERED = "mdf-zlib-d31"
+#: kallsyms.c leaves its own tables out of the tables it writes
+KALLSYMS_TABLES = ("kallsyms_",)
+
+
+def _formats(name: str) -> list[str]:
+    return list(SCENARIOS[name].dumps or ALL_DUMPS)
+
+
+MATRIX = [(name, key) for name in KERNELS for key in _formats(name) if key != FILTERED]
+
+
+@pytest.fixture
+def no_profile(tmp_path, monkeypatch):
+    """An empty profile cache: every open decodes the dump's own kallsyms and BTF."""
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path / "profiles"))
+
+
+def _dump(fx: Fixture, key: str) -> str:
+    assert fx.truth["kernel"]["release"].startswith(KERNELS[fx.name])
+    reason = fx.manifest.get("not_produced", {}).get(key)
+    if reason is not None and ALL_DUMPS[key][1].startswith("qemu"):
+        pytest.skip(reason)  # this QEMU build lacks the codec: no such file to read
+    assert key in fx.files, reason
+    return str(fx.path(key))
+
+
+@pytest.mark.parametrize(("name", "key"), MATRIX)
+def test_every_process_matches_the_guest(name, key, no_profile):
+    fx = get_fixture(name)
+    with kvmfx.open(_dump(fx, key)) as s:
+        assert _check_session(s, fx.truth) == len(fx.truth["processes"])
+
+
+@pytest.mark.parametrize("name", [n for n in KERNELS if FILTERED in _formats(n)])
+def test_a_filtered_dump_lists_every_process_and_never_a_wrong_argument(name, no_profile):
+    """makedumpfile -d 31 leaves out user, cache and zero pages (and, on a kernel it does
+    not know, may misclassify kernel pages): every task is still listed, and each argv and
+    environment is either the guest's own or flagged partial."""
+    fx = get_fixture(name)
+    expected = {int(pid): t for pid, t in fx.truth["processes"].items()}
+    with kvmfx.open(_dump(fx, FILTERED)) as s:
+        procs = {p.pid: p for p in s.processes()}
+        assert set(procs) - {0} == set(expected)
+        wrong = {}
+        for pid, t in expected.items():
+            argv, envv = s.argv(procs[pid]), s.envv(procs[pid])
+            if not argv.partial and argv.strings() != t["cmdline"]:
+                wrong[pid] = ("argv", argv.strings(), t["cmdline"])
+            if not envv.partial and envv.strings() != t["environ"]:
+                wrong[pid] = ("envv", envv.strings(), t["environ"])
+        assert wrong == {}
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_image_symbols_equal_the_debug_packages_system_map(name, no_profile):
+    """The symbols kvmfx decodes from the dump's kallsyms tables are exactly the text and
+    data symbols of the kernel's real System.map (from Debian's -dbg package), slid by the
+    dump's KASLR offset; per-cpu symbols keep their unslid offsets."""
+    fx = get_fixture(name)
+    _vmlinux, system_map = debug_files(fx.truth["kernel"]["release"])
+    listed: dict[str, int] = {}
+    names = set()
+    for line in system_map.read_text().splitlines():
+        addr, kind, sym = line.split()[:3]
+        names.add(sym)
+        if kind in "TtDdBbRrWV" and not sym.startswith(KALLSYMS_TABLES):
+            listed.setdefault(sym, int(addr, 16))
+    slide = int(fx.truth["kernel"]["kallsyms"]["_stext"], 16) - listed["_stext"]
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        assert s.symbols.source == "image:kallsyms"
+        image = {n: v.address for n, v in s.symbols.symbols.items()}
+    want = {n: a + slide if a >= 0xFFFF_FFFF_8000_0000 else a for n, a in listed.items()}
+    assert sorted(set(want) - set(image))[:20] == []
+    assert sorted(set(image) - names)[:20] == []
+    wrong = {n: (hex(image[n]), hex(a)) for n, a in want.items() if image[n] != a}
+    assert dict(list(wrong.items())[:20]) == {}, f"{len(wrong)} of {len(want)} differ"
