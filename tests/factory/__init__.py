@@ -41,6 +41,7 @@ ALL_DUMPS = {
     "mdf-zlib": ("kdump-zlib", "makedumpfile -c -d 0"),
     "mdf-lzo": ("kdump-lzo", "makedumpfile -l -d 0"),
     "mdf-zlib-d31": ("kdump-zlib", "makedumpfile -c -d 31 (excluded pages)"),
+    "mdf-zstd": ("kdump-zstd", "Debian 13's makedumpfile -z -d 0"),
     "flattened": ("flattened", "makedumpfile -F -c -d 0"),
     "lime": ("lime", "kvmfx factory, from the ELF dump's RAM segments"),
 }
@@ -179,8 +180,9 @@ _INDEXES: dict[str, dict[str, dict[str, str]]] = {}
 
 
 def _index(release: str) -> dict[str, dict[str, str]]:
-    """The kernel packages (``linux-*``) of a release's package indexes: name -> fields as
-    in the index (Package, Version, Filename, SHA256, Size), plus ``Mirror``."""
+    """The packages of a release's package indexes: name -> fields as in the index
+    (Package, Version, Filename, SHA256, Size), plus ``Mirror``; a later index (security
+    updates) overrides an earlier one."""
     if release not in _INDEXES:
         import lzma
         import urllib.request
@@ -193,10 +195,11 @@ def _index(release: str) -> dict[str, dict[str, str]]:
                     text = lzma.decompress(r.read()).decode("utf-8", "replace")
             except OSError as exc:
                 raise FactoryError(f"cannot read the {suite} package index: {exc}") from None
-            for para in ("\n\n" + text).split("\n\nPackage: linux-")[1:]:
-                fields = dict(line.split(": ", 1) for line in para.splitlines()[1:]
+            for para in text.split("\n\n"):
+                fields = dict(line.split(": ", 1) for line in para.splitlines()
                               if ": " in line and not line.startswith(" "))
-                fields["Package"] = "linux-" + para.split("\n", 1)[0].strip()
+                if "Package" not in fields:
+                    continue
                 fields["Mirror"] = mirror
                 packages[fields["Package"]] = fields
         _INDEXES[release] = packages
@@ -493,6 +496,32 @@ def _system_map_from_vmlinux(vmlinux: Path, out: Path) -> None:
     out.write_text("\n".join(keep) + "\n")
 
 
+#: Debian 13's makedumpfile (1.7.6, built with zstd; Debian 12's 1.7.2 has no zstd, and no
+#: Debian build has snappy) and the libraries it loads, run from the unpacked packages with
+#: their own dynamic loader
+NEW_MAKEDUMPFILE = ("trixie", ("makedumpfile", "libc6", "libzstd1", "liblzo2-2", "zlib1g",
+                               "libelf1t64", "libdw1t64", "liblzma5", "libbz2-1.0"))
+
+
+def new_makedumpfile(root: Path) -> list[str]:
+    """The command that runs Debian 13's makedumpfile here (downloaded once, SHA256
+    checked, unpacked under ``root/tools``; never installed)."""
+    release, packages = NEW_MAKEDUMPFILE
+    tdir = root / "tools" / f"makedumpfile-{release}"
+    if not (tdir / "done").exists():
+        shutil.rmtree(tdir, ignore_errors=True)
+        tdir.mkdir(parents=True)
+        index = _index(release)
+        for name in packages:
+            deb = _download_deb(index[name], tdir)
+            _run(["dpkg-deb", "-x", str(deb), str(tdir / "root")])
+            deb.unlink()
+        (tdir / "done").write_text(" ".join(index[n]["Version"] for n in packages))
+    lib = tdir / "root" / "usr" / "lib" / "x86_64-linux-gnu"
+    return [str(lib / "ld-linux-x86-64.so.2"), "--library-path", str(lib),
+            str(tdir / "root" / "usr" / "bin" / "makedumpfile")]
+
+
 def debug_vmlinux(release: str, root: Path | None = None) -> Path:
     """The Debian debug vmlinux of ``release`` (see :func:`debug_files`)."""
     return debug_files(release, root)[0]
@@ -701,18 +730,26 @@ def lime_from_elf(src: Path, dst: Path, ram_bytes: int) -> None:
                 left -= len(chunk)
 
 
-def makedumpfile_outputs(out: Path, wanted: tuple[str, ...]
+def makedumpfile_outputs(out: Path, wanted: tuple[str, ...], root: Path
                          ) -> tuple[dict[str, str], dict[str, str]]:
     """makedumpfile's files of the ELF dump. Returns (failed, warnings), each by output
     key: makedumpfile 1.7.2 warns on kernels newer than it knows (and may then classify
     pages wrongly at -d 31); when it fails outright on a kernel, that file is left out and
     the failure recorded rather than failing the whole fixture."""
     jobs = {"mdf-zlib": ["-c", "-d", "0"], "mdf-lzo": ["-l", "-d", "0"],
-            "mdf-zlib-d31": ["-c", "-d", "31"], "flattened": ["-F", "-c", "-d", "0"]}
+            "mdf-zlib-d31": ["-c", "-d", "31"], "flattened": ["-F", "-c", "-d", "0"],
+            "mdf-zstd": ["-z", "-d", "0"]}
     failed: dict[str, str] = {}
     warnings: dict[str, str] = {}
     if not any(k in wanted for k in jobs):
         return failed, warnings
+    programs = {k: ["makedumpfile"] for k in jobs}
+    if "mdf-zstd" in wanted:
+        try:
+            programs["mdf-zstd"] = new_makedumpfile(root)
+        except FactoryError as exc:
+            failed["mdf-zstd"] = f"Debian 13's makedumpfile: {exc}"
+            wanted = tuple(k for k in wanted if k != "mdf-zstd")
     canon = out / "elf-canonical"
     canonical_elf(out / "elf", canon)
     try:
@@ -722,11 +759,11 @@ def makedumpfile_outputs(out: Path, wanted: tuple[str, ...]
             (out / key).unlink(missing_ok=True)
             if "-F" in flags:  # the flattened stream goes to stdout
                 with open(out / key, "wb") as f:
-                    r = subprocess.run(["makedumpfile", *flags, str(canon)], stdout=f,
+                    r = subprocess.run([*programs[key], *flags, str(canon)], stdout=f,
                                        stderr=subprocess.PIPE)
                 log = r.stderr.decode(errors="replace")
             else:
-                r = subprocess.run(["makedumpfile", *flags, str(canon), str(out / key)],
+                r = subprocess.run([*programs[key], *flags, str(canon), str(out / key)],
                                    capture_output=True)
                 log = (r.stdout + r.stderr).decode(errors="replace")
             lines = [ln.strip() for ln in log.splitlines()
@@ -870,7 +907,7 @@ def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
         t_dump = time.time()
         truth = parse_ground_truth(out / "groundtruth.b64", out)
         wanted = scenario.dumps or tuple(ALL_DUMPS)
-        failed, warnings = makedumpfile_outputs(out, wanted)
+        failed, warnings = makedumpfile_outputs(out, wanted, root)
         if "lime" in wanted:
             lime_from_elf(out / "elf", out / "lime", scenario.ram_mb << 20)
         shutil.copy(kernel_file(kroot, "vmlinuz"), out / "vmlinuz")
