@@ -224,13 +224,13 @@ class ImageKallsymsProvider:
             anchors = _anchors(session)
             table = None
             try:
-                table = _kallsyms_named_by_vmcoreinfo(session, anchors, cache)
+                table = kallsyms_named_by_vmcoreinfo(session, anchors, cache)
             except _Disagreement as exc:
                 raise SymbolError(exc.message, path="image:kallsyms") from None
             except (FormatError, MissingPageError, TranslationError) as exc:
                 cache["kallsyms_vmcoreinfo_error"] = str(exc)  # then scan
             if table is None:
-                table = _kallsyms_by_scan(session, anchors, cache)
+                table = kallsyms_by_scan(session, anchors, cache)
             _check_text(table, session)
             cache["kallsyms"] = table
         return cache["kallsyms"]
@@ -265,7 +265,7 @@ def _anchors(session: Session) -> dict[str, int]:
         return {}
 
 
-def _kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
+def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
                                   cache: dict[str, Any]) -> SymbolTable | None:
     """The tables at the addresses VMCOREINFO gives (one read of ~2 MiB), or None when it
     does not name them (before Linux 6.0; LiME or raw images without VMCOREINFO)."""
@@ -289,7 +289,7 @@ def _kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
                   "image:kallsyms")
 
 
-def _kallsyms_by_scan(session: Session, anchors: Mapping[str, int],
+def kallsyms_by_scan(session: Session, anchors: Mapping[str, int],
                       cache: dict[str, Any]) -> SymbolTable:
     """The tables found by structure in the kernel image's memory."""
     # kallsyms sits in .rodata, some 20 MiB into the image: read more only if needed

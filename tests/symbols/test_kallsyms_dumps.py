@@ -1,0 +1,57 @@
+"""kallsyms of the real dumps, every kernel of the matrix the factory builds: the tables
+VMCOREINFO names (6.x) and the tables found by a scan give exactly the guest's own
+/proc/kallsyms; a decode VMCOREINFO's anchors contradict is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+import kvmfx
+from kvmfx_plugins.symbols import image
+from tests.factory import get_fixture
+from tests.factory.scenarios import SCENARIOS
+
+#: fixture -> (how the tables are found, their address encoding)
+KERNELS = {
+    "bullseye": ("scan", "absolute-percpu"),  # 5.10: VMCOREINFO names no tables
+    "basic": ("vmcoreinfo", "absolute-percpu"),  # 6.1
+    "trixie": ("vmcoreinfo", "absolute-percpu"),  # 6.12
+    "backports": ("vmcoreinfo", "place-relative"),  # 7.x: no kallsyms_relative_base
+}
+
+
+@pytest.fixture(scope="module", params=[k for k in KERNELS if k in SCENARIOS])
+def fx(request):
+    return get_fixture(request.param)
+
+
+def _truth(fx) -> dict[str, tuple[int, str]]:
+    truth: dict[str, tuple[int, str]] = {}
+    for addr, kind, name in fx.kallsyms():
+        truth.setdefault(name, (addr, kind))
+    return truth
+
+
+def test_image_symbols_equal_the_guests_kallsyms(fx, tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        got = {n: (v.address, v.type) for n, v in s.symbols.symbols.items()}
+        found = s.plugin_data["image-symbols"]
+        assert (found["kallsyms_found_by"], found.get("kallsyms_encoding",
+                                                      "absolute-percpu")) == KERNELS[fx.name]
+    assert got == _truth(fx)
+
+
+def test_a_scan_finds_the_same_symbols(fx, tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        table = image.kallsyms_by_scan(s, s.kernel.anchors, {})
+    assert {n: (v.address, v.type) for n, v in table.symbols.items()} == _truth(fx)
+
+
+def test_a_decode_the_anchors_contradict_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    with kvmfx.open(str(get_fixture("basic").path("elf"))) as s:
+        s.kernel.anchors["_stext"] += 0x200000  # as if the tables were another kernel's
+        assert s.symbols.source == "image:vmcoreinfo"  # the last resort, not wrong addresses
+        assert any("disagree" in f and "_stext" in f for f in s.symbol_failures)
