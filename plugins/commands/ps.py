@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kvmfx.commands import Column, Command, Option
+from kvmfx.errors import KvmError
 from kvmfx.hookspecs import hookimpl
-from kvmfx.process import Process
+from kvmfx.process import ArgVector, Process
 from kvmfx.session import Session
 
 FILTERS = [Option("pid", "Only this process id.", type="int"),
            Option("uid", "Only processes with this real user id.", type="int"),
            Option("comm", "Only processes with this command name.")]
+
+#: every process command: what could not be read, per field
+MISSING = Column("missing", "dict[str, str]", "fields that could not be read (null in this "
+                 "row, or cut short with partial): field -> why; null when all were read")
 
 BASE_COLUMNS = [
     Column("pid", "int", "process id (thread-group id)"),
@@ -64,8 +69,7 @@ class PsList(Command):
                      Column("start_boot", "float", "start, seconds after boot"),
                      Column("source", "str", "where the record came from (procfs, "
                             "task_list, scan)"),
-                     Column("missing", "dict[str, str]", "fields that could not be read "
-                            "(null in this row): field -> why; null when all were read")],
+                     MISSING],
             options=FILTERS)
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -138,18 +142,35 @@ class PsAux(Command):
         super().__init__(
             name="psaux", description="Processes with their command lines (argv).",
             columns=[*BASE_COLUMNS, Column("start_time", "str", "start, ISO 8601 UTC"),
-                     Column("argv", "list[str]", "argument vector, as /proc/PID/cmdline"),
+                     Column("argv", "list[str]", "argument vector, as /proc/PID/cmdline "
+                            "(null: none of it could be read)"),
                      Column("partial", "bool", "argv could only be read in part"),
-                     Column("missing", "str", "what could not be read")],
+                     MISSING],
             options=FILTERS)
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        fields = ("pid", "ppid", "uid", "gid", "comm", "state", "start_time")
         for p in selected(session, options):
-            vec = session.argv(p)
-            yield {"pid": p.pid, "ppid": p.ppid, "uid": p.uid, "gid": p.gid, "comm": p.comm,
-                   "state": p.state, "start_time": iso_time(p.start_time),
-                   "argv": vec.strings(), "partial": vec.partial,
-                   "missing": vec.missing or None}
+            row = {name: getattr(p, name) for name in fields}
+            row["start_time"] = iso_time(p.start_time)
+            yield _with_vector(row, p, "argv", session.argv)
+
+
+def _with_vector(row: dict[str, Any], p: Process, name: str,
+                 read: Callable[[Process], ArgVector]) -> dict[str, Any]:
+    """``row`` with the process's argv or envv as ``name``; what could not be read is in
+    ``missing`` (with the process's own unreadable fields): null when nothing was read."""
+    missing = {k: v for k, v in p.missing.items() if k in row}
+    try:
+        vec = read(p)
+    except KvmError as exc:
+        vec = ArgVector([], partial=True, missing=str(exc))
+    row[name] = vec.strings() if vec.readable else None
+    row["partial"] = vec.partial
+    if vec.missing:
+        missing[name] = vec.missing
+    row["missing"] = missing or None
+    return row
 
 
 class Envars(Command):
@@ -157,16 +178,15 @@ class Envars(Command):
         super().__init__(
             name="envars", description="Environment strings of each process (envv).",
             columns=[Column("pid", "int", "process id"), Column("comm", "str", "command name"),
-                     Column("envv", "list[str]", "environment, as /proc/PID/environ"),
+                     Column("envv", "list[str]", "environment, as /proc/PID/environ "
+                            "(null: none of it could be read)"),
                      Column("partial", "bool", "envv could only be read in part"),
-                     Column("missing", "str", "what could not be read")],
+                     MISSING],
             options=FILTERS)
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         for p in selected(session, options):
-            vec = session.envv(p)
-            yield {"pid": p.pid, "comm": p.comm, "envv": vec.strings(),
-                   "partial": vec.partial, "missing": vec.missing or None}
+            yield _with_vector({"pid": p.pid, "comm": p.comm}, p, "envv", session.envv)
 
 
 class Threads(Command):

@@ -457,10 +457,17 @@ class LinuxDumpProfile:
             yield p
 
     def argv(self, session: Session, proc: Process) -> ArgVector:
-        return _vector(self._kernel(session), proc, "argv")
+        return self._vector(session, proc, "argv")
 
     def envv(self, session: Session, proc: Process) -> ArgVector:
-        return _vector(self._kernel(session), proc, "envv")
+        return self._vector(session, proc, "envv")
+
+    def _vector(self, session: Session, proc: Process, which: str) -> ArgVector:
+        """argv/envv; a task or mm that cannot be read leaves nothing read, with why."""
+        try:
+            return _vector(self._kernel(session), proc, which)
+        except KvmError as exc:
+            return ArgVector([], partial=True, missing=str(exc))
 
     def loadavg(self, session: Session) -> tuple[float, float, float]:
         k = self._kernel(session)
