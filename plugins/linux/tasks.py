@@ -178,10 +178,12 @@ def task_comm(k: LinuxKernel, task: Object) -> str:
     work's description (wq_worker_comm: ``-desc``, ``+desc`` while busy)."""
     comm = cstring(task.comm).decode("utf-8", "backslashreplace")
     flags = task.flags
-    if not flags & PF_KTHREAD or not task.has("worker_private"):
+    if not flags & PF_KTHREAD:
         return comm
     try:
-        kthread = k.obj("kthread", task.worker_private)
+        # to_kthread(): task->worker_private since 5.17, task->set_child_tid before
+        kthread = k.obj("kthread", task.worker_private if task.has("worker_private")
+                        else task.set_child_tid)
         if kthread is None:
             return comm
         if not flags & PF_WQ_WORKER:
