@@ -39,6 +39,13 @@ def cache_dir() -> Path:
                 Path(platformdirs.user_cache_dir("kvmfx")) / "profiles")
 
 
+def shipped_dir() -> Path:
+    """Profiles that ship with kvmfx (package data of ``kvmfx_profiles``), read-only."""
+    import kvmfx_profiles
+
+    return Path(kvmfx_profiles.__file__).resolve().parent
+
+
 def kernel_key(session: Session) -> tuple[str, int] | None:
     """(profile key, KASLR offset) of a dump's kernel, from its VMCOREINFO."""
     if session.live:
@@ -117,11 +124,17 @@ class ProfileCacheProvider:
     type_format = "btf"
 
     def _path(self, session: Session) -> tuple[Path, int] | None:
+        """The profile of the session's kernel: the user's cache first, then the profiles
+        shipped with kvmfx (the ``kvmfx_profiles`` package: the repository's profiles/)."""
         found = kernel_key(session)
         if found is None:
             return None
         key, slide = found
-        return cache_dir() / f"{key}-v{PROFILE_VERSION}.zip", slide
+        name = f"{key}-v{PROFILE_VERSION}.zip"
+        for folder in (cache_dir(), shipped_dir()):
+            if (folder / name).exists():
+                return folder / name, slide
+        return cache_dir() / name, slide
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         if "profile-table" in session.plugin_data:

@@ -106,3 +106,21 @@ def test_a_profile_with_malformed_symbol_columns_is_skipped(profile_dir):
     with kvmfx.open(str(fx.path("elf"))) as s:
         assert s.symbols.source == "image:kallsyms"  # the bad profile is passed over
         assert any("unreadable profile symbols" in f for f in s.symbol_failures)
+
+
+def test_a_profile_shipped_in_profiles_is_found_after_the_cache(profile_dir, tmp_path,
+                                                                monkeypatch):
+    from kvmfx_plugins.symbols import profile_cache
+
+    fx = get_fixture("basic")
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        s.types  # noqa: B018 - symbols and types loaded: the profile is saved
+    (made,) = profile_dir.glob("*.zip")
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    made.rename(shipped / made.name)
+    monkeypatch.setattr(profile_cache, "shipped_dir", lambda: shipped)
+    with kvmfx.open(str(fx.path("kdump-zlib"))) as s:
+        assert s.symbols.source == f"profile:{made.name}"
+        assert len(list(s.processes())) == len(fx.truth["processes"]) + 1
+    assert list(profile_dir.glob("*.zip")) == []  # the shipped one served; nothing re-made
