@@ -1,6 +1,6 @@
 """Volatility 3 ISF export: a kernel nobody kept debug info for, made usable by Volatility.
 
-``kvmfx profile export-isf DUMP -o kernel.json.xz`` writes the dump's own symbols (kallsyms)
+``kvmfx profile export-isf DUMP --isf kernel.json.xz`` writes the dump's own symbols (kallsyms)
 and types (BTF) as an Intermediate Symbol Format file: base types, user types (structs and
 unions, anonymous members flattened into their parent as C lets code name them), enums, and
 symbols at their unrandomised addresses, with ``linux_banner``'s bytes as the identifier
