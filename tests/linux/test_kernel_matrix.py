@@ -96,6 +96,7 @@ def test_image_symbols_equal_the_debug_packages_system_map(name, no_profile):
         image = {n: v.address for n, v in s.symbols.symbols.items()}
     want = {n: a + slide if a >= 0xFFFF_FFFF_8000_0000 else a for n, a in listed.items()}
     assert sorted(set(want) - set(image))[:20] == []
-    assert sorted(set(image) - names)[:20] == []
+    # scripts/mksysmap leaves local labels out of System.map; 5.10's kallsyms keeps them
+    assert sorted(n for n in set(image) - names if not n.startswith(".L"))[:20] == []
     wrong = {n: (hex(image[n]), hex(a)) for n, a in want.items() if image[n] != a}
     assert dict(list(wrong.items())[:20]) == {}, f"{len(wrong)} of {len(want)} differ"
