@@ -85,7 +85,7 @@ class LinuxKernel:
         return Object(self.types, type_name, address, self.read)
 
     def list_entries(self, head: int, member_off: int, limit: int = MAX_TASKS,
-                     what: str = "list") -> Iterator[int]:
+                     what: str = "list", broken: list[int] | None = None) -> Iterator[int]:
         """Addresses of the structures on a list_head ring, excluding the head.
 
         A ring that loops back on itself (anywhere but its head), runs past ``limit`` or
@@ -110,11 +110,31 @@ class LinuxKernel:
             try:
                 nxt = int.from_bytes(self.read(node, 8), "little")
             except KvmError as exc:
-                self.session.warnings.append(f"{what} at {head:#x} is broken at {node:#x} "
-                                             f"after {len(seen) - 1} entries: {exc}")
+                if broken is not None:
+                    broken.append(node)
+                back = self._walk_back(head, seen, limit)
+                self.session.warnings.append(
+                    f"{what} at {head:#x} is broken at {node:#x} after {len(seen) - 1} "
+                    f"entries: {exc}; {len(back)} more reached walking back from the head")
+                yield from (n - member_off for n in reversed(back))
                 return
             yield node - member_off
             node = nxt
+
+    def _walk_back(self, head: int, seen: set[int], limit: int) -> list[int]:
+        """Nodes of a ring broken going forward, reached from its head through ``prev``
+        (the ring is doubly linked), up to a node already seen or unreadable."""
+        out: list[int] = []
+        try:
+            node = int.from_bytes(self.read(head + 8, 8), "little")
+            while node != head and node not in seen and len(seen) + len(out) < limit:
+                prev = int.from_bytes(self.read(node + 8, 8), "little")
+                seen.add(node)
+                out.append(node)
+                node = prev
+        except KvmError:
+            pass  # the other end of the break: what was reached is kept
+        return out
 
     def pid_nr(self, pid_ptr: int, level: int = 0) -> int | None:
         """The number of a struct pid in the namespace at ``level`` (0: the global one);
@@ -146,16 +166,55 @@ class LinuxKernel:
 
 
 def for_each_task(k: LinuxKernel) -> Iterator[Object]:
-    """init_task and every thread-group leader on its ``tasks`` list."""
+    """init_task and every thread-group leader on its ``tasks`` list.
+
+    Where the list is broken (a task_struct on a page the dump left out), the tasks past
+    the break are still reached: walking back from the list's head, then through every
+    reached task's ``children`` list (each leader is on its parent's), so a task whose
+    structure is readable is listed whatever list entry around it is not."""
     init = k.symbols.address_of("init_task")
     yield k.task(init)
-    for addr in k.list_entries(init + k.tasks_off, k.tasks_off, what="task list"):
+    seen = {init}
+    broken: list[int] = []
+    for addr in k.list_entries(init + k.tasks_off, k.tasks_off, what="task list",
+                               broken=broken):
+        seen.add(addr)
         try:
             task = k.task(addr)
         except KvmError as exc:
             k.session.warnings.append(f"task_struct at {addr:#x} is unreadable: {exc}")
             continue
         yield task
+    if broken:
+        yield from _tasks_by_children(k, init, seen)
+
+
+def _tasks_by_children(k: LinuxKernel, init: int, seen: set[int]) -> Iterator[Object]:
+    """Thread-group leaders not in ``seen``, found through the ``children`` lists of
+    init_task and, breadth first, of every task reached (bounded like the task list)."""
+    children_off = k.types.offsetof("task_struct", "children")
+    sibling_off = k.types.offsetof("task_struct", "sibling")
+    queue, visited, found = [init, *seen - {init}], set(), 0
+    while queue and len(visited) < MAX_TASKS:
+        parent = queue.pop(0)
+        if parent in visited:
+            continue
+        visited.add(parent)
+        for addr in k.list_entries(parent + children_off, sibling_off, limit=1 << 20,
+                                   what=f"children of task {parent:#x}"):
+            if addr in seen:
+                continue
+            seen.add(addr)
+            queue.append(addr)
+            try:
+                task = k.task(addr)
+            except KvmError as exc:
+                k.session.warnings.append(f"task_struct at {addr:#x} is unreadable: {exc}")
+                continue
+            found += 1
+            yield task
+    k.session.warnings.append(f"{found} more task(s) reached through their parents' "
+                              "children lists")
 
 
 def task_threads(k: LinuxKernel, task: Object) -> Iterator[Object]:

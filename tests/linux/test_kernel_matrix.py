@@ -15,6 +15,7 @@ from __future__ import annotations
 import pytest
 
 import kvmfx
+from kvmfx.errors import KvmError
 from tests.factory import ALL_DUMPS, Fixture, debug_files, get_fixture
 from tests.factory.scenarios import SCENARIOS
 from tests.linux.test_dump_processes import _check_session
@@ -31,7 +32,11 @@ def _formats(name: str) -> list[str]:
     return list(SCENARIOS[name].dumps or ALL_DUMPS)
 
 
-MATRIX = [(name, key) for name in KERNELS for key in _formats(name) if key != FILTERED]
+#: Debian 12's QEMU 7.2 is built without LZO and snappy: it cannot write these (the factory
+#: lists them under not_produced), so they are not in the matrix
+QEMU_CANNOT = {"kdump-lzo", "kdump-snappy"}
+MATRIX = [(name, key) for name in KERNELS for key in _formats(name)
+          if key != FILTERED and key not in QEMU_CANNOT]
 
 
 @pytest.fixture
@@ -43,8 +48,6 @@ def no_profile(tmp_path, monkeypatch):
 def _dump(fx: Fixture, key: str) -> str:
     assert fx.truth["kernel"]["release"].startswith(KERNELS[fx.name])
     reason = fx.manifest.get("not_produced", {}).get(key)
-    if reason is not None and ALL_DUMPS[key][1].startswith("qemu"):
-        pytest.skip(reason)  # this QEMU build lacks the codec: no such file to read
     assert key in fx.files, reason
     return str(fx.path(key))
 
@@ -63,9 +66,23 @@ def test_a_filtered_dump_lists_every_process_and_never_a_wrong_argument(name, no
     environment is either the guest's own or flagged partial."""
     fx = get_fixture(name)
     expected = {int(pid): t for pid, t in fx.truth["processes"].items()}
+    with kvmfx.open(str(fx.path("elf"))) as full:
+        handles = {p.pid: p.handle for p in full.processes()}
     with kvmfx.open(_dump(fx, FILTERED)) as s:
         procs = {p.pid: p for p in s.processes()}
-        assert set(procs) - {0} == set(expected)
+        assert set(procs) - {0} <= set(expected)
+        # a process left out is one whose task_struct (found at the same address in the
+        # full dump of the same instant) the filtered dump really does not hold
+        tgid_off = s.types.offsetof("task_struct", "tgid")
+        unlisted = {}
+        for pid in set(expected) - set(procs):
+            try:
+                s.read(handles[pid] + tgid_off, 4)
+                unlisted[pid] = "its task_struct is readable"
+            except KvmError:
+                pass
+        assert unlisted == {}
+        expected = {pid: t for pid, t in expected.items() if pid in procs}
         wrong = {}
         for pid, t in expected.items():
             argv, envv = s.argv(procs[pid]), s.envv(procs[pid])
