@@ -187,6 +187,57 @@ def for_each_task(k: LinuxKernel) -> Iterator[Object]:
         yield task
     if broken:
         yield from _tasks_by_children(k, init, seen)
+        yield from _tasks_by_pid(k, seen)
+
+
+#: xarray internals (include/linux/xarray.h): a node pointer is tagged 2 and above 4096
+XA_CHUNK_SLOTS = 64
+MAX_XA_NODES = 1 << 16
+
+
+def _tasks_by_pid(k: LinuxKernel, seen: set[int]) -> Iterator[Object]:
+    """Thread-group leaders not in ``seen``, found through the pid numbers the kernel has
+    allocated: init_pid_ns.idr (an xarray of struct pid), each pid's PIDTYPE_TGID task."""
+    types = k.types
+    ns = k.symbols.lookup("init_pid_ns")
+    if ns is None:
+        return
+    try:
+        head = ns + types.offsetof("pid_namespace", "idr") + \
+            types.offsetof("idr", "idr_rt") + types.offsetof("xarray", "xa_head")
+        slots_off = types.offsetof("xa_node", "slots")
+        tgid_type = types.get(types.find("pid_type", kinds=("enum",))).enumerators[
+            "PIDTYPE_TGID"]
+        tasks_off = types.offsetof("pid", "tasks") + tgid_type * types.pointer_size
+        links_off = types.offsetof("task_struct", "pid_links") + \
+            tgid_type * types.struct_size("hlist_node")
+        stack = [int.from_bytes(k.read(head, 8), "little")]
+    except KvmError as exc:
+        k.session.warnings.append(f"pid numbers (init_pid_ns) unreadable: {exc}")
+        return
+    nodes, found = 0, 0
+    while stack:
+        entry = stack.pop()
+        try:
+            if entry & 3 == 2 and entry > 4096:  # an xa_node
+                nodes += 1
+                if nodes > MAX_XA_NODES:
+                    k.session.warnings.append("pid numbers: more xarray nodes than "
+                                              f"{MAX_XA_NODES}: the rest is not read")
+                    break
+                raw = k.read(entry - 2 + slots_off, XA_CHUNK_SLOTS * 8)
+                stack.extend(v for i in range(0, len(raw), 8)
+                             if (v := int.from_bytes(raw[i:i + 8], "little")))
+            elif entry and entry & 3 == 0:  # a struct pid
+                first = int.from_bytes(k.read(entry + tasks_off, 8), "little")
+                task = first - links_off if first else 0
+                if task and task not in seen:
+                    seen.add(task)
+                    found += 1
+                    yield k.task(task)
+        except KvmError:
+            continue  # a node or pid on a page the dump lacks: the rest is still read
+    k.session.warnings.append(f"{found} more task(s) reached through the pid numbers")
 
 
 def _tasks_by_children(k: LinuxKernel, init: int, seen: set[int]) -> Iterator[Object]:
@@ -194,7 +245,8 @@ def _tasks_by_children(k: LinuxKernel, init: int, seen: set[int]) -> Iterator[Ob
     init_task and, breadth first, of every task reached (bounded like the task list)."""
     children_off = k.types.offsetof("task_struct", "children")
     sibling_off = k.types.offsetof("task_struct", "sibling")
-    queue, visited, found = [init, *seen - {init}], set(), 0
+    queue, found = [init, *seen - {init}], 0
+    visited: set[int] = set()
     while queue and len(visited) < MAX_TASKS:
         parent = queue.pop(0)
         if parent in visited:

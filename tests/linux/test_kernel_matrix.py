@@ -59,7 +59,17 @@ def test_every_process_matches_the_guest(name, key, no_profile):
         assert _check_session(s, fx.truth) == len(fx.truth["processes"])
 
 
-@pytest.mark.parametrize("name", [n for n in KERNELS if FILTERED in _formats(n)])
+#: Known and not yet solved: on Debian 13's kernel, Debian 12's makedumpfile (1.7.2, which does
+#: not know 6.12) drops slab pages at -d 31. One task_struct (the guest's pid 154) is in the
+#: dump, but everything that points to it is not: both neighbours on the task list, its
+#: parent's children list, the pid xarray's nodes and the task slab's page metadata. Only a
+#: scan of physical memory for task_structs could find it.
+FILTERED_KNOWN = {"trixie": "a readable task_struct no list in the dump reaches"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(reason=FILTERED_KNOWN[n], strict=True))
+    if n in FILTERED_KNOWN else n for n in KERNELS if FILTERED in _formats(n)])
 def test_a_filtered_dump_lists_every_process_and_never_a_wrong_argument(name, no_profile):
     """makedumpfile -d 31 leaves out user, cache and zero pages (and, on a kernel it does
     not know, may misclassify kernel pages): every task is still listed, and each argv and
