@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import click
 from click.utils import PacifyFlushWrapper
@@ -165,7 +165,7 @@ class _Main(click.Group):
         except SystemExit as exc:
             # click ends its own writes (help, version) to a closed pipe with exit 1, after
             # wrapping stdout in a PacifyFlushWrapper
-            if exc.code == EXIT_INTERNAL and isinstance(sys.stdout, PacifyFlushWrapper):
+            if exc.code == EXIT_INTERNAL and isinstance(sys.stdout, cast(type, PacifyFlushWrapper)):
                 _pipe_closed()
             raise
         if not standalone_mode:
