@@ -143,14 +143,14 @@ def _kinfo_values(proc: Process) -> dict[str, Any]:
     egid = proc.egid if proc.egid is not None else gid
     start = proc.start_time
     values: dict[str, Any] = {
-        "p_pid": proc.pid, "p_ppid": proc.ppid, "p_sid": proc.sid or 0,
+        "p_pid": proc.pid, "p_ppid": proc.ppid or 0, "p_sid": proc.sid or 0,
         "p__pgid": proc.pgid or 0, "p_uid": euid, "p_ruid": uid, "p_gid": egid,
         "p_rgid": gid, "p_svuid": proc.suid if proc.suid is not None else euid,
         "p_svgid": proc.sgid if proc.sgid is not None else egid,
         "p_tdev": (proc.tty or 0) & 0xFFFFFFFF,
         "p_stat": _LINUX_STATE_TO_STAT.get(proc.state[:1], LSSLEEP),
         "p_realstat": _LINUX_STATE_TO_STAT.get(proc.state[:1], LSSLEEP),
-        "p_comm": proc.comm.encode("utf-8", "replace")[:KI_MAXCOMLEN - 1]
+        "p_comm": (proc.comm or "").encode("utf-8", "replace")[:KI_MAXCOMLEN - 1]
         .decode("utf-8", "ignore"),
         "p_flag": (proc.flags or 0) & 0x7FFFFFFF,
         "p_nlwps": proc.nthreads or 1,
@@ -363,9 +363,23 @@ def kvm_getproc2(kd: kvm_t, op: int, arg: int, elemsize: int,
     return result
 
 
+def _refuse_no_files(kd: kvm_t, name: str) -> None:
+    """kvm_open(3): a KVM_NO_FILES descriptor serves kvm_getproc2, kvm_getargv2 and
+    kvm_getenvv2 only."""
+    if kd.session.no_files:
+        raise UnsupportedError(f"{name} is not available with KVM_NO_FILES (only "
+                               "kvm_getproc2, kvm_getargv2 and kvm_getenvv2 are)")
+
+
 def kvm_getprocs(kd: kvm_t, op: int, arg: int,
                  cnt: MutableSequence[int] | None) -> list[KinfoProc2] | None:
-    """kvm_getprocs(3): as :func:`kvm_getproc2` with full-size records."""
+    """kvm_getprocs(3): as :func:`kvm_getproc2` with full-size records; not with
+    KVM_NO_FILES."""
+    if isinstance(kd, kvm_t) and kd.session.no_files:
+        _guard(kd, None, _refuse_no_files, kd, "kvm_getprocs")
+        if cnt is not None:
+            cnt[0] = 0
+        return None
     return kvm_getproc2(kd, op, arg, KINFO_PROC2_SIZE, cnt)
 
 
@@ -405,15 +419,26 @@ def kvm_getenvv2(kd: kvm_t, kp: KinfoProc2 | Process, nchr: int) -> list[str] | 
     return _guard(kd, None, lambda: _limit(kd.session.envv(_process_for(kd, kp)), nchr))
 
 
-kvm_getargv = kvm_getargv2
-kvm_getenvv = kvm_getenvv2
+def kvm_getargv(kd: kvm_t, kp: KinfoProc2 | Process, nchr: int) -> list[str] | None:
+    """kvm_getargv(3): as :func:`kvm_getargv2`, but not with KVM_NO_FILES."""
+    def do() -> list[str]:
+        _refuse_no_files(kd, "kvm_getargv")
+        return _limit(kd.session.argv(_process_for(kd, kp)), nchr)
+    return _guard(kd, None, do)
+
+
+def kvm_getenvv(kd: kvm_t, kp: KinfoProc2 | Process, nchr: int) -> list[str] | None:
+    """kvm_getenvv(3): as :func:`kvm_getenvv2`, but not with KVM_NO_FILES."""
+    def do() -> list[str]:
+        _refuse_no_files(kd, "kvm_getenvv")
+        return _limit(kd.session.envv(_process_for(kd, kp)), nchr)
+    return _guard(kd, None, do)
 
 
 def kvm_getloadavg(kd: kvm_t, loadavg: MutableSequence[float], nelem: int) -> int:
     """Fill up to ``nelem`` (at most 3) load averages; the number filled, or -1."""
     def do() -> int:
-        if kd.session.no_files:
-            raise UnsupportedError("kvm_getloadavg is not available with KVM_NO_FILES")
+        _refuse_no_files(kd, "kvm_getloadavg")
         values = kd.session.loadavg()
         n = max(0, min(nelem, 3))
         for i in range(n):

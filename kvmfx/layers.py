@@ -12,12 +12,13 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
+import stat
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Protocol
 
-from kvmfx.errors import FormatError, KvmOpenError, MissingPageError, ReadOnlyError
+from kvmfx.errors import FormatError, KvmError, KvmOpenError, MissingPageError, ReadOnlyError
 
 PAGE_SIZE = 4096
 
@@ -35,26 +36,43 @@ class Range:
 
 
 class FileSource:
-    """A read-only view of an evidence file (memory-mapped when the file allows).
+    """A view of an evidence file (memory-mapped when the file allows), read-only by default.
 
-    Evidence is never opened for writing; character devices such as /dev/mem, which cannot be
-    mapped, are read with positioned reads instead.
+    Evidence is never opened for writing; only a live memory device asked for by a writable
+    session (``writable=True``) is opened read-write. Character devices such as /dev/mem,
+    which cannot be mapped, are read with positioned reads. A directory, FIFO or socket is
+    refused with :class:`~kvmfx.errors.KvmOpenError` before it is opened (a FIFO would block).
     """
 
     #: Files up to this size are memory-mapped; larger ones are read with pread, so that a
     #: multi-GiB dump read end to end does not grow the process's resident set.
     MMAP_LIMIT = 512 << 20
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, writable: bool = False) -> None:
         self.path = str(path)
+        self.writable = writable
+        self._fd = -1
+        self._map: mmap.mmap | None = None
         try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            mode = os.stat(self.path).st_mode
         except OSError as exc:
             raise KvmOpenError(exc.strerror or str(exc), path=self.path) from None
+        if stat.S_ISDIR(mode):
+            raise KvmOpenError("is a directory, not a memory image or kernel file",
+                               path=self.path)
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            raise KvmOpenError("not a regular file or device (a FIFO or socket)", path=self.path)
+        flags = (os.O_RDWR if writable else os.O_RDONLY) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self._fd = os.open(self.path, flags)
+        except OSError as exc:
+            what = "cannot open for writing: " if writable else ""
+            raise KvmOpenError(what + (exc.strerror or str(exc)), path=self.path) from None
         st = os.fstat(self._fd)
-        self.size = st.st_size
-        self._map: mmap.mmap | None = None
-        if 0 < self.size <= self.MMAP_LIMIT:
+        # a block device (a swap partition) reports size 0 in st_size: ask the device
+        self.size = st.st_size if not stat.S_ISBLK(st.st_mode) else \
+            os.lseek(self._fd, 0, os.SEEK_END)
+        if 0 < self.size <= self.MMAP_LIMIT and not writable:
             try:
                 self._map = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
             except (OSError, ValueError):
@@ -67,7 +85,11 @@ class FileSource:
                               f"({self.size} bytes)", path=self.path, offset=offset)
         if self._map is not None:
             return self._map[offset:offset + size]
-        data = os.pread(self._fd, size, offset)
+        try:
+            data = os.pread(self._fd, size, offset)
+        except OSError as exc:
+            raise KvmError(f"read error ({exc.strerror or exc})", path=self.path,
+                           offset=offset) from None
         if len(data) != size:
             raise FormatError(f"short read ({len(data)} of {size} bytes)", path=self.path,
                               offset=offset)
@@ -246,6 +268,12 @@ class PhysicalLayer:
     def close(self) -> None:
         if self.source is not None:
             self.source.close()
+
+    def __enter__(self) -> PhysicalLayer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass

@@ -7,7 +7,9 @@ the reads and process queries that commands and the libkvm layer build on.
 
 from __future__ import annotations
 
+import builtins
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -18,6 +20,7 @@ from kvmfx.errors import (
     KvmError,
     KvmOpenError,
     ProcessError,
+    ReadOnlyError,
     SymbolError,
     UnsupportedError,
     UsageError,
@@ -31,6 +34,7 @@ from kvmfx.types import TypeModel
 #: Linux equivalents of the <paths.h> defaults kvm_open(3) falls back to.
 PATH_MEM = ("/dev/mem", "/proc/kcore")
 PATH_KSYMS = "/proc/kallsyms"
+#: _PATH_DRUM, the system's swap: on Linux the list of active swap areas.
 PATH_DRUM = "/proc/swaps"
 #: Type formats a session may ask for (None: the first the chain finds).
 TYPE_FORMATS = (None, "btf", "dwarf", "isf")
@@ -50,9 +54,11 @@ def best_match(candidates: Iterable[Any], score: Callable[[Any], int]) -> Any:
 
 
 def open_dump(path: str, registry: Registry, *, writable: bool = False) -> PhysicalLayer:
-    """Open ``path`` read-only and decode it with the format plugin that recognises it."""
-    if writable:
-        raise UnsupportedError("dumps are evidence and are never opened for writing", path=path)
+    """Open ``path`` and decode it with the format plugin that recognises it.
+
+    Read-only, except that ``writable`` opens a live memory device read-write (a format
+    whose ``writable`` attribute is true: /dev/mem); a dump asked for writing is refused.
+    """
     source = FileSource(path)
     try:
         head = source.read_upto(0, 65536)
@@ -62,6 +68,12 @@ def open_dump(path: str, registry: Registry, *, writable: bool = False) -> Physi
                 raise FormatError("empty file: not a memory image", path=path)
             raise FormatError("unrecognised dump format (no format plugin claims it)",
                               path=path, offset=0)
+        if writable:
+            if not getattr(best, "writable", False):
+                raise UnsupportedError(f"{best.name} dumps are evidence and are never opened for "
+                                       "writing (only a live /dev/mem is)", path=path)
+            source.close()
+            source = FileSource(path, writable=True)
         try:
             return best.open(source)
         except FormatError as exc:
@@ -72,6 +84,70 @@ def open_dump(path: str, registry: Registry, *, writable: bool = False) -> Physi
     except BaseException:
         source.close()
         raise
+
+
+def check_execfile(path: str) -> None:
+    """Refuse, at open, an execfile (-N) that cannot be read: kvm_openfiles(3) fails then."""
+    try:
+        with FileSource(path) as source:
+            empty = source.size == 0
+    except KvmError as exc:
+        raise KvmOpenError(f"cannot use the execfile: {exc.message}", path=path) from None
+    if empty:
+        raise KvmOpenError("cannot use the execfile: empty file", path=path)
+
+
+def check_swapfile(path: str) -> None:
+    """Refuse, at open, a swapfile (-W) that cannot be read or holds no swap header."""
+    try:
+        # The swap-area reader belongs to the Linux plugins; the core asks it only to check
+        # a file the user named, so that a wrong -W fails at open as in kvm_openfiles(3).
+        from kvmfx_plugins.linux.swap import SwapArea
+    except ImportError:  # built-in plugins not installed: check the file only
+        with FileSource(path):
+            return
+    try:
+        SwapArea(path).close()
+    except KvmError as exc:
+        raise KvmOpenError(f"cannot use the swapfile: {exc.message}", path=path) from None
+
+
+def parse_proc_swaps(text: str) -> list[str]:
+    """Paths of the swap areas listed in /proc/swaps, in the kernel's order (swap type order).
+
+    The kernel writes space, tab, newline and backslash in names as octal escapes (``\\040``).
+    """
+    out: list[str] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields or (fields[0] == "Filename" and not out):
+            continue
+        name = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8) & 0xFF]),
+                      os.fsencode(fields[0]))
+        out.append(os.fsdecode(name))
+    return out
+
+
+def active_swap_areas(path: str | None = None) -> tuple[list[str], list[str]]:
+    """The usable active swap areas (``_PATH_DRUM``) and one reason per unusable one.
+
+    Reads ``path`` (default :data:`PATH_DRUM`); an area that cannot be opened or holds no
+    swap header is reported, not fatal. No /proc/swaps: no areas.
+    """
+    try:
+        with builtins.open(path or PATH_DRUM, encoding="utf-8", errors="surrogateescape") as f:
+            listed = parse_proc_swaps(f.read())
+    except OSError:
+        return [], []
+    usable, failures = [], []
+    for area in listed:
+        try:
+            check_swapfile(area)
+        except KvmError as exc:
+            failures.append(str(exc))
+        else:
+            usable.append(area)
+    return usable, failures
 
 
 class Session:
@@ -103,14 +179,34 @@ class Session:
         self._symbols: SymbolTable | None = None
         self._types: TypeModel | None = None
         self._profile: Any = None
+        #: failures of a stage, kept so that the stage's chain runs once (kernel, symbols...)
+        self._stage_errors: dict[str, KvmError] = {}
+        #: why each symbol provider gave nothing, one line per provider and path
         self.symbol_failures: list[str] = []
+        self._failure_keys: set[tuple[str, str | None]] = set()
+        #: the live /dev/mem or /proc/kcore kernel memory was read from (live sessions)
+        self.corefile_used: str | None = None
+        #: swap areas whose pages may be read (swap type order): ``[swapfile]`` when given;
+        #: on a live memory session with ``swapfile=None``, the usable areas of /proc/swaps
+        #: (filled when kernel memory is opened); otherwise none
+        self.swap_paths: list[str] = []
+        #: the /proc/swaps areas that could not be used, one line each (not fatal)
+        self.swap_failures: list[str] = []
         #: Per-session scratch space for plugins (caches), keyed by plugin name.
         self.plugin_data: dict[str, Any] = {}
         #: What could not be read although the command went on (a list walk cut short...):
         #: one line each; the CLI prints them and exits with the partial-result status.
         self.warnings: list[str] = []
         self.closed = False
-        if corefile is not None and not no_files:
+        if no_files:  # KVM_NO_FILES ignores execfile, corefile and swapfile
+            return
+        # Files the caller named are checked now: kvm_openfiles(3) fails at open.
+        if execfile is not None:
+            check_execfile(execfile)
+        if swapfile is not None:
+            check_swapfile(swapfile)
+            self.swap_paths = [swapfile]
+        if corefile is not None:
             self._physical = open_dump(corefile, self.registry, writable=writable)
 
     # -- layers -------------------------------------------------------------------------
@@ -128,36 +224,53 @@ class Session:
             reasons = []
             for path in PATH_MEM:
                 try:
-                    self._physical = open_dump(path, self.registry)
+                    self._physical = open_dump(path, self.registry, writable=self.writable)
                     self.corefile_used = path
                     break
                 except KvmError as exc:
                     reasons.append(str(exc))
             else:
                 raise KvmOpenError("no live kernel memory: " + "; ".join(reasons))
+            if self.swapfile is None:  # _PATH_DRUM: the system's active swap areas
+                self.swap_paths, self.swap_failures = active_swap_areas()
         return self._physical
 
     @property
     def physical(self) -> PhysicalLayer:
         return self.open_memory()
 
+    def _once(self, stage: str, load: Callable[[], Any]) -> Any:
+        """Run ``load`` for ``stage``; a failure is kept and raised again on the next ask,
+        so that each stage's chain runs (and records its failures) once per session."""
+        failed = self._stage_errors.get(stage)
+        if failed is not None:
+            raise failed
+        try:
+            return load()
+        except KvmError as exc:
+            self._stage_errors[stage] = exc
+            raise
+
+    def _detect_arch(self) -> Any:
+        self.open_memory()
+        best = best_match(self.registry.architectures, lambda arch: arch.detect(self))
+        if best is None:
+            raise UnsupportedError("no architecture plugin recognises this kernel",
+                                   path=self.corefile)
+        return best
+
     @property
     def arch(self) -> Any:
         """The architecture plugin that recognised this kernel."""
         if self._arch is None:
-            self.open_memory()
-            best = best_match(self.registry.architectures, lambda arch: arch.detect(self))
-            if best is None:
-                raise UnsupportedError("no architecture plugin recognises this kernel",
-                                       path=self.corefile)
-            self._arch = best
+            self._arch = self._once("arch", self._detect_arch)
         return self._arch
 
     @property
     def kernel(self) -> VirtualLayer:
         """The kernel's virtual address space."""
         if self._kernel is None:
-            self._kernel = self.arch.kernel_layer(self)
+            self._kernel = self._once("kernel", lambda: self.arch.kernel_layer(self))
         return self._kernel
 
     def read(self, vaddr: int, size: int, *, zero_fill: bool = False) -> bytes:
@@ -171,17 +284,29 @@ class Session:
         return self.physical.read(paddr, size, zero_fill=zero_fill)
 
     def write(self, vaddr: int, data: bytes) -> int:
-        """Write kernel memory: refused for dumps (evidence) and for read-only sessions."""
+        """Write kernel virtual memory; the bytes written.
+
+        Only a live memory device opened for writing (``writable=True``: /dev/mem) takes
+        writes; dumps are evidence and read-only. Every page is translated before anything
+        is written, so an unmapped page fails the write without a partial one.
+        """
         self._require_files("kvm_write")
         layer = self.physical
         if not self.writable or not layer.writable:
-            from kvmfx.errors import ReadOnlyError
-
-            raise ReadOnlyError("kernel memory was opened read-only" if layer.writable or
-                                not self.corefile else "dumps are evidence and read-only",
-                                path=self.corefile, address=vaddr)
-        paddr, _ = self.kernel.translate(vaddr)
-        return layer.write(paddr, data)
+            if not self.writable:
+                why = ("kernel memory was opened read-only (O_RDONLY)" if self.live
+                       else "dumps are evidence and read-only")
+            else:
+                why = f"{layer.format_name} memory cannot be written (only /dev/mem can)"
+            raise ReadOnlyError(why, path=self.corefile or self.corefile_used, address=vaddr)
+        chunks = []
+        pos, end = vaddr, vaddr + len(data)
+        while pos < end:
+            paddr, page_size = self.kernel.translate(pos)
+            stop = min(end, (pos // page_size + 1) * page_size)
+            chunks.append((paddr, data[pos - vaddr:stop - vaddr]))
+            pos = stop
+        return sum(layer.write(paddr, chunk) for paddr, chunk in chunks)
 
     # -- symbols --------------------------------------------------------------------------
     @property
@@ -189,7 +314,7 @@ class Session:
         """Kernel symbols from the first provider of the kvm_open(3) chain that answers."""
         self._require_files("kernel symbols")
         if self._symbols is None:
-            self._symbols = self._load_symbols()
+            self._symbols = self._once("symbols", self._load_symbols)
         return self._symbols
 
     def relocate_symbols(self, table: SymbolTable) -> SymbolTable:
@@ -253,9 +378,24 @@ class Session:
                       key=lambda p: (STAGES.index(p.stage) if p.stage in STAGES else 99,
                                      p.priority))
 
+    def record_failure(self, provider: str, path: str | None, reason: str) -> None:
+        """Note in :attr:`symbol_failures` why ``provider`` gave nothing for ``path``
+        (``reason`` is one line): once per provider and path, however often it is asked."""
+        key = (provider, path)
+        if key not in self._failure_keys and reason not in self.symbol_failures:
+            self._failure_keys.add(key)
+            self.symbol_failures.append(reason)
+
     def _first_answer(self, method: str, stages: list[tuple[str, str | None]],
-                      type_format: str | None = None) -> Any:
+                      type_format: str | None = None) -> tuple[Any, list[str], set[str]]:
+        """The first provider answer along ``stages``; why the providers before it failed
+        (each reason once, recorded once in :attr:`symbol_failures`); and, when every
+        failure only repeats an earlier stage's (``kernel``, ``symbols``), those stages."""
         providers = self._providers()
+        start = len(self.symbol_failures)
+        failed: list[str] = []
+        recorded: list[str] = []
+        causes: set[str] = set()
         for stage, path in stages:
             for provider in providers:
                 loader = getattr(provider, method, None)
@@ -266,28 +406,52 @@ class Session:
                 try:
                     result = loader(self, path)
                 except KvmError as exc:
-                    self.symbol_failures.append(f"{provider.name}: {exc}")
+                    earlier = [st for st, e in self._stage_errors.items() if e is exc]
+                    if earlier:  # the kernel or symbols stage failed before: its reason
+                        line = str(exc)
+                        causes.update(earlier)
+                    else:
+                        line = f"{provider.name}: {exc}"
+                        self.record_failure(provider.name, path, line)
+                        recorded.append(line)
+                    if line not in failed:
+                        failed.append(line)
                     continue
                 if result is not None and (not isinstance(result, SymbolTable) or len(result)):
-                    return result
-        return None
+                    return result, failed, set()
+        # providers may also record failures themselves (one candidate file of several)
+        own = [f for f in self.symbol_failures[start:] if f not in failed + recorded]
+        failed += own
+        return None, failed, causes if not (recorded or own) else set()
 
     def _load_symbols(self) -> SymbolTable:
-        failures_before = len(self.symbol_failures)
-        table = self._first_answer("load", self._symbol_stages())
+        table, failed, _ = self._first_answer("load", self._symbol_stages())
         if table is not None:
             return table
-        if self.execfile is not None and not self.live and \
-                len(self.symbol_failures) == failures_before:
+        if self.execfile is not None and not self.live and not failed:
             # the execfile was recognised but holds no symbols (a BTF file): the image's
-            table = self._first_answer("load", [("image", None)])
+            table, failed, _ = self._first_answer("load", [("image", None)])
             if table is not None:
                 return table
         if self.execfile is not None:
-            detail = "; ".join(self.symbol_failures) or "no provider recognises it"
+            detail = "; ".join(failed) or "no provider recognises it"
             raise SymbolError(f"cannot read symbols: {detail}", path=self.execfile)
-        detail = "; ".join(self.symbol_failures) or "no symbol source found"
+        detail = "; ".join(failed) or "no symbol source found"
         raise SymbolError(f"no kernel symbols: {detail}")
+
+    def _load_types(self) -> TypeModel:
+        stages = self._symbol_stages()
+        if not self.live and ("image", None) not in stages:
+            stages = [*stages, ("image", None)]
+        model, failed, causes = self._first_answer("load_types", stages, self.type_format)
+        if model is None:
+            detail = "; ".join(failed) or "no type source found"
+            what = f"{self.type_format} " if self.type_format else ""
+            exc = SymbolError(f"no kernel {what}type information: {detail}")
+            #: the earlier stages whose failure is the whole reason (for info())
+            exc.repeats = causes  # type: ignore[attr-defined]
+            raise exc
+        return model
 
     @property
     def types(self) -> TypeModel:
@@ -295,15 +459,7 @@ class Session:
         given an execfile without types falls back to the types the image carries."""
         self._require_files("kernel types")
         if self._types is None:
-            stages = self._symbol_stages()
-            if not self.live and ("image", None) not in stages:
-                stages = [*stages, ("image", None)]
-            model = self._first_answer("load_types", stages, self.type_format)
-            if model is None:
-                detail = "; ".join(self.symbol_failures) or "no type source found"
-                what = f"{self.type_format} " if self.type_format else ""
-                raise SymbolError(f"no kernel {what}type information: {detail}")
-            self._types = model
+            self._types = self._once("types", self._load_types)
         return self._types
 
     # -- processes ------------------------------------------------------------------------
@@ -354,22 +510,40 @@ class Session:
 
     # -- description ----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
-        """What kvmfx knows about the image: format, architecture, kernel, symbols."""
+        """What kvmfx knows about the image: format, architecture, kernel, symbols.
+
+        Failures are under ``errors``, one entry per stage and each reason once: ``memory``
+        (the dump cannot be read) and ``arch`` (no architecture or kernel address space found
+        in it) mean the image is unusable, and the stages that need it (symbols, types,
+        OS profile) are then not tried; ``symbols``, ``types``, ``os_profile`` mean processes
+        cannot be listed (on a dump the OS profile is not tried after any failure, and a
+        types failure that only repeats the symbols one is left out). On the live system,
+        kernel memory that cannot be opened is no error (processes come from /proc):
+        ``kernel_memory`` says why it is unavailable.
+        """
         out: dict[str, Any] = {"live": self.live, "corefile": self.corefile,
                                "page_size": PAGE_SIZE}
         errors: dict[str, str] = {}
         if not self.no_files:
+            memory = kernel = False
             try:
                 out.update(self.physical.describe())
-                out["corefile"] = self.corefile or getattr(self, "corefile_used", None)
+                out["corefile"] = self.corefile or self.corefile_used
+                memory = True
             except KvmError as exc:
-                errors["memory"] = str(exc)
-            if "memory" not in errors:
+                if self.live:
+                    out["kernel_memory"] = f"unavailable: {exc}"
+                else:
+                    errors["memory"] = str(exc)
+            if memory:
                 try:
+                    facts = self.kernel.describe()
                     out["arch"] = self.arch.name
-                    out.update(self.kernel.describe())
+                    out.update(facts)
+                    kernel = True
                 except KvmError as exc:
                     errors["arch"] = str(exc)
+            if memory and (kernel or self.live or self.execfile is not None):
                 try:
                     out["symbols"] = {"source": self.symbols.source, "count": len(self.symbols),
                                       "complete": self.symbols.complete,
@@ -379,9 +553,22 @@ class Session:
                 try:
                     out["types"] = self.types.describe()
                 except KvmError as exc:
-                    errors["types"] = str(exc)
+                    # not when it only repeats why the symbols could not be read
+                    if not getattr(exc, "repeats", set()) & {"symbols"} & errors.keys():
+                        errors["types"] = str(exc)
+            if self.swap_paths or self.swap_failures:
+                out["swap"] = list(self.swap_paths)
+            if self.swap_failures:
+                out["swap_unusable"] = list(self.swap_failures)
         else:
             out["format"] = "none (KVM_NO_FILES)"
+        if self.live or not errors:  # every dump profile needs what failed
+            self._describe_os(out, errors)
+        if errors:
+            out["errors"] = errors
+        return out
+
+    def _describe_os(self, out: dict[str, Any], errors: dict[str, str]) -> None:
         try:
             out["os_profile"] = self.profile.name
             if not self.no_files and hasattr(self.profile, "banner"):
@@ -394,9 +581,6 @@ class Session:
             out.setdefault("arch", u.get("machine"))
         except KvmError as exc:
             errors["os_profile"] = str(exc)
-        if errors:
-            out["errors"] = errors
-        return out
 
     def close(self) -> None:
         if self._physical is not None:

@@ -1,8 +1,14 @@
 """/dev/mem: the live system's physical memory (kvm_open(3)'s _PATH_MEM).
 
 Recognised by what the file is (the mem character device, major 1 minor 1), not by its name.
-Readable RAM ranges come from /proc/iomem ("System RAM"); a kernel built with STRICT_DEVMEM
-refuses most of them, which surfaces as MissingPageError naming the address.
+Readable RAM ranges come from /proc/iomem ("System RAM").
+
+What Linux allows (drivers/char/mem.c, arch/x86/mm/init.c ``devmem_is_allowed``): opening
+the device needs CAP_SYS_RAWIO and fails with EPERM under kernel lockdown. A kernel built with
+CONFIG_STRICT_DEVMEM (the distributions' default) refuses reads and writes of RAM above the
+first MiB with EPERM, which surfaces as MissingPageError (reads) or ReadOnlyError (writes)
+naming the address; RAM in the first MiB reads as zeroes and writes to it are dropped by the
+kernel although it reports them done.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ from __future__ import annotations
 import os
 import stat
 
-from kvmfx.errors import MissingPageError, ReadOnlyError
+from kvmfx.errors import KvmError, MissingPageError, ReadOnlyError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import DumpFormat, FileSource, PhysicalLayer, Range
 
 MEM_MAJOR, MEM_MINOR = 1, 1
+PATH_DEVMEM = "/dev/mem"
+PATH_IOMEM = "/proc/iomem"
 
 
 def parse_iomem(text: str) -> list[Range]:
@@ -34,32 +42,81 @@ def parse_iomem(text: str) -> list[Range]:
     return sorted(out, key=lambda r: r.start)
 
 
+def read_iomem_ranges(path: str = PATH_IOMEM) -> list[Range]:
+    """The System RAM ranges of the running kernel (none when /proc/iomem is unreadable)."""
+    try:
+        with open(path) as f:
+            return parse_iomem(f.read())
+    except OSError:
+        return []
+
+
 class DevMemLayer(PhysicalLayer):
+    """Physical memory through the mem device; writable when its source was opened O_RDWR."""
+
     format_name = "devmem"
 
     def __init__(self, source: FileSource, ranges: list[Range]) -> None:
         super().__init__(source, ranges)
-        self.details = {"producer": "live /dev/mem", "note": "live memory changes while read"}
+        self.writable = source.writable
+        self.details = {"producer": f"live {source.path}",
+                        "note": "live memory changes while read", "writable": source.writable}
+
+    @classmethod
+    def open_device(cls, path: str = PATH_DEVMEM, *, writable: bool = False,
+                    ranges: list[Range] | None = None) -> DevMemLayer:
+        """Open the mem device at ``path`` (read-write only when ``writable``); RAM ranges from
+        /proc/iomem unless given."""
+        source = FileSource(path, writable=writable)
+        return cls(source, read_iomem_ranges() if ranges is None else ranges)
 
     def _read_chunk(self, paddr: int, size: int) -> bytes:
         assert self.source is not None
         try:
             data = os.pread(self.source._fd, size, paddr)
         except OSError as exc:
-            raise MissingPageError(f"/dev/mem refuses the read ({exc.strerror})",
+            raise MissingPageError(f"{self.source.path} refuses the read ({exc.strerror})",
                                    path=self.source.path, address=paddr) from None
         if len(data) != size:
-            raise MissingPageError("/dev/mem returned a short read", path=self.source.path,
-                                   address=paddr + len(data))
+            raise MissingPageError(f"{self.source.path} returned a short read",
+                                   path=self.source.path, address=paddr + len(data))
         return data
 
     def write(self, paddr: int, data: bytes) -> int:
-        raise ReadOnlyError("kvmfx opens /dev/mem read-only", path="/dev/mem", address=paddr)
+        """Write ``data`` at physical ``paddr`` (inside System RAM); the bytes written."""
+        assert self.source is not None
+        path = self.source.path
+        if not self.writable:
+            raise ReadOnlyError(f"{path} was opened read-only (open the session for writing)",
+                                path=path, address=paddr)
+        pos, end = paddr, paddr + len(data)
+        while pos < end:
+            rng = self._range_at(pos)
+            if rng is None:
+                raise MissingPageError("not System RAM (see /proc/iomem): kvmfx writes only RAM",
+                                       path=path, address=pos)
+            pos = rng.end
+        try:
+            written = os.pwrite(self.source._fd, data, paddr)
+        except PermissionError:
+            raise ReadOnlyError("the kernel refuses writes to this address through /dev/mem "
+                                "(EPERM: a kernel built with CONFIG_STRICT_DEVMEM allows no "
+                                "writes to RAM above the first MiB)", path=path,
+                                address=paddr) from None
+        except OSError as exc:
+            raise KvmError(f"write failed ({exc.strerror or exc})", path=path,
+                           address=paddr) from None
+        if written != len(data):
+            raise KvmError(f"short write ({written} of {len(data)} bytes)", path=path,
+                           address=paddr + written)
+        return written
 
 
 class DevMemFormat:
     name = "devmem"
     description = "live physical memory: the /dev/mem device (ranges from /proc/iomem)"
+    #: the only format a writable session may open (kvm_write on the live system)
+    writable = True
 
     def probe(self, head: bytes, source: FileSource) -> int:
         try:
@@ -72,12 +129,7 @@ class DevMemFormat:
         return 0
 
     def open(self, source: FileSource) -> PhysicalLayer:
-        try:
-            with open("/proc/iomem") as f:
-                ranges = parse_iomem(f.read())
-        except OSError:
-            ranges = []
-        return DevMemLayer(source, ranges)
+        return DevMemLayer(source, read_iomem_ranges())
 
 
 @hookimpl

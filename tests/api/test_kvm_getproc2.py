@@ -41,28 +41,47 @@ def test_all_processes_match_proc(kd, marked_process):
     assert mine.p_stat in (kvm.LSRUN, kvm.LSSLEEP)
 
 
-@pytest.mark.parametrize("op, arg_of", [
-    (kvm.KERN_PROC_PID, lambda p: p.p_pid),
-    (kvm.KERN_PROC_PGRP, lambda p: p.p__pgid),
-    (kvm.KERN_PROC_SESSION, lambda p: p.p_sid),
-    (kvm.KERN_PROC_UID, lambda p: p.p_uid),
-    (kvm.KERN_PROC_RUID, lambda p: p.p_ruid),
-    (kvm.KERN_PROC_GID, lambda p: p.p_gid),
-    (kvm.KERN_PROC_RGID, lambda p: p.p_rgid),
-    (kvm.KERN_PROC_TTY, lambda p: p.p_tdev),
-])
-def test_each_op_filters(kd, marked_process, op, arg_of):
-    everything = kvm.kvm_getproc2(kd, kvm.KERN_PROC_ALL, 0, KINFO_PROC2_SIZE, [0])
-    mine = next(p for p in everything if p.p_pid == marked_process.pid)
-    arg = arg_of(mine)
+def _proc_ids(pid: int) -> dict[int, int]:
+    """What each KERN_PROC_* op selects on, read from /proc/PID by the test itself."""
+    st = _stat(pid)
+    status = dict(line.split(":", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    uid, gid = status["Uid"].split(), status["Gid"].split()
+    return {kvm.KERN_PROC_PID: pid, kvm.KERN_PROC_PGRP: int(st[4]),
+            kvm.KERN_PROC_SESSION: int(st[5]), kvm.KERN_PROC_TTY: int(st[6]),
+            kvm.KERN_PROC_UID: int(uid[1]), kvm.KERN_PROC_RUID: int(uid[0]),
+            kvm.KERN_PROC_GID: int(gid[1]), kvm.KERN_PROC_RGID: int(gid[0])}
+
+
+def _proc_selects(op: int, arg: int) -> set[int]:
+    """The processes /proc says ``op``/``arg`` selects (those alive through the read)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if _proc_ids(int(entry.name))[op] == arg:
+                    out.add(int(entry.name))
+            except (OSError, KeyError, IndexError):
+                pass  # exited while read
+    return out
+
+
+@pytest.mark.parametrize("op", [kvm.KERN_PROC_PID, kvm.KERN_PROC_PGRP, kvm.KERN_PROC_SESSION,
+                                kvm.KERN_PROC_UID, kvm.KERN_PROC_RUID, kvm.KERN_PROC_GID,
+                                kvm.KERN_PROC_RGID, kvm.KERN_PROC_TTY])
+def test_each_op_selects_what_proc_says(kd, marked_process, op):
+    arg = _proc_ids(marked_process.pid)[op]
+    before = _proc_selects(op, arg)
     cnt = [0]
     got = kvm.kvm_getproc2(kd, op, arg, KINFO_PROC2_SIZE, cnt)
-    assert got is not None and cnt[0] == len(got) >= 1
-    assert marked_process.pid in {p.p_pid for p in got}
-    assert all(arg_of(p) == arg for p in got)
-    expected = {p.p_pid for p in everything if arg_of(p) == arg}
-    assert {p.p_pid for p in got} >= expected - {p.p_pid for p in everything
-                                                  if not Path(f"/proc/{p.p_pid}").exists()}
+    after = _proc_selects(op, arg)
+    assert got is not None and cnt[0] == len(got)
+    pids = {p.p_pid for p in got}
+    assert marked_process.pid in pids
+    # processes that matched in /proc before and after the call must all be selected; a
+    # selected one must have matched in /proc at one of the two reads (others come and go)
+    assert before & after <= pids, sorted((before & after) - pids)
+    assert pids <= before | after, sorted(pids - (before | after))
 
 
 def test_tty_nodev_selects_processes_without_terminal(kd, marked_process):

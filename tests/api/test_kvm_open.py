@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from kvmfx import kvm
+from kvmfx import session as session_mod
 from kvmfx.kvm import (
     _POSIX2_LINE_MAX,
     KVM_NO_FILES,
     O_RDONLY,
     O_RDWR,
+    O_WRONLY,
     kvm_close,
     kvm_geterr,
     kvm_open,
     kvm_openfiles,
 )
+from tests.factory import get_fixture
 
 MISSING = "/nonexistent/kvmfx-test.core"
 
@@ -57,16 +62,69 @@ def test_bad_flags_are_refused():
     assert kvm_openfiles(None, None, None, KVM_NO_FILES | O_RDWR, errbuf) is None
 
 
-def test_default_corefile_is_path_mem_then_kcore():
+NO_LIVE_MEMORY = not any(os.path.exists(p) for p in ("/dev/mem", "/proc/kcore"))
+
+
+@pytest.mark.skipif(not NO_LIVE_MEMORY, reason="this machine has /dev/mem or /proc/kcore")
+def test_default_corefile_fails_naming_both_when_neither_exists(capsys):
     # kvm_open(3): a NULL corefile means _PATH_MEM (on Linux /dev/mem, then /proc/kcore).
     errbuf = bytearray()
+    assert kvm_openfiles(None, None, None, O_RDONLY, errbuf) is None
+    assert errbuf.decode() == ("no live kernel memory: /dev/mem: No such file or directory; "
+                               "/proc/kcore: No such file or directory")
+    assert kvm_open(None, None, None, O_RDONLY, "prog") is None
+    assert capsys.readouterr().err == f"prog: {errbuf.decode()}\n"
+
+
+@pytest.mark.skipif(NO_LIVE_MEMORY, reason="no /dev/mem and no /proc/kcore here")
+def test_default_corefile_opens_the_first_live_memory_that_exists():
+    first = next(p for p in ("/dev/mem", "/proc/kcore") if os.path.exists(p))
+    errbuf = bytearray()
     kd = kvm_openfiles(None, None, None, O_RDONLY, errbuf)
-    if kd is None:
-        msg = errbuf.decode()
-        assert "/dev/mem" in msg and "/proc/kcore" in msg
-    else:
-        assert kd.session.corefile_used in ("/dev/mem", "/proc/kcore")
-        assert kvm_close(kd) == 0
+    assert kd is not None, errbuf.decode()
+    assert kd.session.corefile_used == first
+    assert kvm_close(kd) == 0
+
+
+def test_default_corefile_falls_back_in_path_mem_order(tmp_path, monkeypatch):
+    dump = str(get_fixture("basic").path("elf"))
+    monkeypatch.setattr(session_mod, "PATH_MEM", (str(tmp_path), dump))
+    kd = kvm_openfiles(None, None, None, O_RDONLY, bytearray())
+    assert kd is not None and kd.session.corefile_used == dump
+    assert kvm_close(kd) == 0
+    monkeypatch.setattr(session_mod, "PATH_MEM", (str(tmp_path), str(tmp_path / "none")))
+    errbuf = bytearray()
+    assert kvm_openfiles(None, None, None, O_RDONLY, errbuf) is None
+    assert errbuf.decode() == (f"no live kernel memory: {tmp_path}: is a directory, not a "
+                               f"memory image or kernel file; {tmp_path}/none: No such file "
+                               "or directory")
+
+
+@pytest.mark.parametrize("flags", [O_RDWR, O_WRONLY])
+def test_a_dump_opened_for_writing_is_refused(tmp_path, flags):
+    # docs/api.md: dumps are evidence; a write-open fails rather than opening read-only
+    dump = str(get_fixture("basic").path("elf"))
+    errbuf = bytearray()
+    assert kvm_openfiles(None, dump, None, flags, errbuf) is None
+    assert errbuf.decode() == (f"{dump}: elf dumps are evidence and are never opened for "
+                               "writing (only a live /dev/mem is)")
+    kd = kvm_openfiles(None, dump, None, O_RDONLY, errbuf)
+    assert kd is not None
+    assert kvm.kvm_write(kd, 0xFFFFFFFF81000000, b"x", 1) == -1
+    assert kvm_geterr(kd) == (f"{dump}, address 0xffffffff81000000: dumps are evidence and "
+                              "read-only")
+    kvm_close(kd)
+
+
+def test_write_open_of_live_memory_refuses_proc_kcore(tmp_path, monkeypatch):
+    # only /dev/mem can be written: an ELF memory image (as /proc/kcore is) fails the open
+    dump = str(get_fixture("basic").path("elf"))
+    monkeypatch.setattr(session_mod, "PATH_MEM", (str(tmp_path / "mem"), dump))
+    errbuf = bytearray()
+    assert kvm_openfiles(None, None, None, O_RDWR, errbuf) is None
+    assert errbuf.decode() == (f"no live kernel memory: {tmp_path}/mem: No such file or "
+                               f"directory; {dump}: elf dumps are evidence and are never "
+                               "opened for writing (only a live /dev/mem is)")
 
 
 def test_kvm_close_returns_zero_then_minus_one():
@@ -105,11 +163,33 @@ def test_kvm_no_files_allows_only_process_calls(marked_process):
     assert procs is not None and cnt[0] == 1
     assert kvm.kvm_getargv2(kd, procs[0], 0) is not None
     assert kvm.kvm_getenvv2(kd, procs[0], 0) is not None
-    assert kvm.kvm_read(kd, 0, bytearray(8), 8) == -1
-    assert kvm.kvm_write(kd, 0, b"x", 1) == -1
-    assert kvm.kvm_nlist(kd, [kvm.nlist("init_task")]) == -1
-    assert kvm.kvm_getloadavg(kd, [], 3) == -1
-    assert kvm.kvm_getkernelname(kd, bytearray(64), 64) == -1
-    for message in [kvm_geterr(kd)]:
-        assert "KVM_NO_FILES" in message
+    # kvm_open(3): every other call fails, each with its own error in kvm_geterr
+    refused = {
+        "kvm_read": lambda: kvm.kvm_read(kd, 0, bytearray(8), 8) == -1,
+        "kvm_write": lambda: kvm.kvm_write(kd, 0, b"x", 1) == -1,
+        "kvm_nlist": lambda: kvm.kvm_nlist(kd, [kvm.nlist("init_task")]) == -1,
+        "kvm_getloadavg": lambda: kvm.kvm_getloadavg(kd, [], 3) == -1,
+        "kvm_getkernelname": lambda: kvm.kvm_getkernelname(kd, bytearray(64), 64) == -1,
+        "kvm_getprocs": lambda: kvm.kvm_getprocs(kd, kvm.KERN_PROC_ALL, 0, cnt) is None,
+        "kvm_getargv": lambda: kvm.kvm_getargv(kd, procs[0], 0) is None,
+        "kvm_getenvv": lambda: kvm.kvm_getenvv(kd, procs[0], 0) is None,
+    }
+    for name, call in refused.items():
+        kd.errbuf = ""
+        assert call(), f"{name} answered on a KVM_NO_FILES descriptor"
+        assert "KVM_NO_FILES" in kvm_geterr(kd), (name, kvm_geterr(kd))
+    assert cnt[0] == 0  # kvm_getprocs reported no records
+    kvm_close(kd)
+
+
+def test_getprocs_getargv_getenvv_answer_on_memory_descriptors():
+    fx = get_fixture("basic")
+    kd = kvm_openfiles(None, str(fx.path("elf")), None, O_RDONLY, bytearray())
+    assert kd is not None
+    cnt = [0]
+    procs = kvm.kvm_getprocs(kd, kvm.KERN_PROC_PID, 1, cnt)
+    assert procs is not None and cnt[0] == 1, kvm_geterr(kd)
+    truth = fx.truth["processes"]["1"]
+    assert kvm.kvm_getargv(kd, procs[0], 0) == truth["cmdline"]
+    assert kvm.kvm_getenvv(kd, procs[0], 0) == truth["environ"]
     kvm_close(kd)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from kvmfx.layers import FileSource, Range
-from kvmfx_plugins.formats.devmem import DevMemFormat, parse_iomem
+import kvmfx
+from kvmfx import kvm
+from kvmfx.arch import VirtualLayer
+from kvmfx.errors import MissingPageError, ReadOnlyError, TranslationError
+from kvmfx.layers import PAGE_SIZE, FileSource, Range
+from kvmfx_plugins.formats.devmem import DevMemFormat, DevMemLayer, parse_iomem
 
 IOMEM = """00000000-00000fff : Reserved
 00001000-0009fbff : System RAM
@@ -37,3 +42,97 @@ def test_only_the_mem_device_is_claimed(tmp_path):
     src = FileSource.__new__(FileSource)
     src.path = str(dev)
     assert fmt.probe(b"", src) == 100
+
+
+# -- writing (kvm_write): a temporary file stands in for the device -------------------------
+RAM = [Range(0x1000, 0x5000)]
+
+
+def _stand_in(tmp_path) -> str:
+    mem = tmp_path / "mem"
+    mem.write_bytes(bytes(range(256)) * (0x5000 // 256))  # 20 KiB: RAM at 4-20 KiB
+    return str(mem)
+
+
+def test_devmem_opened_for_writing_writes_ram(tmp_path):
+    path = _stand_in(tmp_path)
+    with DevMemLayer.open_device(path, writable=True, ranges=RAM) as layer:
+        assert layer.writable and layer.describe()["writable"] is True
+        assert layer.write(0x1ffe, b"kvmfx") == 5  # across a page boundary
+        assert layer.read(0x1ffe, 5) == b"kvmfx"
+    with open(path, "rb") as f:
+        f.seek(0x1ffe)
+        assert f.read(5) == b"kvmfx"
+
+
+def test_devmem_opened_read_only_refuses_writes(tmp_path):
+    path = _stand_in(tmp_path)
+    before = Path(path).read_bytes()
+    with DevMemLayer.open_device(path, ranges=RAM) as layer:
+        assert not layer.writable
+        with pytest.raises(ReadOnlyError, match="opened read-only"):
+            layer.write(0x1000, b"x")
+    assert Path(path).read_bytes() == before
+
+
+def test_devmem_writes_only_system_ram(tmp_path):
+    with DevMemLayer.open_device(_stand_in(tmp_path), writable=True, ranges=RAM) as layer:
+        with pytest.raises(MissingPageError, match="not System RAM") as exc:
+            layer.write(0x4ffe, b"abcd")  # the last two bytes lie past the RAM range
+        assert exc.value.address == 0x5000
+
+
+def test_strict_devmem_refusal_says_so(tmp_path, monkeypatch):
+    def eperm(fd, data, offset):  # what write_mem() answers for RAM under STRICT_DEVMEM
+        raise PermissionError(1, "Operation not permitted")
+
+    with DevMemLayer.open_device(_stand_in(tmp_path), writable=True, ranges=RAM) as layer:
+        monkeypatch.setattr(os, "pwrite", eperm)
+        with pytest.raises(ReadOnlyError) as exc:
+            layer.write(0x2000, b"x")
+    assert str(exc.value) == (f"{tmp_path}/mem, address 0x2000: the kernel refuses writes to "
+                              "this address through /dev/mem (EPERM: a kernel built with "
+                              "CONFIG_STRICT_DEVMEM allows no writes to RAM above the first "
+                              "MiB)")
+
+
+class _Identity(VirtualLayer):
+    """Kernel pages 0xffff0000_0000X000 map to physical pages in reverse order."""
+
+    BASE = 0xFFFF000000000000
+
+    def translate(self, vaddr: int) -> tuple[int, int]:
+        page = (vaddr - self.BASE) // PAGE_SIZE
+        if page not in (0, 1):
+            raise TranslationError("not mapped", address=vaddr)
+        return (0x3000 if page == 0 else 0x1000) + vaddr % PAGE_SIZE, PAGE_SIZE
+
+
+def _live_session(tmp_path, writable: bool) -> kvmfx.Session:
+    s = kvmfx.Session(writable=writable)
+    s._physical = DevMemLayer.open_device(_stand_in(tmp_path), writable=writable, ranges=RAM)
+    s._kernel = _Identity(s._physical, 0)
+    return s
+
+
+def test_kvm_write_translates_each_page(tmp_path):
+    with _live_session(tmp_path, writable=True) as s:
+        kd = kvm.kvm_t(s, flags=kvm.O_RDWR)
+        addr = _Identity.BASE + PAGE_SIZE - 2
+        assert kvm.kvm_write(kd, addr, b"ABCD", 4) == 4, kvm.kvm_geterr(kd)
+        assert s.read_physical(0x3ffe, 2) == b"AB" and s.read_physical(0x1000, 2) == b"CD"
+        buf = bytearray(4)
+        assert kvm.kvm_read(kd, addr, buf, 4) == 4 and buf == b"ABCD"
+        before = s.read_physical(0x1000, 0x4000)
+        # a range running into an unmapped page fails before anything is written
+        assert kvm.kvm_write(kd, _Identity.BASE + 2 * PAGE_SIZE - 1, b"xy", 2) == -1
+        assert "not mapped" in kvm.kvm_geterr(kd)
+        assert s.read_physical(0x1000, 0x4000) == before
+
+
+def test_kvm_write_on_a_read_only_live_session_says_so(tmp_path):
+    with _live_session(tmp_path, writable=False) as s:
+        kd = kvm.kvm_t(s)
+        assert kvm.kvm_write(kd, _Identity.BASE, b"x", 1) == -1
+        assert kvm.kvm_geterr(kd) == (f"address {_Identity.BASE:#x}: kernel memory was "
+                                      "opened read-only (O_RDONLY)")
