@@ -79,6 +79,14 @@ class LinuxKernel:
     def task(self, address: int) -> Object:
         return Object(self.types, "task_struct", address, self.read)
 
+    def task_or_warn(self, address: int) -> Object | None:
+        """The task_struct at ``address``; None, with a session warning, if unreadable."""
+        try:
+            return self.task(address)
+        except KvmError as exc:
+            self.session.warnings.append(f"task_struct at {address:#x} is unreadable: {exc}")
+            return None
+
     def obj(self, type_name: str, address: int) -> Object | None:
         if not address:
             return None
@@ -179,12 +187,9 @@ def for_each_task(k: LinuxKernel) -> Iterator[Object]:
     for addr in k.list_entries(init + k.tasks_off, k.tasks_off, what="task list",
                                broken=broken):
         seen.add(addr)
-        try:
-            task = k.task(addr)
-        except KvmError as exc:
-            k.session.warnings.append(f"task_struct at {addr:#x} is unreadable: {exc}")
-            continue
-        yield task
+        task = k.task_or_warn(addr)
+        if task is not None:
+            yield task
     if broken:
         yield from _tasks_by_children(k, init, seen)
         yield from _tasks_by_pid(k, seen)
@@ -258,13 +263,10 @@ def _tasks_by_children(k: LinuxKernel, init: int, seen: set[int]) -> Iterator[Ob
                 continue
             seen.add(addr)
             queue.append(addr)
-            try:
-                task = k.task(addr)
-            except KvmError as exc:
-                k.session.warnings.append(f"task_struct at {addr:#x} is unreadable: {exc}")
-                continue
-            found += 1
-            yield task
+            task = k.task_or_warn(addr)
+            if task is not None:
+                found += 1
+                yield task
     k.session.warnings.append(f"{found} more task(s) reached through their parents' "
                               "children lists")
 
