@@ -13,10 +13,9 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import click
-from click.utils import PacifyFlushWrapper
 
 from kvmfx.commands import Column
 from kvmfx.errors import KvmError, KvmOpenError
@@ -164,8 +163,10 @@ class _Main(click.Group):
             sys.exit(130)
         except SystemExit as exc:
             # click ends its own writes (help, version) to a closed pipe with exit 1, after
-            # wrapping stdout in a PacifyFlushWrapper
-            if exc.code == EXIT_INTERNAL and isinstance(sys.stdout, cast(type, PacifyFlushWrapper)):
+            # wrapping stdout in its PacifyFlushWrapper (recognised by name: click 8.5 made
+            # the class private as _PacifyFlushWrapper)
+            if exc.code == EXIT_INTERNAL and \
+                    type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
                 _pipe_closed()
             raise
         if not standalone_mode:
