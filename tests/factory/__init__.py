@@ -46,6 +46,8 @@ ALL_DUMPS = {
     "lime": ("lime", "kvmfx factory, from the ELF dump's RAM segments"),
 }
 BOOT_TIMEOUT = 300
+#: added for a guest that runs Python (Scenario.python): kvmfx under TCG takes minutes
+PYTHON_TIMEOUT = 1500
 
 
 class FactoryError(RuntimeError):
@@ -542,6 +544,121 @@ def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
     return out.getvalue()
 
 
+#: what kvmfx imports at run time: itself, its plugins and profiles, the dependencies in
+#: pyproject.toml and theirs
+KVMFX_RUNTIME = ("kvmfx", "kvmfx_plugins", "kvmfx_profiles", "pluggy", "elftools", "construct",
+                 "click", "rich", "markdown_it", "mdurl", "pygments", "platformdirs", "cramjam",
+                 "zstandard", "lzallright")
+#: standard-library parts kvmfx never needs (and the installed packages, copied one by one)
+STDLIB_SKIP = {"test", "idlelib", "tkinter", "ensurepip", "lib2to3", "__pycache__",
+               "site-packages", "dist-packages", "turtledemo"}
+#: the guest's site directory (PYTHONPATH in guest/live.sh)
+GUEST_SITE = "opt/kvmfx/site"
+
+
+def _file_entry(path: Path, at: str | None = None) -> tuple[str, int, bytes]:
+    """A regular file for the initramfs, at its own path (or ``at``), symlinks resolved."""
+    real = path.resolve()
+    return ((at or str(path)).lstrip("/"), 0o100000 | (real.stat().st_mode & 0o777),
+            real.read_bytes())
+
+
+def _shared_libraries(binaries: list[Path]) -> set[Path]:
+    """The shared libraries and dynamic loader ``binaries`` load, as ldd names them."""
+    libs: set[Path] = set()
+    for b in binaries:
+        r = subprocess.run(["ldd", str(b)], capture_output=True, text=True)
+        for line in r.stdout.splitlines():
+            m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+            if m:
+                libs.add(Path(m.group(1)))
+    return libs
+
+
+def _copy_tree(src: Path, at: str, skip: set[str], sos: list[Path]
+               ) -> list[tuple[str, int, bytes]]:
+    """The files under ``src`` as entries under ``at``, leaving out directories named in
+    ``skip``; extension modules (``*.so``) are also appended to ``sos``."""
+    out = []
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src)
+        if any(part in skip for part in rel.parts) or not f.is_file() or \
+                f.name.startswith("_tkinter"):
+            continue
+        if f.name.endswith(".so"):
+            sos.append(f)
+        out.append(_file_entry(f, f"{at}/{rel}"))
+    return out
+
+
+def python_entries() -> list[tuple[str, int, bytes]]:
+    """The factory's own Python for the guest: the interpreter and its shared libraries at
+    their paths here (so it finds its prefix as here), the standard library without the
+    parts listed in STDLIB_SKIP, and kvmfx with its run-time packages in GUEST_SITE; plus
+    ``/bin/python3``. kvmfx registers its plugins through entry points, so GUEST_SITE gets
+    a kvmfx dist-info with kvmfx's entry_points.txt as installed here (an sdist install or
+    an editable one: either way the package directories are copied from where they are
+    imported from), and the other packages' own dist-info directories."""
+    import importlib.metadata
+    import importlib.util
+    import sys
+    import sysconfig
+
+    exe = Path(sys.executable).resolve()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    entries = [_file_entry(exe)]
+    sos: list[Path] = []
+    entries.append(("bin/python3", 0o120777, str(exe).encode()))
+    entries += _copy_tree(stdlib, str(stdlib), STDLIB_SKIP | {
+        f"config-{sys.version_info[0]}.{sys.version_info[1]}{sys.abiflags}-"
+        f"{sys.implementation._multiarch}"}, sos)  # type: ignore[attr-defined]
+    site: list[tuple[str, int, bytes]] = []
+    distributions = importlib.metadata.packages_distributions()
+    for name in KVMFX_RUNTIME:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise FactoryError(f"{name} is not importable: the live scenario packs it")
+        if spec.submodule_search_locations:
+            site += _copy_tree(Path(next(iter(spec.submodule_search_locations))),
+                               f"{GUEST_SITE}/{name}", {"__pycache__"}, sos)
+        else:
+            site.append(_file_entry(Path(spec.origin), f"{GUEST_SITE}/{Path(spec.origin).name}"))
+        for dist in distributions.get(name, []):
+            path = getattr(importlib.metadata.distribution(dist), "_path", None)
+            if dist != "kvmfx" and path is not None and Path(path).is_dir():
+                site += _copy_tree(Path(path), f"{GUEST_SITE}/{Path(path).name}", set(), sos)
+    # kvmfx's metadata as installed (an sdist install's dist-info before a stale egg-info
+    # that the working directory may hold)
+    kvmfx_dist = sorted(importlib.metadata.distributions(name="kvmfx"), key=lambda d: not str(
+        getattr(d, "_path", "")).endswith(".dist-info"))[0]
+    info = f"{GUEST_SITE}/kvmfx-{kvmfx_dist.version}.dist-info"
+    site.append((f"{info}/METADATA", 0o100644, f"Metadata-Version: 2.1\nName: kvmfx\n"
+                 f"Version: {kvmfx_dist.version}\n".encode()))
+    site.append((f"{info}/entry_points.txt", 0o100644,
+                 (kvmfx_dist.read_text("entry_points.txt") or "").encode()))
+    entries += site
+    # ldd of the interpreter and of every extension module packed (Tk's is left out: its
+    # X11 libraries are not wanted)
+    loaded = [exe, *(Path(src) for src in sos)]
+    entries += [_file_entry(lib) for lib in sorted(_shared_libraries(loaded))]
+    return entries
+
+
+def _with_parents(entries: list[tuple[str, int, bytes]]) -> list[tuple[str, int, bytes]]:
+    """The entries with every parent directory listed once, before its first file."""
+    seen = {n for n, mode, _d in entries if mode & 0o170000 == 0o040000}
+    out = []
+    for name, mode, data in entries:
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d not in seen:
+                seen.add(d)
+                out.append((d, 0o40755, b""))
+        out.append((name, mode, data))
+    return out
+
+
 def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
     helper = work / "kvmfx-helper"
     _run(["gcc", "-static", "-O2", "-pthread", "-o", str(helper),
@@ -567,9 +684,17 @@ def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
         entries.append((f"spec/{i:04d}.env", 0o100644,
                         b"".join(e.encode() + b"\0" for e in proc.env)))
         entries.append((f"spec/{i:04d}.cred", 0o100644, f"{proc.uid} {proc.gid}\n".encode()))
+    live = ""
+    if scenario.python:
+        entries += python_entries()
+        entries.append(("opt/kvmfx/live_api.py", 0o100644,
+                        (HERE / "guest" / "live_api.py").read_bytes()))
+        live = (HERE / "guest" / "live.sh").read_text()
     init = (HERE / "guest" / "init.sh").read_text().replace("@EXTRA@", scenario.extra) \
-        .replace("@AFTER@", scenario.after).replace("@PROCS@", scenario.truth_glob)
+        .replace("@AFTER@", scenario.after).replace("@PROCS@", scenario.truth_glob) \
+        .replace("@LIVE@", live)
     entries.append(("init", 0o100755, init.encode()))
+    entries = _with_parents(entries)
     out = work / "initramfs.cpio.gz"
     out.write_bytes(gzip.compress(_newc(entries), 6))
     return out
@@ -628,6 +753,7 @@ def boot_and_dump(scenario: Scenario, kroot: Path, initrd: Path, out: Path) -> f
         with open(swap, "wb") as f:
             f.truncate(scenario.swap_mb << 20)
         cmd += ["-drive", f"file={swap},if=virtio,format=raw,cache=writethrough"]
+    timeout = BOOT_TIMEOUT + (PYTHON_TIMEOUT if scenario.python else 0)
     t0 = time.time()
     qemu = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -636,9 +762,9 @@ def boot_and_dump(scenario: Scenario, kroot: Path, initrd: Path, out: Path) -> f
             if qemu.poll() is not None:
                 raise FactoryError(f"QEMU exited ({qemu.returncode}): "
                                    f"{qemu.stderr.read().decode(errors='replace')[-300:]}")
-            if time.time() - t0 > BOOT_TIMEOUT:
+            if time.time() - t0 > timeout:
                 tail = console.read_text(errors="replace")[-600:] if console.exists() else ""
-                raise FactoryError(f"guest did not reach READY in {BOOT_TIMEOUT}s; console "
+                raise FactoryError(f"guest did not reach READY in {timeout}s; console "
                                    f"ends: {tail}")
             time.sleep(0.05)
         boot_s = time.time() - t0
@@ -856,7 +982,23 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
     btime = next(int(ln.split()[1]) for ln in files["gt/stat"].decode().splitlines()
                  if ln.startswith("btime "))
     cpuinfo = files["gt/cpuinfo"].decode()
+    # kvmfx run inside the guest (guest/live.sh): per command, its output and exit status,
+    # its own pid and the guest's pids just before and after it
+    live: dict[str, dict[str, Any]] = {}
+    for name, data in files.items():
+        parts = name.split("/")
+        if len(parts) == 3 and parts[1] == "live":
+            cmd, _, kind = parts[2].rpartition(".")
+            live.setdefault(cmd, {})[kind] = data.decode("utf-8", "replace")
+    for cmd, f in live.items():
+        live[cmd] = {"stdout": f.get("out", ""), "stderr": f.get("err", ""),
+                     "exit": int(f["rc"]), "pid": int(f["pid"]),
+                     "pids_before": sorted(int(w.split("/")[2]) for w in f["before"].split()),
+                     "pids_after": sorted(int(w.split("/")[2]) for w in f["after"].split()),
+                     "seconds": round(float(f["uptime"].split()[1]) -
+                                      float(f["uptime"].split()[0]), 2)}
     return {
+        "live": live,
         "kernel": {"release": files["gt/osrelease"].decode().strip(),
                    "version": files["gt/version"].decode().strip(),
                    "hostname": files["gt/hostname"].decode().strip(),

@@ -41,6 +41,10 @@ class Scenario:
     #: another Debian release's kernel ("bullseye", "trixie", "backports":
     #: factory.OTHER_RELEASES)
     flavour: str = ""
+    #: pack the Python the factory runs under, its standard library and kvmfx with its
+    #: run-time dependencies, and run kvmfx inside the guest on its own live memory
+    #: (/proc/kcore, /dev/mem) after the ground truth is taken (guest/live.sh)
+    python: bool = False
 
 
 def distinctive() -> tuple[Proc, ...]:
@@ -119,6 +123,10 @@ SCENARIOS = {
                        dumps=MATRIX_DUMPS),
     "backports": Scenario("backports", 256, "qemu64", procs=distinctive(),
                           flavour="backports", dumps=MATRIX_DUMPS),
+    # kvmfx run inside the guest on the guest's own /proc/kcore and /dev/mem (room for
+    # Python and kvmfx in the initramfs); the answers travel back with the ground truth
+    "live": Scenario("live", 1024, "qemu64", procs=distinctive(), dumps=("elf",),
+                     python=True),
     # for benchmarks: RAM above the 32-bit PCI hole, so memory is split in two ranges
     "big": Scenario("big", 4096, "qemu64", procs=distinctive(),
                     dumps=("elf", "kdump-zlib", "mdf-lzo")),
