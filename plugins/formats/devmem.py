@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import stat
 
-from kvmfx.errors import KvmError, MissingPageError, ReadOnlyError
+from kvmfx.errors import KvmError, KvmOpenError, MissingPageError, ReadOnlyError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import DumpFormat, FileSource, PhysicalLayer, Range
 
@@ -129,7 +129,31 @@ class DevMemFormat:
         return 0
 
     def open(self, source: FileSource) -> PhysicalLayer:
-        return DevMemLayer(source, read_iomem_ranges())
+        ranges = read_iomem_ranges()
+        refuse_strict_devmem(source, ranges)
+        return DevMemLayer(source, ranges)
+
+
+#: CONFIG_STRICT_DEVMEM lets the first MiB through (BIOS, legacy devices); RAM above it not.
+LOW_MIB = 1 << 20
+
+
+def refuse_strict_devmem(source: FileSource, ranges: list[Range]) -> None:
+    """Raise KvmOpenError when the kernel refuses reads of RAM through the mem device
+    (CONFIG_STRICT_DEVMEM: EPERM for RAM above the first MiB): such a device holds none of
+    the kernel's memory, so kvm_open(3)'s chain goes on to /proc/kcore."""
+    probe = next((max(r.start, LOW_MIB) for r in ranges if r.end > LOW_MIB), None)
+    if probe is None:
+        return
+    probe -= probe % 4096
+    try:
+        os.pread(source._fd, 1, probe)
+    except PermissionError:
+        raise KvmOpenError(f"the kernel refuses reads of RAM through it (EPERM at {probe:#x}: "
+                           "CONFIG_STRICT_DEVMEM); read /proc/kcore instead",
+                           path=source.path) from None
+    except OSError:
+        return  # another failure names its own address when that page is read
 
 
 @hookimpl

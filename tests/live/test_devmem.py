@@ -136,3 +136,32 @@ def test_kvm_write_on_a_read_only_live_session_says_so(tmp_path):
         assert kvm.kvm_write(kd, _Identity.BASE, b"x", 1) == -1
         assert kvm.kvm_geterr(kd) == (f"address {_Identity.BASE:#x}: kernel memory was "
                                       "opened read-only (O_RDONLY)")
+
+
+def test_a_mem_device_that_refuses_ram_is_not_opened(tmp_path, monkeypatch):
+    """Under CONFIG_STRICT_DEVMEM /dev/mem opens but refuses every read of RAM above the first
+    MiB (EPERM): it holds none of the kernel, so opening it is refused naming why, and
+    kvm_open(3)'s chain goes on to /proc/kcore."""
+    from kvmfx.errors import KvmOpenError
+    from kvmfx.layers import FileSource
+    from kvmfx_plugins.formats import devmem
+
+    path = _stand_in(tmp_path)
+    real_pread = os.pread
+
+    def strict(fd, size, offset):  # read_mem(): devmem_is_allowed() is false above 1 MiB
+        if offset >= 1 << 20:
+            raise PermissionError(1, "Operation not permitted")
+        return real_pread(fd, size, offset)
+
+    monkeypatch.setattr(devmem, "read_iomem_ranges", lambda *a: parse_iomem(IOMEM))
+    monkeypatch.setattr(os, "pread", strict)
+    source = FileSource(path)
+    with pytest.raises(KvmOpenError) as exc:
+        DevMemFormat().open(source)
+    source.close()
+    assert str(exc.value) == (f"{path}: the kernel refuses reads of RAM through it (EPERM at "
+                              "0x100000: CONFIG_STRICT_DEVMEM); read /proc/kcore instead")
+    monkeypatch.setattr(os, "pread", real_pread)  # a device that reads RAM opens as before
+    with FileSource(path) as source:
+        assert DevMemFormat().open(source).ranges == parse_iomem(IOMEM)
