@@ -151,10 +151,23 @@ TASKS = {"kvmfx-read": kvmfx_read, "drgn-read": drgn_read, "kvmfx-symbols": kvmf
          "drgn-psaux": drgn_psaux}
 
 
+def peak_rss_mib() -> float:
+    """This process's own peak resident set (VmHWM of its address space). ru_maxrss is not:
+    Linux carries the parent's high-water mark into it across fork and exec."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def main() -> None:
     task = json.loads(sys.argv[1])
     result = TASKS[task["kind"]](task)
-    result["rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["rss_mib"] = peak_rss_mib()
     print(json.dumps(result))
 
 
