@@ -1017,6 +1017,13 @@ def _factory_digest(scenario: Scenario, pkg: str) -> str:
     for f in sorted(HERE.rglob("*")):
         if f.is_file() and f.suffix in (".py", ".c", ".sh", ".txt"):
             h.update(f.read_bytes())
+    if scenario.python:  # the guest runs kvmfx itself: its answers change with kvmfx's code
+        import kvmfx
+        import kvmfx_plugins
+
+        for pkg_dir in (Path(kvmfx.__file__).parent, Path(kvmfx_plugins.__file__).parent):
+            for f in sorted(pkg_dir.rglob("*.py")):
+                h.update(f.relative_to(pkg_dir).as_posix().encode() + f.read_bytes())
     return h.hexdigest()[:16]
 
 
