@@ -66,15 +66,22 @@ class LinuxKernel:
         self.pidtype_pgid = pid_type.get("PIDTYPE_PGID", 2)
         self.pidtype_sid = pid_type.get("PIDTYPE_SID", 3)
         self.upid_size = self.types.struct_size("upid")
-        self._swap: SwapArea | None | bool = False
+        self._swap: dict[int, SwapArea | None] = {}
         self._boot_wall: float | None | bool = False
 
-    def swap(self) -> SwapArea | None:
-        """The swap image given with -W (swap area 0), opened read-only on first use."""
-        if self._swap is False:
-            path = self.session.swapfile
-            self._swap = SwapArea(path) if path else None
-        return self._swap
+    def swap(self, swap_type: int = 0) -> SwapArea | None:
+        """Swap area ``swap_type``, opened read-only on first use: the image given with -W
+        (area 0), or on a live system the active areas of /proc/swaps in their order (the
+        kernel numbers them in the order they were turned on)."""
+        if swap_type not in self._swap:
+            paths = self.session.swap_paths
+            try:
+                self._swap[swap_type] = (SwapArea(paths[swap_type])
+                                         if swap_type < len(paths) else None)
+            except KvmError as exc:
+                self.session.warnings.append(f"swap area {swap_type}: {exc}")
+                self._swap[swap_type] = None
+        return self._swap[swap_type]
 
     def task(self, address: int) -> Object:
         return Object(self.types, "task_struct", address, self.read)
@@ -463,15 +470,17 @@ def _read_user(k: LinuxKernel, layer: Any, start: int, size: int
             data = layer.read(pos, stop - pos)
         except SwappedOutError as exc:
             data = None
-            area = k.swap()
-            if area is not None and exc.swap_type == 0:
+            area = k.swap(exc.swap_type)
+            if area is not None:
                 try:
                     data = area.read_slot(exc.swap_offset)[pos - page:stop - page]
                 except MissingPageError as err:
                     why.append(str(err))
             else:
                 why.append(f"swapped out (area {exc.swap_type}, slot {exc.swap_offset}); "
-                           "give the swap image with -W")
+                           "give the swap image with -W" if exc.swap_type == 0 else
+                           f"swapped out (area {exc.swap_type}, slot {exc.swap_offset}); "
+                           "no such swap area given")
             if data is None:
                 missing.append(page)
         except (TranslationError, MissingPageError) as exc:

@@ -194,7 +194,7 @@ class BootedKernelProvider:
                 try:
                     return session.relocate_symbols(load_symbol_file(candidate))
                 except SymbolError as exc:
-                    session.symbol_failures.append(f"{self.name}: {exc}")
+                    session.record_failure(self.name, candidate, str(exc))
         return None
 
 
