@@ -184,9 +184,9 @@ def for_each_task(k: LinuxKernel) -> Iterator[Object]:
     """init_task and every thread-group leader on its ``tasks`` list.
 
     Where the list is broken (a task_struct on a page the dump left out), the tasks past
-    the break are still reached: walking back from the list's head, then through every
-    reached task's ``children`` list (each leader is on its parent's), so a task whose
-    structure is readable is listed whatever list entry around it is not."""
+    the break are still reached: walking back from the list's head, then through the links
+    of every task reached (list neighbours, children, parents), then through the pid
+    numbers: a task any readable link leads to is listed."""
     init = k.symbols.address_of("init_task")
     yield k.task(init)
     seen = {init}
@@ -198,8 +198,11 @@ def for_each_task(k: LinuxKernel) -> Iterator[Object]:
         if task is not None:
             yield task
     if broken:
-        yield from _tasks_by_children(k, init, seen)
+        yield from _tasks_by_links(k, init, seen)
+        before = len(seen)
         yield from _tasks_by_pid(k, seen)
+        if len(seen) > before:  # what the pid numbers found may link to more
+            yield from _tasks_by_links(k, init, seen)
 
 
 #: xarray internals (include/linux/xarray.h): a node pointer is tagged 2 and above 4096
@@ -252,30 +255,69 @@ def _tasks_by_pid(k: LinuxKernel, seen: set[int]) -> Iterator[Object]:
     k.session.warnings.append(f"{found} more task(s) reached through the pid numbers")
 
 
-def _tasks_by_children(k: LinuxKernel, init: int, seen: set[int]) -> Iterator[Object]:
-    """Thread-group leaders not in ``seen``, found through the ``children`` lists of
-    init_task and, breadth first, of every task reached (bounded like the task list)."""
-    children_off = k.types.offsetof("task_struct", "children")
-    sibling_off = k.types.offsetof("task_struct", "sibling")
+#: pid_max's upper bound (PID_MAX_LIMIT on 64-bit): a larger tgid is not a task_struct
+PID_MAX_LIMIT = 4 * 1024 * 1024
+
+
+def task_links(k: LinuxKernel, task: Object) -> list[int]:
+    """The thread-group leaders ``task`` points to: its neighbours on the task list and on
+    its parent's children list, its first and last child, its real parent. Links this task's
+    readable part does not hold are left out; list heads are not tasks and are left out."""
+    types = k.types
+    tasks_off, sibling_off = k.tasks_off, types.offsetof("task_struct", "sibling")
+    children_off = types.offsetof("task_struct", "children")
+    out = []
+    reads = (("tasks", tasks_off, None), ("sibling", sibling_off, "parent"),
+             ("children", sibling_off, "self"))
+    for member, off, head in reads:
+        try:
+            node = task.member(member)
+            ptrs = (node.next, node.prev)
+            parent = task.real_parent if head == "parent" else 0
+        except KvmError:
+            continue
+        for ptr in ptrs:
+            if head == "self" and ptr == task.address + children_off:
+                continue  # no children: the list head points to itself
+            if head == "parent" and ptr == parent + children_off:
+                continue  # the parent's children list head
+            out.append(ptr - off)
+    try:
+        out.append(task.real_parent)
+    except KvmError:
+        pass
+    return [a for a in out if a]
+
+
+def _tasks_by_links(k: LinuxKernel, init: int, seen: set[int]) -> Iterator[Object]:
+    """Thread-group leaders not in ``seen``, reached from the tasks already found through
+    every link a task holds (task_links), breadth first, until nothing new is reached."""
     queue, found = [init, *seen - {init}], 0
     visited: set[int] = set()
     while queue and len(visited) < MAX_TASKS:
-        parent = queue.pop(0)
-        if parent in visited:
+        addr = queue.pop(0)
+        if addr in visited:
             continue
-        visited.add(parent)
-        for addr in k.list_entries(parent + children_off, sibling_off, limit=1 << 20,
-                                   what=f"children of task {parent:#x}"):
-            if addr in seen:
+        visited.add(addr)
+        try:
+            task = k.task(addr)
+        except KvmError:
+            continue
+        for target in task_links(k, task):
+            if target in seen:
                 continue
-            seen.add(addr)
-            queue.append(addr)
-            task = k.task_or_warn(addr)
-            if task is not None:
-                found += 1
-                yield task
-    k.session.warnings.append(f"{found} more task(s) reached through their parents' "
-                              "children lists")
+            seen.add(target)
+            try:
+                candidate = k.task(target)
+                if not 0 < candidate.tgid <= PID_MAX_LIMIT:
+                    continue
+            except KvmError:
+                continue
+            queue.append(target)
+            found += 1
+            yield candidate
+    k.session.warnings.append(f"{found} more task(s) reached through the links of the "
+                              "tasks found (list neighbours, children, parents)")
 
 
 def task_threads(k: LinuxKernel, task: Object) -> Iterator[Object]:
