@@ -197,9 +197,11 @@ def main(ctx: click.Context, plugin_dirs: tuple[str, ...], debug: bool,
 @click.pass_obj
 @_guarded
 def plugins_cmd(state: _State) -> None:
-    """List commands, dump formats, architectures, symbol providers and OS profiles."""
+    """List commands, dump and swap formats, architectures, symbol providers and OS
+    profiles."""
     reg = state.registry
     sections = [("commands", list(reg.commands.values())), ("formats", reg.dump_formats),
+                ("swap-formats", reg.swap_formats),
                 ("architectures", reg.architectures), ("symbols", reg.symbol_providers),
                 ("os-profiles", reg.os_profiles)]
     for title, items in sections:

@@ -9,7 +9,7 @@ lists from every plugin and never imports a plugin by name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 PROJECT = "kvmfx"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def kvmfx_swap_formats() -> list[Any]:
+    """Swap-area formats this plugin reads (the swapfile, ``-W``, and the system's swap).
+
+    Each has ``name``, ``description``, ``probe(head) -> int`` (0-100 confidence from the
+    area's first page) and ``open(path)``, returning an area with ``read_slot(offset) ->
+    bytes`` and ``close()``; a file that is not such an area raises a KvmError.
+    """
+    raise NotImplementedError
 
 
 @hookspec

@@ -23,8 +23,8 @@ from kvmfx.errors import UsageError
 
 ENTRY_POINT_GROUP = "kvmfx"
 PLUGIN_PATH_ENV = "KVMFX_PLUGIN_PATH"
-HOOKS = ("kvmfx_dump_formats", "kvmfx_symbol_providers", "kvmfx_architectures",
-         "kvmfx_os_profiles", "kvmfx_commands")
+HOOKS = ("kvmfx_dump_formats", "kvmfx_swap_formats", "kvmfx_symbol_providers",
+         "kvmfx_architectures", "kvmfx_os_profiles", "kvmfx_commands")
 
 
 @dataclass
@@ -66,6 +66,10 @@ class Registry:
     @property
     def dump_formats(self) -> list[Any]:
         return self._collect("kvmfx_dump_formats")
+
+    @property
+    def swap_formats(self) -> list[Any]:
+        return self._collect("kvmfx_swap_formats")
 
     @property
     def symbol_providers(self) -> list[Any]:

@@ -97,17 +97,17 @@ def check_execfile(path: str) -> None:
         raise KvmOpenError("cannot use the execfile: empty file", path=path)
 
 
-def check_swapfile(path: str) -> None:
-    """Refuse, at open, a swapfile (-W) that cannot be read or holds no swap header."""
+def check_swapfile(path: str, registry: Registry) -> None:
+    """Refuse, at open, a swapfile (-W) that cannot be read or that no swap-format plugin
+    recognises (kvm_openfiles(3) fails at open)."""
     try:
-        # The swap-area reader belongs to the Linux plugins; the core asks it only to check
-        # a file the user named, so that a wrong -W fails at open as in kvm_openfiles(3).
-        from kvmfx_plugins.linux.swap import SwapArea
-    except ImportError:  # built-in plugins not installed: check the file only
-        with FileSource(path):
-            return
-    try:
-        SwapArea(path).close()
+        with FileSource(path) as source:
+            head = source.read_upto(0, 1 << 16)
+        fmt = best_match(registry.swap_formats, lambda f: f.probe(head))
+        if fmt is None:
+            raise KvmOpenError(("empty file: " if not head else "") + "not a swap area (no "
+                               "swap-format plugin recognises it)")
+        fmt.open(path).close()
     except KvmError as exc:
         raise KvmOpenError(f"cannot use the swapfile: {exc.message}", path=path) from None
 
@@ -128,7 +128,8 @@ def parse_proc_swaps(text: str) -> list[str]:
     return out
 
 
-def active_swap_areas(path: str | None = None) -> tuple[list[str], list[str]]:
+def active_swap_areas(registry: Registry, path: str | None = None
+                      ) -> tuple[list[str], list[str]]:
     """The usable active swap areas (``_PATH_DRUM``) and one reason per unusable one.
 
     Reads ``path`` (default :data:`PATH_DRUM`); an area that cannot be opened or holds no
@@ -142,7 +143,7 @@ def active_swap_areas(path: str | None = None) -> tuple[list[str], list[str]]:
     usable, failures = [], []
     for area in listed:
         try:
-            check_swapfile(area)
+            check_swapfile(area, registry)
         except KvmError as exc:
             failures.append(str(exc))
         else:
@@ -204,7 +205,7 @@ class Session:
         if execfile is not None:
             check_execfile(execfile)
         if swapfile is not None:
-            check_swapfile(swapfile)
+            check_swapfile(swapfile, self.registry)
             self.swap_paths = [swapfile]
         if corefile is not None:
             self._physical = open_dump(corefile, self.registry, writable=writable)
@@ -232,7 +233,7 @@ class Session:
             else:
                 raise KvmOpenError("no live kernel memory: " + "; ".join(reasons))
             if self.swapfile is None:  # _PATH_DRUM: the system's active swap areas
-                self.swap_paths, self.swap_failures = active_swap_areas()
+                self.swap_paths, self.swap_failures = active_swap_areas(self.registry)
         return self._physical
 
     @property

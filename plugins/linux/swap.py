@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import construct as cs
 
 from kvmfx.errors import FormatError, MissingPageError
+from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE, FileSource
 
 SWAP_MAGIC = b"SWAPSPACE2"
@@ -98,3 +99,21 @@ class SwapArea:
 
     def close(self) -> None:
         self.source.close()
+
+
+class LinuxSwapFormat:
+    """Linux swap areas (mkswap's SWAPSPACE2 with 4 KiB pages)."""
+
+    name = "linux-swap"
+    description = "Linux swap area (SWAPSPACE2, 4 KiB pages): partition or file image"
+
+    def probe(self, head: bytes) -> int:
+        return 100 if head[PAGE_SIZE - len(SWAP_MAGIC):PAGE_SIZE] == SWAP_MAGIC else 0
+
+    def open(self, path: str) -> SwapArea:
+        return SwapArea(path)
+
+
+@hookimpl
+def kvmfx_swap_formats() -> list[LinuxSwapFormat]:
+    return [LinuxSwapFormat()]

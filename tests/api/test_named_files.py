@@ -110,8 +110,8 @@ def test_unusable_swapfile_fails_the_open(dump, tmp_path):
     zeros.write_bytes(bytes(PAGE * 4))
     files["not a swap area"] = str(zeros)
     reasons = {"missing": "No such file or directory", "directory": "is a directory",
-               "empty": "swap header needs 4096 bytes, got 0",
-               "not a swap area": "not a Linux swap area"}
+               "empty": "empty file: not a swap area",
+               "not a swap area": "not a swap area (no swap-format plugin recognises it)"}
     for what, path in files.items():
         for corefile in (dump, None):  # a dump, and the live system
             message = open_error(corefile=corefile, swapfile=path)
