@@ -49,16 +49,22 @@ def _listed_pids(run: dict, rows: list[dict]) -> None:
     assert listed <= may, f"listed but not in the guest: {sorted(listed - may)}"
 
 
-def test_pslist_on_the_guests_own_kcore_lists_its_processes(fx):
-    run = _run(fx, "pslist")
+def _rows(fx, name: str) -> tuple[dict, dict[int, dict], set[int]]:
+    """A command's run in the guest (it must have succeeded silently), its rows by pid
+    (checked against the guest's pids), and the pids alive before and after it."""
+    run = _run(fx, name)
     assert (run["exit"], run["stderr"]) == (0, ""), run
     rows = json.loads(run["stdout"])
     _listed_pids(run, rows)
-    by_pid = {r["pid"]: r for r in rows}
+    return run, {r["pid"]: r for r in rows}, set(run["pids_before"]) & set(run["pids_after"])
+
+
+def test_pslist_on_the_guests_own_kcore_lists_its_processes(fx):
+    run, by_pid, stable = _rows(fx, "pslist")
     truth = fx.truth["processes"]
     compared = 0
     for pid, t in truth.items():
-        if int(pid) not in set(run["pids_before"]) & set(run["pids_after"]):
+        if int(pid) not in stable:
             continue  # exited between the ground truth and the command
         r = by_pid[int(pid)]
         got = (r["ppid"], r["uid"], r["euid"], r["gid"], _worker(r["comm"]))
@@ -74,12 +80,7 @@ def test_pslist_on_the_guests_own_kcore_lists_its_processes(fx):
 
 
 def test_psaux_on_the_guests_own_kcore_gives_every_argv(fx):
-    run = _run(fx, "psaux")
-    assert (run["exit"], run["stderr"]) == (0, ""), run
-    rows = json.loads(run["stdout"])
-    _listed_pids(run, rows)
-    by_pid = {r["pid"]: r for r in rows}
-    stable = set(run["pids_before"]) & set(run["pids_after"])
+    run, by_pid, stable = _rows(fx, "psaux")
     compared = 0
     for pid, t in fx.truth["processes"].items():
         if int(pid) not in stable:
