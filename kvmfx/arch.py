@@ -54,8 +54,12 @@ class VirtualLayer:
                 try:
                     out += self.physical.read(paddr, stop - pos, zero_fill=zero_fill)
                 except MissingPageError as exc:
+                    why = exc.message.partition("not provably zeros: ")[2]
                     raise MissingPageError(f"virtual address maps to physical {paddr:#x}, "
-                                           "which is not in the dump", address=pos) from exc
+                                           "which is not in the dump"
+                                           + (f" (the filter left it out; not provably "
+                                              f"zeros: {why})" if why else ""),
+                                           address=pos) from exc
             pos = stop
         return bytes(out)
 

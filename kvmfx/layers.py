@@ -163,6 +163,14 @@ class PhysicalLayer:
         self.details: dict[str, Any] = {}
         self.writable = False
         self._starts: list[int] = []
+        #: Set by an OS profile on formats that filter pages (:meth:`excluded`): given the
+        #: pfn of a page the filter left out, None when the page provably held only zeros
+        #: (it then reads as zeros), else why that cannot be shown.
+        self.zero_verdict: Callable[[int], str | None] | None = None
+        #: Pages read as zeros that way, by pfn.
+        self.zero_pages_read: set[int] = set()
+        self._verdicts: dict[int, str | None] = {}
+        self._judging = False
 
     # -- contract for subclasses -------------------------------------------------------
     def _read_chunk(self, paddr: int, size: int) -> bytes:
@@ -172,6 +180,62 @@ class PhysicalLayer:
     def _missing_in(self, paddr: int, size: int) -> int | None:
         """First missing address inside a present range (for page-granular formats)."""
         return None
+
+    def excluded(self, pfn: int) -> bool:
+        """True when page ``pfn`` was in the machine's memory but the dump's filter left it
+        out (kdump files made at a dump level say so per page); False for every other gap."""
+        return False
+
+    #: The dump level the filter ran at (makedumpfile -d), when the format records it.
+    dump_level: int | None = None
+    #: Why no excluded page of this format can have been a page of zeros, when that holds
+    #: (kdump files keep pages of zeros, pointing them all at one stored zero page).
+    zeros_kept: str | None = None
+
+    def excluded_pfns(self) -> Iterator[int]:
+        """Every pfn :meth:`excluded` is true of."""
+        return iter(())
+
+    def excluded_as_zeros(self, pfn: int) -> str | None:
+        """None when excluded page ``pfn`` provably held zeros, else why not (cached)."""
+        if pfn in self._verdicts:
+            return self._verdicts[pfn]
+        if self.zeros_kept is not None:
+            return self.zeros_kept
+        if self.zero_verdict is None:
+            return "nothing shows what it held"
+        if self._judging:  # the verdict's own reads do not ask for verdicts
+            return "it is needed to judge another excluded page"
+        self._judging = True
+        try:
+            why = self.zero_verdict(pfn)
+        finally:
+            self._judging = False
+        self._verdicts[pfn] = why
+        return why
+
+    def _gap(self, pos: int, stop: int) -> bytes:
+        """Bytes of ``[pos, stop)``, which no range holds: zeros for excluded pages that
+        provably held zeros; anything else raises MissingPageError saying why."""
+        out = bytearray()
+        while pos < stop:
+            size = getattr(self, "page_size", PAGE_SIZE)
+            pfn = pos // size
+            page_end = min(stop, (pfn + 1) * size)
+            if not self.excluded(pfn):
+                raise MissingPageError("physical address not in the dump", address=pos,
+                                       path=self.source.path if self.source else None)
+            why = self.excluded_as_zeros(pfn)
+            if why is not None:
+                level = "" if self.dump_level is None else f" (dump level {self.dump_level})"
+                raise MissingPageError(f"physical address not in the dump: its filter{level} "
+                                       f"left it out, and it is not provably zeros: {why}",
+                                       address=pos,
+                                       path=self.source.path if self.source else None)
+            self.zero_pages_read.add(pfn)
+            out += bytes(page_end - pos)
+            pos = page_end
+        return bytes(out)
 
     # -- shared behaviour ----------------------------------------------------------------
     def _index(self) -> list[int]:
@@ -210,10 +274,7 @@ class PhysicalLayer:
             if rng is None:
                 nxt = self._next_start(pos)
                 stop = min(end, nxt) if nxt is not None else end
-                if not zero_fill:
-                    raise MissingPageError("physical address not in the dump", address=pos,
-                                           path=self.source.path if self.source else None)
-                out += bytes(stop - pos)
+                out += bytes(stop - pos) if zero_fill else self._gap(pos, stop)
                 pos = stop
                 continue
             stop = min(end, rng.end)

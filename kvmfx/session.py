@@ -580,6 +580,8 @@ class Session:
             out.setdefault("kernel_release", u.get("release"))
             out["kernel_version"] = u.get("version")
             out.setdefault("arch", u.get("machine"))
+            if not self.no_files and callable(getattr(self.profile, "describe", None)):
+                out.update(self.profile.describe(self))
         except KvmError as exc:
             errors["os_profile"] = str(exc)
 

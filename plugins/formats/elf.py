@@ -9,7 +9,9 @@ are used, by physical address. :func:`parse_elf_core` is a pure function of the 
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,7 @@ import construct as cs
 
 from kvmfx.errors import FormatError
 from kvmfx.hookspecs import hookimpl
-from kvmfx.layers import DumpFormat, FileSource, PhysicalLayer, Segment, SegmentedLayer
+from kvmfx.layers import PAGE_SIZE, DumpFormat, FileSource, PhysicalLayer, Segment, SegmentedLayer
 
 ELF64_EHDR = cs.Struct(
     "magic" / cs.Const(b"\x7fELF"),
@@ -64,6 +66,8 @@ class ElfCore:
     machine: int
     loads: list[dict[str, int]]
     notes: list[tuple[int, int]] = field(default_factory=list)  # (offset, size) of PT_NOTEs
+    #: Physical ranges a PT_LOAD covers past its file bytes (p_memsz > p_filesz).
+    tails: list[tuple[int, int]] = field(default_factory=list)
 
 
 def parse_elf_core(head: bytes, file_size: int, read: Any = None) -> ElfCore:
@@ -89,6 +93,8 @@ def parse_elf_core(head: bytes, file_size: int, read: Any = None) -> ElfCore:
     core = ElfCore(eh.e_machine, [])
     for i in range(eh.e_phnum):
         ph = ELF64_PHDR.parse(table[i * 56:(i + 1) * 56])
+        if ph.p_type == PT_LOAD and ph.p_memsz > ph.p_filesz:
+            core.tails.append((ph.p_paddr + ph.p_filesz, ph.p_paddr + ph.p_memsz))
         if ph.p_type == PT_LOAD and ph.p_filesz:
             core.loads.append({"paddr": ph.p_paddr, "vaddr": ph.p_vaddr,
                                "offset": ph.p_offset, "filesz": ph.p_filesz,
@@ -146,7 +152,21 @@ def _kcore_segments(loads: list[dict[str, int]]) -> list[dict[str, int]]:
 
 
 class ElfLayer(SegmentedLayer):
+    """A PT_LOAD's ``p_memsz`` beyond its ``p_filesz`` is memory the producer left out
+    (makedumpfile -E drops runs of 256 or more filtered pages that way): :meth:`excluded`.
+    ELF files do not record the dump level, so every filter is assumed."""
+
     format_name = "elf"
+    tails: list[tuple[int, int]] = []
+
+    def excluded(self, pfn: int) -> bool:
+        addr = pfn * PAGE_SIZE
+        i = bisect.bisect_right(self.tails, (addr, 1 << 64)) - 1
+        return i >= 0 and self.tails[i][0] <= addr < self.tails[i][1]
+
+    def excluded_pfns(self) -> Iterator[int]:
+        for start, end in self.tails:
+            yield from range(-(-start // PAGE_SIZE), end // PAGE_SIZE)
 
 
 class ElfFormat:
@@ -177,6 +197,8 @@ class ElfFormat:
                 truncated.append(ld["paddr"] + size)
             segments.append(Segment(ld["paddr"], size, ld["offset"]))
         layer = ElfLayer(source, segments)
+        if not kcore:
+            layer.tails = sorted(core.tails)
         vmcoreinfo = [d for n, _t, d in notes if n == "VMCOREINFO"]
         if vmcoreinfo:
             layer.notes["vmcoreinfo"] = vmcoreinfo[0]

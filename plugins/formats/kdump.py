@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
@@ -188,6 +189,8 @@ class KdumpLayer(PhysicalLayer):
     """Pages of a kdump-compressed dump by PFN."""
 
     format_name = "kdump"
+    zeros_kept = ("kdump files store pages of zeros (as one shared zero page), so the "
+                  "filter left this page out for another reason")
 
     def __init__(self, source: FileSource, reader: Reader, header: KdumpHeader,
                  cache_pages: int = 4096) -> None:
@@ -209,6 +212,7 @@ class KdumpLayer(PhysicalLayer):
         self.truncated = self._looks_truncated()
         self._probe_codec()
         self.page_size = bs
+        self.incomplete = bool(header.status & DUMP_DH_COMPRESSED_INCOMPLETE)
 
     def _rank_index(self) -> list[int]:
         """Set bits of the dumped bitmap before each RANK_STEP-bit block."""
@@ -236,6 +240,20 @@ class KdumpLayer(PhysicalLayer):
             bits >>= run
             pfn += run
         return ranges
+
+    def excluded(self, pfn: int) -> bool:
+        """In memory (first bitmap) but not in the file (second bitmap)."""
+        if not 0 <= pfn < self.h.max_mapnr or self.truncated or self.incomplete:
+            return False
+        return bool(self._valid >> pfn & 1) and not (self._dumped_bytes[pfn >> 3] >> (pfn & 7)) & 1
+
+    def excluded_pfns(self) -> Iterator[int]:
+        bits = self._valid & ~int.from_bytes(self._dumped_bytes, "little")
+        bits &= (1 << self.h.max_mapnr) - 1
+        while bits:
+            low = bits & -bits
+            yield low.bit_length() - 1
+            bits ^= low
 
     def _desc_index(self, pfn: int) -> int:
         """Number of dumped pages before ``pfn``: its descriptor's index."""
@@ -383,6 +401,8 @@ def open_kdump(source: FileSource, reader: Reader, fmt: str) -> KdumpLayer:
         "producer": "qemu" if header.utsname.get("release") == "" or
         header.utsname.get("sysname") == "" else "makedumpfile",
     })
+    level = sub.get("dump_level")
+    layer.dump_level = level if isinstance(level, int) and level > 0 else None
     valid = layer._valid.bit_count()
     if valid > layer.dumped_pages:
         layer.details["missing"] = (f"{valid - layer.dumped_pages} pages in memory but "

@@ -21,6 +21,7 @@ from kvmfx.layers import PAGE_SIZE
 from kvmfx.objects import Object, cstring
 from kvmfx.process import ArgVector, OSProfile, Process, split_nul_block
 from kvmfx.session import Session
+from kvmfx_plugins.linux.pageflags import excluded_summary, install_zero_pages
 from kvmfx_plugins.linux.swap import SwapArea
 
 #: Walks stop after this many list entries (a cyclic or corrupt list cannot loop forever).
@@ -68,6 +69,7 @@ class LinuxKernel:
         self.upid_size = self.types.struct_size("upid")
         self._swap: dict[int, SwapArea | None] = {}
         self._boot_wall: float | None | bool = False
+        install_zero_pages(session)
 
     def swap(self, swap_type: int = 0) -> SwapArea | None:
         """Swap area ``swap_type``, opened read-only on first use: the image given with -W
@@ -650,6 +652,12 @@ class LinuxDumpProfile:
 
     def boot_time(self, session: Session) -> float | None:
         return self._kernel(session).boot_wall_time()
+
+    def describe(self, session: Session) -> dict[str, Any]:
+        """For ``kvmfx info``: the pages the dump's filter left out, and how many of them
+        kvmfx reads as zeros because they provably held zeros."""
+        summary = excluded_summary(session)
+        return {"excluded_pages": summary} if summary else {}
 
     def banner(self, session: Session) -> str:
         """The kernel's linux_banner string."""

@@ -52,6 +52,10 @@ class VmcoreInfo:
         return {k: int(v) for k, v in self._group("SIZE").items() if v.isdigit()}
 
     @property
+    def lengths(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self._group("LENGTH").items() if v.isdigit()}
+
+    @property
     def osrelease(self) -> str | None:
         return self.entries.get("OSRELEASE")
 

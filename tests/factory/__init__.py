@@ -41,6 +41,7 @@ ALL_DUMPS = {
     "mdf-zlib": ("kdump-zlib", "makedumpfile -c -d 0"),
     "mdf-lzo": ("kdump-lzo", "makedumpfile -l -d 0"),
     "mdf-zlib-d31": ("kdump-zlib", "makedumpfile -c -d 31 (excluded pages)"),
+    "mdf-elf-d31": ("elf", "makedumpfile -E -d 31 (excluded pages, zero pages left out)"),
     "mdf-zstd": ("kdump-zstd", "Debian 13's makedumpfile -z -d 0"),
     "flattened": ("flattened", "makedumpfile -F -c -d 0"),
     "lime": ("lime", "kvmfx factory, from the ELF dump's RAM segments"),
@@ -863,7 +864,8 @@ def makedumpfile_outputs(out: Path, wanted: tuple[str, ...], root: Path
     pages wrongly at -d 31); when it fails outright on a kernel, that file is left out and
     the failure recorded rather than failing the whole fixture."""
     jobs = {"mdf-zlib": ["-c", "-d", "0"], "mdf-lzo": ["-l", "-d", "0"],
-            "mdf-zlib-d31": ["-c", "-d", "31"], "flattened": ["-F", "-c", "-d", "0"],
+            "mdf-zlib-d31": ["-c", "-d", "31"], "mdf-elf-d31": ["-E", "-d", "31"],
+            "flattened": ["-F", "-c", "-d", "0"],
             "mdf-zstd": ["-z", "-d", "0"]}
     failed: dict[str, str] = {}
     warnings: dict[str, str] = {}

@@ -92,8 +92,8 @@ echo "=== SWAPPED-END" > /dev/ttyS1
 """
 
 #: every format the factory makes here (QEMU 7.2 writes neither kdump-lzo nor kdump-snappy)
-MATRIX_DUMPS = ("elf", "kdump-zlib", "raw", "mdf-zlib", "mdf-lzo", "mdf-zlib-d31", "flattened",
-                "lime")
+MATRIX_DUMPS = ("elf", "kdump-zlib", "raw", "mdf-zlib", "mdf-lzo", "mdf-zlib-d31", "mdf-elf-d31",
+                "flattened", "lime")
 
 SCENARIOS = {
     "basic": Scenario("basic", 256, "qemu64", procs=distinctive()),
@@ -115,7 +115,7 @@ SCENARIOS = {
                    dumps=("elf", "kdump-zlib", "mdf-lzo", "lime")),
     # another kernel release: Debian 11's Linux 5.10 (task_struct `state`, older kallsyms)
     "bullseye": Scenario("bullseye", 256, "qemu64", procs=distinctive(), flavour="bullseye",
-                         dumps=("elf", "kdump-zlib", "mdf-lzo")),
+                         dumps=MATRIX_DUMPS),
     # Debian 13's Linux 6.12 (rss_stat an array of percpu counters, maple-tree VMAs) and
     # the newest kernel in trixie-backports (split packages under usr/lib/modules/KVER/,
     # the newest kallsyms layout): every format, for the kernel matrix

@@ -23,8 +23,9 @@ from tests.linux.test_dump_processes import _check_session
 
 #: fixture -> the start of its kernel release (uname -r)
 KERNELS = {"bullseye": "5.10.", "basic": "6.1.", "trixie": "6.12.", "backports": ""}
-#: the dump level 31 file leaves user pages out: it has its own test
-FILTERED = "mdf-zlib-d31"
+#: the dump level 31 files (kdump, and ELF where pages of zeros are left out too) leave
+#: user pages out: they have their own tests
+FILTERED = ("mdf-zlib-d31", "mdf-elf-d31")
 #: kallsyms.c leaves its own tables out of the tables it writes
 KALLSYMS_TABLES = ("kallsyms_",)
 
@@ -37,7 +38,7 @@ def _formats(name: str) -> list[str]:
 #: lists them under not_produced), so they are not in the matrix
 QEMU_CANNOT = {"kdump-lzo", "kdump-snappy"}
 MATRIX = [(name, key) for name in KERNELS for key in _formats(name)
-          if key != FILTERED and key not in QEMU_CANNOT]
+          if key not in FILTERED and key not in QEMU_CANNOT]
 
 
 @pytest.fixture
@@ -60,8 +61,9 @@ def test_every_process_matches_the_guest(name, key, no_profile):
         assert _check_session(s, fx.truth) == len(fx.truth["processes"])
 
 
-@pytest.mark.parametrize("name", [n for n in KERNELS if FILTERED in _formats(n)])
-def test_a_filtered_dump_lists_every_process_and_never_a_wrong_argument(name, no_profile):
+@pytest.mark.parametrize(("name", "key"), [(n, k) for n in KERNELS for k in FILTERED
+                                           if k in _formats(n)])
+def test_a_filtered_dump_lists_every_process_and_never_a_wrong_argument(name, key, no_profile):
     """makedumpfile -d 31 leaves out user, cache and zero pages (and, on a kernel it does
     not know, may misclassify kernel pages): every task is still listed, and each argv and
     environment is either the guest's own or flagged partial."""
@@ -69,7 +71,7 @@ def test_a_filtered_dump_lists_every_process_and_never_a_wrong_argument(name, no
     expected = {int(pid): t for pid, t in fx.truth["processes"].items()}
     with kvmfx.open(str(fx.path("elf"))) as full:
         handles = {p.pid: p.handle for p in full.processes()}
-    with kvmfx.open(_dump(fx, FILTERED)) as s:
+    with kvmfx.open(_dump(fx, key)) as s:
         procs = {p.pid: p for p in s.processes()}
         assert set(procs) - {0} <= set(expected)
         # A process left out is one whose task_struct (at the same address in the full dump
@@ -100,6 +102,39 @@ def test_a_filtered_dump_lists_every_process_and_never_a_wrong_argument(name, no
             if not envv.partial and envv.strings() != t["environ"]:
                 wrong[pid] = ("envv", envv.strings(), t["environ"])
         assert wrong == {}
+
+
+@pytest.mark.parametrize("name", [n for n in KERNELS if "mdf-elf-d31" in _formats(n)])
+def test_every_excluded_page_read_as_zeros_held_zeros(name, no_profile):
+    """makedumpfile -E -d 31 leaves pages of zeros out with the rest: kvmfx reads an
+    excluded page as zeros only where the kernel's struct page rules out every other
+    filter; each such page is checked against the full dump of the same instant."""
+    fx = get_fixture(name)
+    with kvmfx.open(_dump(fx, "mdf-elf-d31")) as s, kvmfx.open(str(fx.path("elf"))) as full:
+        LinuxKernel(s)  # installs the rule
+        zeros = wrong = total = 0
+        for pfn in s.physical.excluded_pfns():
+            total += 1
+            if s.physical.excluded_as_zeros(pfn) is None:
+                zeros += 1
+                if any(full.read_physical(pfn * 4096, 4096)):
+                    wrong += 1
+        assert wrong == 0
+        assert total > zeros > 0  # in-use kernel pages of zeros exist on every kernel
+        assert s.info()["excluded_pages"]["read_as_zeros"] == zeros
+
+
+@pytest.mark.parametrize("name", [n for n in KERNELS if "mdf-zlib-d31" in _formats(n)])
+def test_a_kdump_file_never_reads_an_excluded_page_as_zeros(name, no_profile):
+    """kdump files keep pages of zeros (all pointing at one stored zero page): a page left
+    out of one was left out for another reason, and stays missing."""
+    fx = get_fixture(name)
+    with kvmfx.open(_dump(fx, "mdf-zlib-d31")) as s:
+        pfn = next(s.physical.excluded_pfns())
+        with pytest.raises(KvmError, match="store pages of zeros"):
+            s.read_physical(pfn * 4096, 8)
+        summary = s.info()["excluded_pages"]
+        assert summary["read_as_zeros"] == 0 and summary["pages"] > 0
 
 
 @pytest.mark.parametrize("name", list(KERNELS))
