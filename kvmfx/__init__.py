@@ -10,7 +10,6 @@ from kvmfx.errors import (
     KvmError,
     KvmOpenError,
     MissingPageError,
-    PluginError,
     ProcessError,
     ReadOnlyError,
     SymbolError,
@@ -25,7 +24,7 @@ from kvmfx.session import Session, open
 __version__ = "0.1.0"
 
 __all__ = [
-    "ArgVector", "FormatError", "KvmError", "KvmOpenError", "MissingPageError", "PluginError",
+    "ArgVector", "FormatError", "KvmError", "KvmOpenError", "MissingPageError",
     "Process", "ProcessError", "ReadOnlyError", "Session", "SymbolError", "TranslationError",
     "UnsupportedError", "UsageError", "hookimpl", "open",
 ]

@@ -21,7 +21,7 @@ from kvmfx.commands import Column
 from kvmfx.errors import KvmError, KvmOpenError
 from kvmfx.registry import Registry, load_registry
 from kvmfx.render import FORMATS, render, tee_partial
-from kvmfx.session import Session
+from kvmfx.session import TYPE_FORMATS, Session
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
@@ -182,7 +182,7 @@ _HELP = {"help_option_names": ["-h", "--help"]}
               type=click.Path(exists=True, file_okay=False, dir_okay=True),
               help="Load plugin files (*.py) from this directory (repeatable).")
 @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-@click.option("--types", "types", type=click.Choice(["btf", "dwarf", "isf"]), default=None,
+@click.option("--types", "types", type=click.Choice([t for t in TYPE_FORMATS if t]), default=None,
               help="Read types in this format only (default: the first source found).")
 @click.version_option(package_name="kvmfx")
 @click.pass_context
@@ -460,10 +460,5 @@ def profile_list(ctx: click.Context) -> None:
         click.echo(f"{name:<{width}}  {description}")
 
 
-def entry() -> None:
-    """The console script: ``kvmfx``."""
-    main()
-
-
 if __name__ == "__main__":
-    entry()
+    main()

@@ -43,8 +43,6 @@ class Command:
     description: str = ""
     columns: list[Column] = field(default_factory=list)
     options: list[Option] = field(default_factory=list)
-    #: True when the command reads kernel memory (and so needs more than KVM_NO_FILES).
-    needs_memory: bool = False
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         raise NotImplementedError

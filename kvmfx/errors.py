@@ -86,10 +86,6 @@ class ProcessError(KvmError):
     """Process information could not be read."""
 
 
-class PluginError(KvmError):
-    """A plugin failed to load or misbehaved."""
-
-
 class UsageError(KvmError):
     """The caller asked for something that does not make sense."""
 

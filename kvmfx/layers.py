@@ -15,8 +15,8 @@ import os
 import stat
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from kvmfx.errors import FormatError, KvmError, KvmOpenError, MissingPageError, ReadOnlyError
 
@@ -250,14 +250,6 @@ class PhysicalLayer:
             return self.ranges[i]
         return None
 
-    def is_present(self, paddr: int, size: int = 1) -> bool:
-        """True when every byte of ``[paddr, paddr+size)`` is held by the dump."""
-        try:
-            self.read(paddr, size)
-        except MissingPageError:
-            return False
-        return True
-
     def read(self, paddr: int, size: int, *, zero_fill: bool = False) -> bytes:
         """Read ``size`` bytes of physical memory at ``paddr``.
 
@@ -313,11 +305,6 @@ class PhysicalLayer:
     def size(self) -> int:
         """Highest physical address held plus one."""
         return self.ranges[-1].end if self.ranges else 0
-
-    def pages(self) -> Iterator[int]:
-        """Physical addresses of every page the layer's ranges cover."""
-        for r in self.ranges:
-            yield from range(r.start - r.start % PAGE_SIZE, r.end, PAGE_SIZE)
 
     def describe(self) -> dict[str, Any]:
         """Facts for ``kvmfx info``: format, producer, codec, ranges..."""
@@ -385,33 +372,3 @@ class DumpFormat(Protocol):
     def open(self, source: FileSource) -> PhysicalLayer:
         """Open the physical layer; raise FormatError when the file is malformed."""
         ...
-
-
-@dataclass
-class OpenedEvidence:
-    """A physical layer together with the file and format it came from."""
-
-    layer: PhysicalLayer
-    format: str
-    path: str
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def open_source(path: str) -> FileSource:
-    """Open evidence read-only (never for writing)."""
-    return FileSource(path)
-
-
-def probe_head(source: FileSource, size: int = 65536) -> bytes:
-    return source.read_upto(0, size)
-
-
-def read_all_into(layer: PhysicalLayer, out: BinaryIO, chunk: int = 1 << 20) -> None:
-    """Copy every present byte of ``layer`` to ``out`` at its physical offset (raw image)."""
-    for r in layer.ranges:
-        pos = r.start
-        while pos < r.end:
-            n = min(chunk, r.end - pos)
-            out.seek(pos)
-            out.write(layer.read(pos, n, zero_fill=True))
-            pos += n

@@ -46,15 +46,21 @@ class Registry:
     def _collect(self, hook_name: str) -> list[Any]:
         if hook_name in self._cache:
             return self._cache[hook_name]
+        hook = getattr(self.manager.hook, hook_name)
         items: list[Any] = []
-        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-            name = self.manager.get_name(impl.plugin) or repr(impl.plugin)
-            try:
-                result = impl.function()
+        try:
+            # pluggy calls the newest registration first: keep registration order
+            for result in reversed(hook()):
                 items.extend(result or [])
-            except Exception as exc:  # a broken plugin is reported and skipped
-                self.failures.append(PluginFailure(name, f"{hook_name}: "
-                                                   f"{type(exc).__name__}: {exc}"))
+        except Exception:  # a broken plugin: ask each alone, report and skip the culprit
+            items = []
+            for impl in hook.get_hookimpls():
+                name = self.manager.get_name(impl.plugin) or repr(impl.plugin)
+                try:
+                    items.extend(impl.function() or [])
+                except Exception as exc:
+                    self.failures.append(PluginFailure(name, f"{hook_name}: "
+                                                       f"{type(exc).__name__}: {exc}"))
         self._cache[hook_name] = items
         return items
 

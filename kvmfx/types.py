@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import construct as cs
-
 from kvmfx.errors import SymbolError
 
 #: Kinds of the model (BTF's names, lower case).
@@ -64,8 +62,8 @@ class StructMember:
 @dataclass
 class StructType:
     """A struct or union as plugins see it (``session.types.struct("task_struct")``):
-    its size, its members at their offsets (anonymous members flattened in, as C names
-    them), and a ``construct`` definition to parse it from bytes."""
+    its size and its members at their offsets (anonymous members flattened in, as C names
+    them). Instances are read field by field with :class:`kvmfx.objects.Object`."""
 
     name: str
     kind: str
@@ -77,13 +75,6 @@ class StructType:
         """Byte offset of a (dotted) member path."""
         return self.model.offsetof(self.name, member)
 
-    @property
-    def construct(self) -> cs.Construct:
-        return self.model.construct(self.name)
-
-    def parse(self, data: bytes) -> Any:
-        """The members of one instance (``construct`` container) from its bytes."""
-        return self.construct.parse(data)
 
 
 class TypeModel:
@@ -274,43 +265,3 @@ class TypeModel:
         if t.kind in (CONST, VOLATILE, RESTRICT, TYPE_TAG):
             return self.type_name(t.target)
         return t.name or t.kind
-
-    # -- construct --------------------------------------------------------------------------
-    def construct(self, name: str) -> cs.Construct:
-        """A ``construct`` definition of struct ``name``: its named members at their
-        offsets (nested structs and arrays included, bitfields as whole storage units)."""
-        return self._construct_struct(self.find(name), 0)
-
-    def _construct_of(self, tid: int, depth: int) -> cs.Construct:
-        if depth > 8:
-            return cs.Bytes(self.sizeof(tid))
-        tid = self.resolve(tid)
-        t = self.get(tid) if tid else None
-        if t is None:
-            return cs.Bytes(0)
-        if t.kind == INT:
-            return cs.BytesInteger(t.size, signed=t.signed, swapped=True) if t.size else \
-                cs.Bytes(0)
-        if t.kind == ENUM:
-            return cs.BytesInteger(t.size or 4, signed=True, swapped=True)
-        if t.kind == PTR:
-            return cs.BytesInteger(self.pointer_size, swapped=True)
-        if t.kind == ARRAY:
-            elem = self.resolve(t.target)
-            if elem and self.get(elem).kind == INT and self.get(elem).size == 1:
-                return cs.Bytes(t.nelems)
-            return cs.Array(t.nelems, self._construct_of(t.target, depth + 1))
-        if t.kind in (STRUCT, UNION):
-            return self._construct_struct(tid, depth + 1)
-        return cs.Bytes(self.sizeof(tid))
-
-    def _construct_struct(self, tid: int, depth: int) -> cs.Construct:
-        t = self.get(tid)
-        fields: list[Any] = []
-        for m in t.members:
-            if not m.name or m.bit_size:
-                continue
-            fields.append(m.name / cs.Pointer(m.bit_offset // 8,
-                                               self._construct_of(m.type_id, depth)))
-        fields.append(cs.Bytes(t.size))
-        return cs.Struct(*fields)

@@ -21,8 +21,7 @@ class Dmesg(Command):
                      Column("time", "float", "seconds after boot"),
                      Column("level", "int", "log level (0 emerg .. 7 debug)"),
                      Column("facility", "int", "syslog facility"),
-                     Column("text", "str", "the message")],
-            needs_memory=True)
+                     Column("text", "str", "the message")])
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         if session.live:
@@ -39,8 +38,7 @@ class BootTime(Command):
             name="boottime", description="When the kernel booted (wall clock, UTC).",
             columns=[Column("boot_time", "str", "boot time, ISO 8601 UTC"),
                      Column("btime", "int", "boot time, seconds since the epoch "
-                            "(as /proc/stat btime)")],
-            needs_memory=True)
+                            "(as /proc/stat btime)")])
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         boot = session.boot_time()

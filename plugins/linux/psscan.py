@@ -121,8 +121,7 @@ class PsScan(Command):
                      Column("ppid", "int", "real parent's process id (if readable)"),
                      Column("comm", "str", "command name"), Column("state", "str", "state"),
                      Column("start_boot", "float", "start, seconds after boot"),
-                     Column("in_task_list", "bool", "also found by walking the task list")],
-            needs_memory=True)
+                     Column("in_task_list", "bool", "also found by walking the task list")])
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         if session.live:
@@ -154,8 +153,7 @@ class PsXView(Command):
                      Column("task_list", "bool", "found by walking the task list"),
                      Column("scan", "bool", "found by psscan"),
                      Column("state", "str", "state"),
-                     Column("note", "str", "why the views disagree, when they do")],
-            needs_memory=True)
+                     Column("note", "str", "why the views disagree, when they do")])
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         if session.live:

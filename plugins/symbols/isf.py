@@ -217,8 +217,7 @@ class ExportIsf(Command):
             columns=[Column("path", "str", "the ISF file written"),
                      Column("symbols", "int", "symbols"), Column("types", "int", "user types"),
                      Column("bytes", "int", "file size")],
-            options=[Option("isf", "Where to write the ISF (.json or .json.xz).")],
-            needs_memory=True)
+            options=[Option("isf", "Where to write the ISF (.json or .json.xz).")])
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         out = options.get("isf")

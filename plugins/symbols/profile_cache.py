@@ -189,8 +189,7 @@ class BuildProfile(Command):
             description="Save the dump's kernel symbols and types as a cached profile.",
             columns=[Column("profile", "str", "the profile file"),
                      Column("symbols_from", "str", "where the symbols came from"),
-                     Column("symbols", "int", "symbols"), Column("types", "int", "types")],
-            needs_memory=True)
+                     Column("symbols", "int", "symbols"), Column("types", "int", "types")])
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         symbols, types = session.symbols, session.types

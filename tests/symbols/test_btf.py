@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmfx.errors import FormatError, SymbolError
+from kvmfx.objects import Object
 from kvmfx_plugins.symbols.btf import BTF_HEADER, BTF_MAGIC, parse_btf
 
 
@@ -77,10 +78,11 @@ def test_sample_members_offsets_and_types():
     assert m.sizeof(m.member("task", "comm")[1]) == 16
     assert m.find("list_head_t", kinds=("struct",)) == m.find("list_head")
     assert m.type_name(m.member("list_head", "next")[1]) == "struct list_head *"
-    parsed = m.construct("task").parse(bytes(range(64)))
-    assert parsed.comm == bytes(range(16, 32))
-    assert parsed.tasks.prev == int.from_bytes(bytes(range(8, 16)), "little")
-    assert parsed.pid == int.from_bytes(bytes(range(48, 52)), "little")
+    data = bytes(range(64))
+    task = Object(m, "task", 0, lambda addr, size: data[addr:addr + size])
+    assert task.comm == bytes(range(16, 32))
+    assert task.tasks.prev == int.from_bytes(bytes(range(8, 16)), "little")
+    assert task.pid == int.from_bytes(bytes(range(48, 52)), "little")
     with pytest.raises(SymbolError, match="no member 'nope'"):
         m.offsetof("task", "nope")
 

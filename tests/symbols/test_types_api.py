@@ -1,9 +1,10 @@
-"""``session.types.struct(name)``: a structure's layout and a construct parser, as a plugin
-author uses them, on a real dump."""
+"""``session.types.struct(name)``: a structure's layout, and an instance read with
+``Object``, as a plugin author uses them, on a real dump."""
 
 from __future__ import annotations
 
 import kvmfx
+from kvmfx.objects import Object, cstring
 from tests.factory import get_fixture
 
 
@@ -18,6 +19,6 @@ def test_struct_describes_and_parses_task_struct(tmp_path, monkeypatch):
         assert t.offsetof("tasks.next") == s.types.offsetof("task_struct", "tasks")
         bits = [m for m in t.members.values() if m.bit_size]
         assert bits and all(m.bit_offset < 8 for m in bits)
-        init = t.parse(s.read(s.symbols.address_of("init_task"), t.size))
-        assert init.pid == 0 and init.comm.split(b"\0")[0] == b"swapper/0"
+        init = Object(s.types, "task_struct", s.symbols.address_of("init_task"), s.read)
+        assert init.pid == 0 and cstring(init.comm) == b"swapper/0"
         assert s.types.struct("list_head").members["next"].type_name == "struct list_head *"
