@@ -1,18 +1,18 @@
 """Architectures: the contract for virtual-to-physical translation.
 
 As in libkvm's ``kvm_<arch>.c`` files, the core knows no page-table format: an architecture
-plugin detects itself, finds the kernel's page-table root and translates addresses.
+plugin detects itself, walks page tables and knows where kernels live on its CPU; a kernel
+finder (:mod:`kvmfx.kernel`) uses it to find one OS's kernel in a dump.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
+from kvmfx.boot import BootNotes
 from kvmfx.errors import MissingPageError, TranslationError
 from kvmfx.layers import PAGE_SIZE, PhysicalLayer
-
-if TYPE_CHECKING:
-    from kvmfx.session import Session
 
 
 class VirtualLayer:
@@ -28,10 +28,6 @@ class VirtualLayer:
     def __init__(self, physical: PhysicalLayer, dtb: int) -> None:
         self.physical = physical
         self.dtb = dtb
-        #: Kernel symbol addresses the image itself reports (e.g. VMCOREINFO SYMBOL()
-        #: entries), already including any KASLR slide: symbol files are checked and slid
-        #: against these.
-        self.anchors: dict[str, int] = {}
 
     def translate(self, vaddr: int) -> tuple[int, int]:
         """Physical address of ``vaddr`` and the size of the page that maps it."""
@@ -68,19 +64,72 @@ class VirtualLayer:
 
 
 class Architecture(Protocol):
-    """What an architecture plugin provides (:func:`kvmfx.hookspecs.kvmfx_architectures`)."""
+    """What an architecture plugin provides (:func:`kvmfx.hookspecs.kvmfx_architectures`):
+    what libkvm's ``kvm_<arch>.c`` is. Page-table walks, the constants of where a kernel
+    lives on this CPU, swap-entry decoding and CPU-note decoding; nothing about finding a
+    particular OS's kernel (that is a kernel finder's job, :mod:`kvmfx.kernel`).
+    """
 
     name: str
     description: str
+    #: Names of the CPU in dump headers and ``uname -m`` (``x86_64``; ``aarch64``, ``arm64``).
+    machines: tuple[str, ...]
+    #: ELF ``e_machine`` of this CPU's cores (62 x86_64, 183 aarch64).
+    elf_machine: int
+    #: The lowest kernel virtual address: image, direct map and vmalloc lie above it.
+    kernel_start: int
 
-    def detect(self, session: Session) -> int:
-        """Confidence 0-100 that the session's kernel runs on this architecture."""
+    def detect(self, physical: PhysicalLayer, boot: BootNotes | None) -> int:
+        """Confidence 0-100 that the image's kernel runs on this CPU, from the dump's header
+        (``physical.details["machine"]``, ELF machine) and what the kernel says of itself
+        (``boot``: VMCOREINFO entries, or None)."""
         ...
 
-    def kernel_layer(self, session: Session) -> VirtualLayer:
-        """The kernel's virtual address space (finds the DTB)."""
+    def cpu_states(self, notes: list[tuple[str, int, bytes]]) -> list[dict[str, Any]]:
+        """Registers of each CPU from a dump's ELF notes (name, type, descriptor): at least
+        ``pc`` and ``sp``, and the system registers the note holds."""
         ...
 
-    def process_layer(self, session: Session, root: int) -> VirtualLayer:
-        """A process's address space from its page-table root (physical address)."""
+    def root_candidates(self, cpus: list[dict[str, Any]]) -> list[int]:
+        """Kernel page-table roots the CPUs' registers give (CR3, TTBR1_EL1), best first."""
+        ...
+
+    def image_root(self, boot: BootNotes) -> int | None:
+        """Physical address of the kernel page-table root the kernel names in ``boot``
+        (Linux: SYMBOL(swapper_pg_dir) through the kernel-image mapping), or None."""
+        ...
+
+    def kernel_space(self, physical: PhysicalLayer, root: int,
+                     boot: BootNotes | None, cpus: list[dict[str, Any]]
+                     ) -> VirtualLayer:
+        """The kernel address space from its page-table root; paging parameters (levels,
+        granule, VA bits) from ``boot`` and the CPU registers."""
+        ...
+
+    def process_space(self, kernel: VirtualLayer, root: int) -> VirtualLayer:
+        """A process's address space from its page-table root (physical address), with
+        the kernel space's paging parameters."""
+        ...
+
+    def default_text(self, boot: BootNotes | None) -> int:
+        """Where the kernel's text starts when not randomised (Linux: _text of a kernel
+        loaded without KASLR)."""
+        ...
+
+    def text_is_plausible(self, linked_text: int) -> bool:
+        """Whether ``linked_text`` (a decoded _text less the KASLR offset) is where this
+        CPU's kernels are linked: a check that a kallsyms decode is right."""
+        ...
+
+    def direct_map(self, boot: BootNotes | None,
+                   read_pointer: Callable[[str], int | None]) -> tuple[int, int]:
+        """(virtual, physical) start of the kernel's direct map of RAM: physical address p
+        is at virtual ``p - physical + virtual``. ``read_pointer(name)`` reads a kernel
+        pointer variable by symbol name (None when there is none)."""
+        ...
+
+    def scan_root(self, physical: PhysicalLayer, target: int, boot: BootNotes | None,
+                  cpus: list[dict[str, Any]]) -> int | None:
+        """With no root named anywhere: a page-table root whose kernel mapping reaches
+        physical address ``target`` (the kernel's banner), found by scanning memory."""
         ...

@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from kvmfx.arch import Architecture
     from kvmfx.commands import Command
+    from kvmfx.kernel import KernelFinder
     from kvmfx.layers import DumpFormat
     from kvmfx.process import OSProfile
     from kvmfx.symbols import SymbolProvider
@@ -61,10 +62,25 @@ def kvmfx_symbol_providers() -> list[SymbolProvider]:
 
 @hookspec
 def kvmfx_architectures() -> list[Architecture]:
-    """CPU architectures: detection and virtual-to-physical translation.
+    """CPU architectures: page-table walks, where kernels live, swap entries, CPU notes.
 
-    Each :class:`~kvmfx.arch.Architecture` has ``name``, ``detect(session) -> int`` and
-    ``virtual_layer(session) -> VirtualLayer``.
+    Each :class:`~kvmfx.arch.Architecture` has ``name``, ``machines``, ``elf_machine``,
+    ``kernel_start``, ``detect(physical, boot) -> int``, ``cpu_states(notes)``,
+    ``root_candidates(cpus)``, ``image_root(boot)``, ``kernel_space(physical, root, boot,
+    cpus)``, ``process_space(kernel, root)``, ``default_text(boot)``,
+    ``text_is_plausible(linked_text)`` and ``scan_root(physical, target, boot, cpus)``.
+    docs/architecture.md has the checklist for adding one.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def kvmfx_kernel_finders() -> list[KernelFinder]:
+    """Finding one OS's kernel in an image (Linux: VMCOREINFO, swapper_pg_dir, KASLR).
+
+    Each :class:`~kvmfx.kernel.KernelFinder` has ``name``, ``boot_notes(physical) ->
+    BootNotes | None`` (what the kernel says of itself) and ``find(physical, arch, boot) ->
+    KernelImage``.
     """
     raise NotImplementedError
 

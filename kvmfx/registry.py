@@ -24,7 +24,8 @@ from kvmfx.errors import UsageError
 ENTRY_POINT_GROUP = "kvmfx"
 PLUGIN_PATH_ENV = "KVMFX_PLUGIN_PATH"
 HOOKS = ("kvmfx_dump_formats", "kvmfx_swap_formats", "kvmfx_symbol_providers",
-         "kvmfx_architectures", "kvmfx_os_profiles", "kvmfx_commands")
+         "kvmfx_architectures", "kvmfx_kernel_finders", "kvmfx_os_profiles",
+         "kvmfx_commands")
 
 
 @dataclass
@@ -84,6 +85,10 @@ class Registry:
     @property
     def architectures(self) -> list[Any]:
         return self._collect("kvmfx_architectures")
+
+    @property
+    def kernel_finders(self) -> list[Any]:
+        return self._collect("kvmfx_kernel_finders")
 
     @property
     def os_profiles(self) -> list[Any]:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kvmfx.arch import VirtualLayer
+from kvmfx.boot import BootNotes
 from kvmfx.errors import (
     FormatError,
     KvmError,
@@ -25,6 +26,7 @@ from kvmfx.errors import (
     UnsupportedError,
     UsageError,
 )
+from kvmfx.kernel import KernelImage
 from kvmfx.layers import PAGE_SIZE, FileSource, PhysicalLayer
 from kvmfx.process import ArgVector, Process
 from kvmfx.registry import Registry, load_registry
@@ -36,6 +38,9 @@ PATH_MEM = ("/dev/mem", "/proc/kcore")
 PATH_KSYMS = "/proc/kallsyms"
 #: _PATH_DRUM, the system's swap: on Linux the list of active swap areas.
 PATH_DRUM = "/proc/swaps"
+#: ELF e_machine names, for messages about a dump of a CPU no plugin reads.
+ELF_MACHINES = {3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390", 40: "arm",
+                62: "x86_64", 183: "aarch64", 243: "riscv", 258: "loongarch"}
 #: Type formats a session may ask for (None: the first the chain finds).
 TYPE_FORMATS = (None, "btf", "dwarf", "isf")
 
@@ -175,7 +180,8 @@ class Session:
         self.no_files = no_files
         self.live = corefile is None
         self._physical: PhysicalLayer | None = None
-        self._kernel: VirtualLayer | None = None
+        self._boot: tuple[Any, BootNotes | None] | None = None
+        self._image: KernelImage | None = None
         self._arch: Any = None
         self._symbols: SymbolTable | None = None
         self._types: TypeModel | None = None
@@ -252,12 +258,39 @@ class Session:
             self._stage_errors[stage] = exc
             raise
 
+    # The assembly, in this order: evidence (physical) -> what the kernel says of itself
+    # (boot notes, by the kernel finders) -> architecture -> kernel image -> symbols and
+    # types -> OS profile. Each stage runs once; a failure is kept and raised again.
+    def _find_boot(self) -> tuple[Any, BootNotes | None]:
+        physical = self.open_memory()
+        finders = self.registry.kernel_finders
+        if not finders:
+            raise UnsupportedError("no kernel finder plugin is installed", path=self.corefile)
+        for finder in finders:
+            notes = finder.boot_notes(physical)
+            if notes is not None:
+                return finder, notes
+        return finders[0], None
+
+    @property
+    def boot(self) -> BootNotes | None:
+        """What the kernel says of itself (VMCOREINFO), or None when it says nothing."""
+        if self._boot is None:
+            self._boot = self._once("boot", self._find_boot)
+        return self._boot[1]
+
     def _detect_arch(self) -> Any:
-        self.open_memory()
-        best = best_match(self.registry.architectures, lambda arch: arch.detect(self))
+        physical, boot = self.open_memory(), self.boot
+        best = best_match(self.registry.architectures, lambda a: a.detect(physical, boot))
         if best is None:
-            raise UnsupportedError("no architecture plugin recognises this kernel",
-                                   path=self.corefile)
+            elf_machine = physical.details.get("elf_machine")
+            machine = physical.details.get("machine") or (
+                ELF_MACHINES.get(elf_machine, str(elf_machine)) if elf_machine else None)
+            known = ", ".join(a.name for a in self.registry.architectures) or "none"
+            raise UnsupportedError(
+                "no architecture plugin reads this kernel"
+                + (f" (the dump's header names machine {machine}; kvmfx reads {known})"
+                   if machine else f" (kvmfx reads {known})"), path=self.corefile)
         return best
 
     @property
@@ -268,11 +301,26 @@ class Session:
         return self._arch
 
     @property
+    def image(self) -> KernelImage:
+        """The kernel in the image: identity, KASLR offset, address space."""
+        if self._image is None:
+            def find() -> KernelImage:
+                arch = self.arch
+                assert self._boot is not None
+                finder, boot = self._boot
+                return finder.find(self.physical, arch, boot)
+            self._image = self._once("kernel", find)
+        return self._image
+
+    @property
     def kernel(self) -> VirtualLayer:
         """The kernel's virtual address space."""
-        if self._kernel is None:
-            self._kernel = self._once("kernel", lambda: self.arch.kernel_layer(self))
-        return self._kernel
+        return self.image.layer
+
+    @property
+    def cpus(self) -> list[dict[str, Any]]:
+        """Registers of each CPU the dump saved (decoded by the architecture)."""
+        return self.image.cpus
 
     def read(self, vaddr: int, size: int, *, zero_fill: bool = False) -> bytes:
         """Read kernel virtual memory."""
@@ -327,7 +375,7 @@ class Session:
         if self.no_files or (self.live and self._physical is None):
             return table
         try:
-            anchors = self.kernel.anchors
+            anchors = self.image.anchors
         except KvmError:
             return table
         slides = {}
@@ -348,19 +396,16 @@ class Session:
     def _kernel_id(self) -> str:
         """The image's kernel as one phrase (release and build id), for messages."""
         try:
-            facts = self.kernel.describe()
+            return self.image.identity()
         except KvmError:
             return "image kernel unknown"
-        bid = facts.get("build_id")
-        return f"the image is {facts.get('kernel_release') or '?'}" + (
-            f" build {bid}" if bid else "")
 
     def check_build_id(self, file_build_id: str | None, path: str) -> None:
         """Refuse a kernel file whose build id differs from the image's (VMCOREINFO)."""
         if not file_build_id or self.live or self.no_files:
             return
         try:
-            image_id = self.kernel.describe().get("build_id")
+            image_id = self.image.build_id
         except KvmError:
             return
         if image_id and image_id.lower() != file_build_id.lower():
@@ -538,7 +583,7 @@ class Session:
                     errors["memory"] = str(exc)
             if memory:
                 try:
-                    facts = self.kernel.describe()
+                    facts = self.image.describe()
                     out["arch"] = self.arch.name
                     out.update(facts)
                     kernel = True
@@ -574,8 +619,8 @@ class Session:
             out["os_profile"] = self.profile.name
             if not self.no_files and hasattr(self.profile, "banner"):
                 out["banner"] = self.profile.banner(self)
-            elif not self.no_files and callable(getattr(self._kernel, "banner", None)):
-                out["banner"] = self._kernel.banner()  # type: ignore[union-attr]
+            elif not self.no_files and self._image is not None:
+                out["banner"] = self._image.banner()
             u = self.uname()
             out.setdefault("kernel_release", u.get("release"))
             out["kernel_version"] = u.get("version")

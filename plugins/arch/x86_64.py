@@ -1,34 +1,84 @@
-"""x86_64: 4- and 5-level paging, large pages, the kernel's page-table root and KASLR.
+"""x86_64: 4- and 5-level paging, large pages, swap entries, CPU notes, where kernels live.
 
-Like libkvm's ``kvm_amd64.c``: the architecture finds the kernel page-table root (DTB) and
-translates addresses; the core knows no page-table format. The DTB comes from VMCOREINFO
-(``swapper_pg_dir`` through the kernel-text mapping and ``phys_base``), else from the CR3 the
-dump's CPU notes saved, else from a scan of physical memory for a root that maps the
-kernel's own banner.
+Like libkvm's ``kvm_amd64.c``: page-table walks and the constants of the kernel's place on
+this CPU. Finding a kernel's root and KASLR offset from what the kernel reports is the
+kernel finder's (plugins/linux/boot.py), which asks this plugin for each CPU-specific step.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from typing import Any
 
+import construct as cs
+
 from kvmfx.arch import Architecture, VirtualLayer
+from kvmfx.boot import BootNotes
 from kvmfx.errors import KvmError, MissingPageError, SwappedOutError, TranslationError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE, BoundedCache, PhysicalLayer
-from kvmfx.session import Session
-from kvmfx_plugins.linux.swap import x86_64_swap_entry
-from kvmfx_plugins.linux.vmcoreinfo import VmcoreInfo, session_vmcoreinfo
 
+#: __START_KERNEL_map: the kernel image is linked in the GiB above it.
 START_KERNEL_MAP = 0xFFFFFFFF80000000
+#: Unrandomised start of kernel text (__START_KERNEL_map + 16 MiB).
 DEFAULT_TEXT = 0xFFFFFFFF81000000
+#: __PAGE_OFFSET of 4-level paging without memory randomisation.
+PAGE_OFFSET_4LEVEL = 0xFFFF888000000000
+#: The kernel half of a 4-level address space (5-level: 0xff00000000000000).
+KERNEL_START = 0xFFFF800000000000
 ADDR_MASK = 0x000FFFFFFFFFF000
 PRESENT, PSE = 0x1, 0x80
 PTI_USER_BIT = 0x1000
 CR4_LA57 = 1 << 12
-#: kernel image addresses only: VMCOREINFO's SYMBOL(mem_section) is a heap pointer
-_IMAGE_LOW = START_KERNEL_MAP
-_BANNER = b"Linux version "
+EM_X86_64 = 62
+#: x86_64 struct elf_prstatus: pr_reg (27 registers) starts at byte 112.
+PRSTATUS_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
+                 "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss",
+                 "fs_base", "gs_base", "ds", "es", "fs", "gs")
+QEMU_SEGMENT = cs.Struct("selector" / cs.Int32ul, "limit" / cs.Int32ul, "flags" / cs.Int32ul,
+                         "pad" / cs.Int32ul, "base" / cs.Int64ul)
+#: QEMU's x86_64 CPU state note (target/i386/arch_dump.c QEMUCPUState).
+QEMU_CPU_STATE = cs.Struct(
+    "version" / cs.Int32ul, "size" / cs.Int32ul,
+    *(r / cs.Int64ul for r in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8",
+                               "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip",
+                               "rflags")),
+    *(s / QEMU_SEGMENT for s in ("cs", "ds", "es", "fs", "gs", "ss", "ldt", "tr", "gdt",
+                                 "idt")),
+    "cr" / cs.Array(5, cs.Int64ul),
+)
+
+
+def swap_entry(pte: int) -> tuple[int, int]:
+    """(area type, slot offset) of a non-present PTE holding a swap entry.
+
+    arch/x86/include/asm/pgtable_64.h: type in bits 59-63, the offset stored inverted in
+    bits 9-58 (the L1TF mitigation).
+    """
+    swp_type = pte >> 59
+    offset = ((~pte << 5) & 0xFFFFFFFFFFFFFFFF) >> 14
+    return swp_type, offset
+
+
+def cpu_states(notes: list[tuple[str, int, bytes]]) -> list[dict[str, Any]]:
+    """Per-CPU registers: QEMU's CPU state (with control registers), else NT_PRSTATUS."""
+    cpus = []
+    for name, _t, desc in notes:
+        if name != "QEMU" or len(desc) < QEMU_CPU_STATE.sizeof():
+            continue
+        st = QEMU_CPU_STATE.parse(desc)
+        cpus.append({"pc": st.rip, "sp": st.rsp, "rip": st.rip, "rsp": st.rsp,
+                     "cr0": st.cr[0], "cr3": st.cr[3], "cr4": st.cr[4],
+                     "root": st.cr[3] & ADDR_MASK, "source": "qemu"})
+    if cpus:
+        return cpus
+    for name, ntype, desc in notes:
+        if name == "CORE" and ntype == 1 and len(desc) >= 112 + 27 * 8:
+            regs = {r: int.from_bytes(desc[112 + 8 * i:120 + 8 * i], "little")
+                    for i, r in enumerate(PRSTATUS_REGS)}
+            cpus.append({"pc": regs["rip"], "sp": regs["rsp"], "rip": regs["rip"],
+                         "rsp": regs["rsp"], "source": "prstatus"})
+    return cpus
 
 
 class X86_64Layer(VirtualLayer):
@@ -38,7 +88,6 @@ class X86_64Layer(VirtualLayer):
         super().__init__(physical, dtb)
         self.levels = levels
         self._cache = BoundedCache(1 << 16)
-        self.facts: dict[str, Any] = {}
 
     def _entry(self, table: int, index: int, vaddr: int, level: int) -> int:
         try:
@@ -66,7 +115,7 @@ class X86_64Layer(VirtualLayer):
             entry = self._entry(table, (vaddr >> shift) & 0x1FF, vaddr, level)
             if not entry & PRESENT:
                 if level == 1 and entry:
-                    swp_type, swp_offset = x86_64_swap_entry(entry)
+                    swp_type, swp_offset = swap_entry(entry)
                     raise SwappedOutError(f"page swapped out (swap area {swp_type}, slot "
                                           f"{swp_offset})", swap_type=swp_type,
                                           swap_offset=swp_offset, address=vaddr)
@@ -82,19 +131,11 @@ class X86_64Layer(VirtualLayer):
         return table, PAGE_SIZE
 
     def describe(self) -> dict[str, Any]:
-        return {"dtb": self.dtb, "dtb_source": self.dtb_source, "paging_levels": self.levels,
-                **self.facts}
-
-    def banner(self) -> str | None:
-        """The kernel's "Linux version ..." banner, found in physical memory (cached)."""
-        if "banner" not in self.facts:
-            found = _find_banner(self.physical, self.facts.get("kernel_release"))
-            self.facts["banner"] = found[1].decode("utf-8", "replace") if found else None
-        return self.facts["banner"]
+        return {"dtb": self.dtb, "dtb_source": self.dtb_source, "paging_levels": self.levels}
 
 
-def _levels(info: VmcoreInfo | None, cpus: list[dict[str, Any]]) -> int:
-    if info is not None and info.numbers.get("pgtable_l5_enabled") == 1:
+def _levels(boot: BootNotes | None, cpus: list[dict[str, Any]]) -> int:
+    if boot is not None and boot.numbers.get("pgtable_l5_enabled") == 1:
         return 5
     for cpu in cpus:
         cr4 = cpu.get("cr4")
@@ -103,45 +144,9 @@ def _levels(info: VmcoreInfo | None, cpus: list[dict[str, Any]]) -> int:
     return 4
 
 
-def _maps_kernel_text(layer: X86_64Layer, kernel_offset: int) -> bool:
-    try:
-        layer.translate(DEFAULT_TEXT + kernel_offset)
-    except KvmError:
-        return False
-    return True
-
-
-def _find_banner(physical: PhysicalLayer, release: str | None) -> tuple[int, bytes] | None:
-    """Physical address and text of the kernel's banner (bounded chunked scan)."""
-    needle = _BANNER + (release.encode() + b" (" if release else b"")
-    chunk_size = 16 << 20
-    for r in physical.ranges:
-        pos = r.start
-        while pos < r.end:
-            size = min(chunk_size + 4096, r.end - pos)
-            try:
-                chunk = physical.read(pos, size, zero_fill=True)
-            except KvmError:
-                pos += chunk_size
-                continue
-            at = chunk.find(needle)
-            while at >= 0:
-                end = chunk.find(b"\n", at, at + 512)
-                # linux_banner itself: one line, with UTS_VERSION's "#<build number>"
-                if end > 0 and re.search(rb"\) #\d+ ", chunk[at:end]):
-                    return pos + at, bytes(chunk[at:end])
-                at = chunk.find(needle, at + 1)
-            pos += chunk_size
-    return None
-
-
-def _scan_for_dtb(physical: PhysicalLayer, levels: int) -> int | None:
-    """A kernel page-table root, found as the page whose kernel-text mapping covers the
-    banner (and whose user half is empty, as swapper_pg_dir's is)."""
-    banner = _find_banner(physical, None)
-    if banner is None:
-        return None
-    banner_pa = banner[0]
+def scan_for_root(physical: PhysicalLayer, target: int, levels: int) -> int | None:
+    """A kernel page-table root: a page whose user half is empty (as swapper_pg_dir's is)
+    and whose kernel-text mapping covers physical address ``target``."""
     for r in physical.ranges:
         for page in range(r.start - r.start % PAGE_SIZE, r.end, PAGE_SIZE):
             try:
@@ -157,75 +162,82 @@ def _scan_for_dtb(physical: PhysicalLayer, levels: int) -> int | None:
                     pa, _ = layer.translate(DEFAULT_TEXT - (16 << 20) + delta)
                 except KvmError:
                     continue
-                if pa <= banner_pa < pa + (2 << 20) or (pa & ~0x1FFFFF) == (
-                        banner_pa & ~0x1FFFFF):
+                if pa <= target < pa + (2 << 20) or (pa & ~0x1FFFFF) == (target & ~0x1FFFFF):
                     return page
     return None
 
 
 class X86_64:
     name = "x86_64"
-    description = "x86_64 4/5-level paging; DTB from VMCOREINFO, CPU notes or a scan"
+    description = "x86_64 4/5-level paging, swap entries, QEMU and ELF CPU notes"
+    machines: tuple[str, ...] = ("x86_64", "amd64")
+    elf_machine = EM_X86_64
+    kernel_start = KERNEL_START
 
-    def detect(self, session: Session) -> int:
-        layer = session.physical
-        if layer.details.get("machine") == "x86_64":
+    def detect(self, physical: PhysicalLayer, boot: BootNotes | None) -> int:
+        machine = physical.details.get("machine")
+        elf_machine = physical.details.get("elf_machine")
+        if machine in self.machines or elf_machine == self.elf_machine:
             return 90
-        info = session_vmcoreinfo(session)
-        if info is not None and any(a >= _IMAGE_LOW for a in info.symbols.values()):
-            return 80
-        if any("cr3" in c for c in layer.notes.get("cpus", [])):
+        if machine or elf_machine:  # the dump's header names another CPU
+            return 0
+        if boot is not None:
+            symbols = boot.symbols.values()
+            if "NUMBER(pgtable_l5_enabled)" in boot or any(a >= START_KERNEL_MAP
+                                                           for a in symbols):
+                return 80
+        if any("cr3" in c for c in cpu_states(physical.notes.get("elf_notes", []))):
             return 60
         return 10
 
-    def kernel_layer(self, session: Session) -> VirtualLayer:
-        physical = session.physical
-        info = session_vmcoreinfo(session)
-        cpus: list[dict[str, Any]] = list(physical.notes.get("cpus", []))
-        levels = _levels(info, cpus)
-        kernel_offset = info.kernel_offset if info is not None else None
-        layer: X86_64Layer | None = None
-        if info is not None:
-            root = info.symbols.get("swapper_pg_dir") or info.symbols.get("init_top_pgt")
-            phys_base = info.phys_base
-            if root is not None and phys_base is not None:
-                dtb = (root - START_KERNEL_MAP + phys_base) & ((1 << 52) - 1)
-                layer = X86_64Layer(physical, dtb, levels)
-                layer.dtb_source = "vmcoreinfo"
-        if layer is None:
-            for cpu in cpus:
-                cr3 = cpu.get("cr3")
-                if not cr3:
-                    continue
-                for dtb in ((cr3 & ADDR_MASK) & ~PTI_USER_BIT, cr3 & ADDR_MASK):
-                    cand = X86_64Layer(physical, dtb, levels)
-                    if _maps_kernel_text(cand, kernel_offset or 0) or kernel_offset is None:
-                        layer, layer.dtb_source = cand, "cpu-notes"
-                        break
-                if layer is not None:
-                    break
-        if layer is None:
-            dtb = _scan_for_dtb(physical, levels)
-            if dtb is None:
-                raise TranslationError("no kernel page-table root: no VMCOREINFO, no saved "
-                                       "CR3, and no page table maps the kernel banner")
-            layer = X86_64Layer(physical, dtb, levels)
-            layer.dtb_source = "scan"
-        if info is not None:
-            layer.anchors = {n: a for n, a in info.symbols.items() if a >= _IMAGE_LOW}
-            layer.facts.update({"kernel_release": info.osrelease, "build_id": info.build_id,
-                                "phys_base": info.phys_base})
-        layer.facts["kaslr_offset"] = kernel_offset if kernel_offset is not None else 0
-        layer.facts["kaslr_offset_source"] = ("vmcoreinfo" if kernel_offset is not None
-                                              else "assumed 0 (no VMCOREINFO)")
-        return layer
+    def cpu_states(self, notes: list[tuple[str, int, bytes]]) -> list[dict[str, Any]]:
+        return cpu_states(notes)
 
-    def process_layer(self, session: Session, root: int) -> VirtualLayer:
-        kernel = session.kernel
-        levels = getattr(kernel, "levels", 4)
-        layer = X86_64Layer(session.physical, root & ADDR_MASK, levels)
+    def image_root(self, boot: BootNotes) -> int | None:
+        root = boot.symbols.get("swapper_pg_dir") or boot.symbols.get("init_top_pgt")
+        phys_base = boot.phys_base
+        if root is None or phys_base is None or root < START_KERNEL_MAP:
+            return None
+        return (root - START_KERNEL_MAP + phys_base) & ((1 << 52) - 1)
+
+    def kernel_space(self, physical: PhysicalLayer, root: int, boot: BootNotes | None,
+                     cpus: list[dict[str, Any]]) -> VirtualLayer:
+        return X86_64Layer(physical, root & ADDR_MASK, _levels(boot, cpus))
+
+    def root_candidates(self, cpus: list[dict[str, Any]]) -> list[int]:
+        """Roots the CPUs' CR3 gives (with PTI, the kernel's is the one without bit 12)."""
+        out: list[int] = []
+        for cpu in cpus:
+            cr3 = cpu.get("cr3")
+            if cr3:
+                for root in ((cr3 & ADDR_MASK) & ~PTI_USER_BIT, cr3 & ADDR_MASK):
+                    if root not in out:
+                        out.append(root)
+        return out
+
+    def process_space(self, kernel: VirtualLayer, root: int) -> VirtualLayer:
+        layer = X86_64Layer(kernel.physical, root & ADDR_MASK, getattr(kernel, "levels", 4))
         layer.dtb_source = "mm->pgd"
         return layer
+
+    def default_text(self, boot: BootNotes | None) -> int:
+        return DEFAULT_TEXT
+
+    def text_is_plausible(self, linked_text: int) -> bool:
+        """x86_64 links a kernel at a CONFIG_PHYSICAL_ALIGN multiple (at least 2 MiB) in
+        the first GiB of __START_KERNEL_map."""
+        return (linked_text % (2 << 20) == 0
+                and START_KERNEL_MAP <= linked_text < START_KERNEL_MAP + (1 << 30))
+
+    def direct_map(self, boot: BootNotes | None,
+                   read_pointer: Callable[[str], int | None]) -> tuple[int, int]:
+        """page_offset_base (randomised with CONFIG_RANDOMIZE_MEMORY), else the fixed
+        __PAGE_OFFSET of 4-level paging."""
+        return read_pointer("page_offset_base") or PAGE_OFFSET_4LEVEL, 0
+
+    def scan_root(self, physical: PhysicalLayer, target: int, boot: BootNotes | None,
+                  cpus: list[dict[str, Any]]) -> int | None:
+        return scan_for_root(physical, target, _levels(boot, cpus))
 
 
 @hookimpl

@@ -1,8 +1,9 @@
 """ELF cores: kdump /proc/vmcore, QEMU ``dump-guest-memory``, /proc/kcore.
 
 Memory is the PT_LOAD segments by physical address (``p_filesz`` bytes of each; a
-``p_memsz`` tail not in the file is missing, not zero). PT_NOTE carries VMCOREINFO, per-CPU
-NT_PRSTATUS registers and QEMU's CPU state (with CR3/CR4). /proc/kcore is recognised by its
+``p_memsz`` tail not in the file is missing, not zero). PT_NOTE carries VMCOREINFO and the
+CPU notes (NT_PRSTATUS, QEMU's CPU state), kept raw in ``notes["elf_notes"]`` for the
+architecture to decode. /proc/kcore is recognised by its
 segments (kernel virtual addresses, some without a physical address): only its RAM segments
 are used, by physical address. :func:`parse_elf_core` is a pure function of the header bytes.
 """
@@ -37,23 +38,7 @@ ELF64_PHDR = cs.Struct(
     "p_memsz" / cs.Int64ul, "p_align" / cs.Int64ul,
 )
 NOTE_HDR = cs.Struct("namesz" / cs.Int32ul, "descsz" / cs.Int32ul, "type" / cs.Int32ul)
-QEMU_SEGMENT = cs.Struct("selector" / cs.Int32ul, "limit" / cs.Int32ul, "flags" / cs.Int32ul,
-                         "pad" / cs.Int32ul, "base" / cs.Int64ul)
-#: QEMU's x86_64 CPU state note (target/i386/arch_dump.c QEMUCPUState).
-QEMU_CPU_STATE = cs.Struct(
-    "version" / cs.Int32ul, "size" / cs.Int32ul,
-    *(r / cs.Int64ul for r in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8",
-                               "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip",
-                               "rflags")),
-    *(s / QEMU_SEGMENT for s in ("cs", "ds", "es", "fs", "gs", "ss", "ldt", "tr", "gdt",
-                                 "idt")),
-    "cr" / cs.Array(5, cs.Int64ul),
-)
-#: x86_64 struct elf_prstatus: pr_reg (27 registers) starts at byte 112.
-PRSTATUS_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
-                 "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss",
-                 "fs_base", "gs_base", "ds", "es", "fs", "gs")
-PT_LOAD, PT_NOTE, ET_CORE, EM_X86_64, EM_AARCH64 = 1, 4, 4, 62, 183
+PT_LOAD, PT_NOTE, ET_CORE = 1, 4, 4
 MAX_PHNUM = 1 << 16
 MAX_NOTES_BYTES = 64 << 20
 NO_PADDR = 0xFFFFFFFFFFFFFFFF
@@ -121,26 +106,6 @@ def parse_notes(data: bytes) -> list[tuple[str, int, bytes]]:
     return out
 
 
-def cpu_states(notes: list[tuple[str, int, bytes]]) -> list[dict[str, Any]]:
-    """Per-CPU registers: QEMU's CPU state (with control registers), else NT_PRSTATUS."""
-    qemu = [d for n, _t, d in notes if n == "QEMU"]
-    cpus = []
-    for desc in qemu:
-        if len(desc) < QEMU_CPU_STATE.sizeof():
-            continue
-        st = QEMU_CPU_STATE.parse(desc)
-        cpus.append({"rip": st.rip, "rsp": st.rsp, "cr0": st.cr[0], "cr3": st.cr[3],
-                     "cr4": st.cr[4], "source": "qemu"})
-    if cpus:
-        return cpus
-    for name, ntype, desc in notes:
-        if name == "CORE" and ntype == 1 and len(desc) >= 112 + 27 * 8:
-            regs = {r: int.from_bytes(desc[112 + 8 * i:120 + 8 * i], "little")
-                    for i, r in enumerate(PRSTATUS_REGS)}
-            cpus.append({"rip": regs["rip"], "rsp": regs["rsp"], "source": "prstatus"})
-    return cpus
-
-
 def _kcore_segments(loads: list[dict[str, int]]) -> list[dict[str, int]]:
     """/proc/kcore maps RAM twice (direct map and kernel text): keep the direct map."""
     ram = [ld for ld in loads if ld["paddr"] != NO_PADDR and ld["vaddr"] >= (1 << 63)]
@@ -202,12 +167,11 @@ class ElfFormat:
         vmcoreinfo = [d for n, _t, d in notes if n == "VMCOREINFO"]
         if vmcoreinfo:
             layer.notes["vmcoreinfo"] = vmcoreinfo[0]
-        layer.notes["cpus"] = cpu_states(notes)
+        layer.notes["elf_notes"] = notes  # CPU notes are decoded by the architecture
         producer = ("kcore" if kcore else "qemu" if any(n == "QEMU" for n, _t, _d in notes)
                     else "vmcore")
         layer.details = {"producer": producer,
-                         "machine": {EM_X86_64: "x86_64", EM_AARCH64: "aarch64"}.get(
-                             core.machine, str(core.machine)),
+                         "elf_machine": core.machine,
                          "segments": len(segments), "vmcoreinfo": bool(vmcoreinfo)}
         if truncated:
             layer.details["truncated"] = True

@@ -30,7 +30,7 @@ import zstandard
 from kvmfx.errors import FormatError, MissingPageError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import BoundedCache, DumpFormat, FileSource, PhysicalLayer, Range
-from kvmfx_plugins.formats.elf import cpu_states, parse_notes
+from kvmfx_plugins.formats.elf import parse_notes
 
 KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"
@@ -382,7 +382,7 @@ def open_kdump(source: FileSource, reader: Reader, fmt: str) -> KdumpLayer:
     if sub.get("offset_note", 0) > 0 and 0 < sub.get("size_note", 0) < 64 << 20:
         try:
             notes = parse_notes(reader.read(sub["offset_note"], sub["size_note"]))
-            layer.notes["cpus"] = cpu_states(notes)
+            layer.notes["elf_notes"] = notes  # CPU notes are decoded by the architecture
             if "vmcoreinfo" not in layer.notes:
                 vmci = [d for n, _t, d in notes if n == "VMCOREINFO"]
                 if vmci:

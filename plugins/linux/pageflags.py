@@ -374,14 +374,12 @@ class ZeroPageOracle:
     @classmethod
     def for_session(cls, session: Session) -> ZeroPageOracle | str:
         """The oracle of a session's dump, or why there is none."""
-        from kvmfx_plugins.linux.vmcoreinfo import session_vmcoreinfo
-
         physical = session.physical
         if physical.zeros_kept is not None:
             return physical.zeros_kept
         # a format that does not record the level (ELF) is judged against every filter
         level = physical.dump_level if physical.dump_level is not None else 31
-        info = session_vmcoreinfo(session)
+        info = session.boot
         if info is None:
             return "the dump has no VMCOREINFO"
         lengths = info.lengths

@@ -26,7 +26,6 @@ from kvmfx.objects import Object, cstring
 from kvmfx.session import Session
 from kvmfx_plugins.linux.tasks import LinuxKernel, task_state
 
-KERNEL_HALF = 0xFFFF800000000000
 MAX_PID = 1 << 22
 _PRINTABLE = set(string.printable.encode()) - set(b"\t\n\r\x0b\x0c")
 #: physical memory is read this much at a time while scanning
@@ -46,7 +45,7 @@ class ScannedTask:
     exited: bool
 
 
-def _plausible(task: Object) -> bool:
+def _plausible(task: Object, kernel_start: int) -> bool:
     pid, tgid = task.pid, task.tgid
     if not (0 <= pid < MAX_PID and 0 <= tgid < MAX_PID) or (pid and not tgid):
         return False
@@ -54,7 +53,7 @@ def _plausible(task: Object) -> bool:
     if not comm or len(comm) > 15 or any(b not in _PRINTABLE for b in comm):
         return False
     ptrs = (task.tasks.next, task.tasks.prev, task.real_parent, task.real_cred, task.cred)
-    return all(p >= KERNEL_HALF for p in ptrs)
+    return all(p >= kernel_start for p in ptrs)
 
 
 def scan_tasks(session: Session) -> Iterator[ScannedTask]:
@@ -71,8 +70,13 @@ def scan_tasks(session: Session) -> Iterator[ScannedTask]:
     if not 0 < size <= slab_bytes or not 0 < per_slab <= slab_bytes // size or order > 10:
         raise UnsupportedError(f"task_struct cache geometry is implausible (order {order}, "
                                f"{per_slab} objects of {size} bytes)", address=cache_ptr)
-    page_offset = int.from_bytes(session.read(symbols.address_of("page_offset_base"), 8),
-                                 "little")
+    def read_pointer(name: str) -> int | None:
+        addr = symbols.lookup(name)
+        return None if addr is None else int.from_bytes(session.read(addr, 8), "little")
+
+    virt, phys = session.arch.direct_map(session.boot, read_pointer)
+    page_offset = virt - phys
+    kernel_start = session.arch.kernel_start
     task_size = types.struct_size("task_struct")
     start_off = types.offsetof("task_struct", "start_boottime")
     physical = session.physical
@@ -94,7 +98,7 @@ def scan_tasks(session: Session) -> Iterator[ScannedTask]:
                     at = slab + i * size
                     task = Object(types, "task_struct", page_offset + pos + at, buf=chunk,
                                   base=at)
-                    if not _plausible(task):
+                    if not _plausible(task, kernel_start):
                         continue
                     parent = None
                     try:

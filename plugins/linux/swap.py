@@ -62,17 +62,6 @@ def parse_swap_header(page: bytes, path: str | None = None) -> SwapHeader:
                       info.volume.split(b"\0", 1)[0].decode("utf-8", "replace"))
 
 
-def x86_64_swap_entry(pte: int) -> tuple[int, int]:
-    """(area type, slot offset) of a non-present x86_64 PTE holding a swap entry.
-
-    arch/x86/include/asm/pgtable_64.h: type in bits 59-63, the offset stored inverted in
-    bits 9-58 (the L1TF mitigation).
-    """
-    swp_type = pte >> 59
-    offset = ((~pte << 5) & 0xFFFFFFFFFFFFFFFF) >> 14
-    return swp_type, offset
-
-
 class SwapArea:
     """A swap image opened read-only (a swap partition image or a swap file)."""
 

@@ -492,7 +492,7 @@ def _rss(k: LinuxKernel, task: Object) -> int:
 
 def _user_layer(k: LinuxKernel, mm: Object) -> Any:
     pgd_paddr, _ = k.session.kernel.translate(mm.pgd)
-    return k.session.arch.process_layer(k.session, pgd_paddr)
+    return k.session.arch.process_space(k.session.kernel, pgd_paddr)
 
 
 def _read_user(k: LinuxKernel, layer: Any, start: int, size: int

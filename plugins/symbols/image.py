@@ -23,16 +23,11 @@ from kvmfx.session import Session
 from kvmfx.symbols import SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.linux import kallsyms
-from kvmfx_plugins.linux.vmcoreinfo import session_vmcoreinfo
 from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
 from kvmfx_plugins.symbols.btf import btf_size, parse_btf
 from kvmfx_plugins.symbols.files import gnu_build_id
 from kvmfx_plugins.symbols.profile_cache import remember
 
-#: Unrandomised start of x86_64 kernel text (__START_KERNEL_map + 16 MiB).
-X86_64_TEXT = 0xFFFFFFFF81000000
-#: __START_KERNEL_map: the kernel image is linked in the GiB above it.
-X86_64_START_KERNEL_MAP = 0xFFFFFFFF80000000
 #: How much of the kernel image is searched for kallsyms (Debian's is ~60 MiB).
 KERNEL_IMAGE_SPAN = 96 << 20
 MAX_KERNEL_FILE = 1 << 30
@@ -153,9 +148,9 @@ def _is_kernel_image(path: str) -> bool:
 def _kernel_span(session: Session, span: int = KERNEL_IMAGE_SPAN) -> tuple[int, bytes]:
     """The kernel image's virtual bytes (unmapped or missing pages read as zeroes for the
     search only; nothing found there is reported as evidence)."""
-    kernel = session.kernel
-    slide = int(kernel.describe().get("kaslr_offset") or 0)
-    start = X86_64_TEXT + slide
+    image = session.image
+    kernel = image.layer
+    start = image.anchors.get("_stext") or image.slide(session.arch.default_text(image.boot))
     out = bytearray()
     pos = start
     end = start + span
@@ -260,7 +255,7 @@ class _Disagreement(FormatError):
 def _anchors(session: Session) -> dict[str, int]:
     """Symbol addresses the kernel reports itself (VMCOREINFO SYMBOL()s in the image)."""
     try:
-        return dict(session.kernel.anchors)
+        return dict(session.image.anchors)
     except KvmError:
         return {}
 
@@ -269,7 +264,7 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
                                   cache: dict[str, Any]) -> SymbolTable | None:
     """The tables at the addresses VMCOREINFO gives (one read of ~2 MiB), or None when it
     does not name them (before Linux 6.0; LiME or raw images without VMCOREINFO)."""
-    info = session_vmcoreinfo(session)
+    info = session.boot
     tables = kallsyms.named_tables(info.symbols) if info is not None else None
     if tables is None:
         return None
@@ -309,21 +304,19 @@ def kallsyms_by_scan(session: Session, anchors: Mapping[str, int],
 
 
 def _check_text(table: SymbolTable, session: Session) -> None:
-    """``_text`` less the KASLR offset VMCOREINFO gives must be where x86_64 links a kernel
-    (a CONFIG_PHYSICAL_ALIGN multiple, at least 2 MiB, in the first GiB of
+    """``_text`` less the KASLR offset VMCOREINFO gives must be where the architecture
+    links a kernel (x86_64: a CONFIG_PHYSICAL_ALIGN multiple in the first GiB of
     __START_KERNEL_map): a decode that moves every address fails this too."""
     text = table.lookup("_text")
     try:
-        facts = session.kernel.describe()
+        image, arch = session.image, session.arch
     except KvmError:
         return
-    if text is None or facts.get("kaslr_offset_source") != "vmcoreinfo":
+    if text is None or image.kaslr_source != "vmcoreinfo":
         return
-    linked = text - int(facts.get("kaslr_offset") or 0)
-    if linked % (2 << 20) or not X86_64_START_KERNEL_MAP <= linked < X86_64_START_KERNEL_MAP + (
-            1 << 30):
+    if not arch.text_is_plausible(text - image.kaslr_offset):
         raise SymbolError(f"kallsyms gives _text {text:#x}, which less the KASLR offset "
-                          f"{int(facts.get('kaslr_offset') or 0):#x} is no kernel start",
+                          f"{image.kaslr_offset:#x} is no {arch.name} kernel start",
                           path=table.source)
 
 
@@ -337,7 +330,7 @@ class VmcoreinfoSymbolsProvider:
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         try:
-            anchors = session.kernel.anchors
+            anchors = session.image.anchors
         except KvmError:
             return None
         if not anchors:

@@ -13,7 +13,7 @@ import base64
 import datetime as _dt
 import json
 import lzma
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,6 @@ from kvmfx.types import (
     TypeModel,
 )
 
-IMAGE_LOW = 0xFFFFFFFF80000000
 MAX_DEPTH = 64
 #: Types of well-known kernel variables (BTF describes only per-CPU variables; DWARF, which
 #: an ISF usually comes from, describes all). Volatility's plugins start from these.
@@ -162,14 +161,14 @@ class IsfWriter:
         self.write_structs()
 
 
-def export_isf(symbols: SymbolTable, types: TypeModel, kaslr_offset: int,
+def export_isf(symbols: SymbolTable, types: TypeModel, unslide: Callable[[int], int],
                banner: bytes | None) -> dict[str, Any]:
-    """ISF of a kernel: symbols at unrandomised addresses, every named type."""
+    """ISF of a kernel: symbols at unrandomised addresses (``unslide``), every named type."""
     w = IsfWriter(types)
     w.all_named()
     syms: dict[str, Any] = {}
     for sym in symbols.symbols.values():
-        addr = sym.address - kaslr_offset if sym.address >= IMAGE_LOW else sym.address
+        addr = unslide(sym.address)
         syms[sym.name] = {"address": addr}
         typ = KNOWN_VARIABLES.get(sym.name)
         if typ is None:
@@ -223,13 +222,12 @@ class ExportIsf(Command):
         out = options.get("isf")
         if not out:
             raise UsageError("give the ISF file to write with --isf FILE.json.xz")
-        slide = int(session.kernel.describe().get("kaslr_offset") or 0)
         addr = session.symbols.lookup("linux_banner")
         banner = None
         if addr is not None:
             raw = session.read(addr, 512)
             banner = raw[:raw.index(b"\0") + 1] if b"\0" in raw else None
-        isf = export_isf(session.symbols, session.types, slide, banner)
+        isf = export_isf(session.symbols, session.types, session.image.unslide, banner)
         size = write_isf(isf, out)
         yield {"path": out, "symbols": len(isf["symbols"]), "types": len(isf["user_types"]),
                "bytes": size}

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +25,10 @@ from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
 from kvmfx.symbols import LazySymbols, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
-from kvmfx_plugins.linux.vmcoreinfo import session_vmcoreinfo
 from kvmfx_plugins.symbols.btf import parse_btf
 
 PROFILE_FORMAT = "kvmfx-profile"
 PROFILE_VERSION = 2
-#: only kernel-image addresses move with KASLR (per-CPU offsets and absolutes do not)
-IMAGE_LOW = 0xFFFFFFFF80000000
 
 
 def cache_dir() -> Path:
@@ -46,29 +43,30 @@ def shipped_dir() -> Path:
     return Path(kvmfx_profiles.__file__).resolve().parent
 
 
-def kernel_key(session: Session) -> tuple[str, int] | None:
-    """(profile key, KASLR offset) of a dump's kernel, from its VMCOREINFO."""
+def kernel_key(session: Session) -> str | None:
+    """The profile key of a dump's kernel (release and build id), from its VMCOREINFO."""
     if session.live:
         return None
     try:
-        info = session_vmcoreinfo(session)
+        info = session.boot
     except KvmError:
         return None
     if info is None or not (info.build_id or info.osrelease):
         return None
     ident = f"{info.osrelease}|{info.build_id}"
-    key = hashlib.sha256(ident.encode()).hexdigest()[:24]
-    return key, info.kernel_offset or 0
+    return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
-def save_profile(path: Path, symbols: SymbolTable, slide: int, btf: bytes | None,
-                 meta: dict[str, object], btf_index: dict[str, object] | None = None) -> None:
-    """Write a profile atomically (a temporary file renamed into place)."""
+def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[int], int],
+                 btf: bytes | None, meta: dict[str, object],
+                 btf_index: dict[str, object] | None = None) -> None:
+    """Write a profile atomically (a temporary file renamed into place); addresses as in
+    the kernel file (``unslide`` takes the image's KASLR offset off)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     names, addrs, kinds = [], [], []
     for sym in symbols.symbols.values():
         names.append(sym.name)
-        addrs.append(sym.address - slide if sym.address >= IMAGE_LOW else sym.address)
+        addrs.append(unslide(sym.address))
         kinds.append(sym.type[:1] or "?")
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
@@ -84,9 +82,10 @@ def save_profile(path: Path, symbols: SymbolTable, slide: int, btf: bytes | None
     os.replace(tmp, path)
 
 
-def load_profile(path: Path, slide: int) -> tuple[SymbolTable, bytes | None,
-                                                  dict[str, Any]]:
-    """Read a profile; FormatError when it is not one kvmfx can use."""
+def load_profile(path: Path, slide: Callable[[int], int] | None = None
+                 ) -> tuple[SymbolTable, bytes | None, dict[str, Any]]:
+    """Read a profile, its addresses moved by ``slide`` to where this image's kernel lies;
+    FormatError when it is not one kvmfx can use."""
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("meta.json"))
@@ -105,8 +104,8 @@ def load_profile(path: Path, slide: int) -> tuple[SymbolTable, bytes | None,
                 and len(names) == len(addrs) == len(kinds)
                 and all(type(a) is int for a in addrs)):
             raise ValueError("symbol columns malformed or of different lengths")
-        if slide:
-            addrs = [a + slide if a >= IMAGE_LOW else a for a in addrs]
+        if slide is not None:
+            addrs = [slide(a) for a in addrs]
         symbols = LazySymbols(names, addrs, kinds)
     except (KeyError, TypeError, ValueError) as exc:
         raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
@@ -123,27 +122,26 @@ class ProfileCacheProvider:
     priority = 5
     type_format = "btf"
 
-    def _path(self, session: Session) -> tuple[Path, int] | None:
+    def _path(self, session: Session) -> Path | None:
         """The profile of the session's kernel: the user's cache first, then the profiles
         shipped with kvmfx (the ``kvmfx_profiles`` package: the repository's profiles/)."""
-        found = kernel_key(session)
-        if found is None:
+        key = kernel_key(session)
+        if key is None:
             return None
-        key, slide = found
         name = f"{key}-v{PROFILE_VERSION}.zip"
         for folder in (cache_dir(), shipped_dir()):
             if (folder / name).exists():
-                return folder / name, slide
-        return cache_dir() / name, slide
+                return folder / name
+        return cache_dir() / name
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         if "profile-table" in session.plugin_data:
             return session.plugin_data["profile-table"]
         where = self._path(session)
-        if where is None or not where[0].exists():
+        if where is None or not where.exists():
             return None
         try:
-            table, btf, meta = load_profile(where[0], where[1])
+            table, btf, meta = load_profile(where, session.image.slide)
         except FormatError as exc:
             raise SymbolError(exc.message, path=exc.path) from None
         session.plugin_data["profile-btf"] = (btf, table.source, meta.get("btf_index"))
@@ -169,11 +167,11 @@ def remember(session: Session, table: SymbolTable, btf: bytes | None,
              model: TypeModel | None = None) -> None:
     """Save the profile of a session's kernel (best effort: a cache, never an error)."""
     where = ProfileCacheProvider()._path(session)
-    if where is None or where[0].exists():
+    if where is None or where.exists():
         return
-    info = session_vmcoreinfo(session)
+    info = session.boot
     try:
-        save_profile(where[0], table, where[1], btf,
+        save_profile(where, table, session.image.unslide, btf,
                      {"release": info.osrelease if info else None,
                       "build_id": info.build_id if info else None,
                       "symbols_from": table.source},
@@ -196,10 +194,10 @@ class BuildProfile(Command):
         where = ProfileCacheProvider()._path(session)
         if where is None:
             raise UsageError("no VMCOREINFO (build id, release) to key a profile by")
-        if not where[0].exists():
+        if not where.exists():
             raise UsageError(f"symbols came from {symbols.source}: only a profile of the "
                              "image's own symbols and BTF is cached")
-        yield {"profile": str(where[0]), "symbols_from": symbols.source,
+        yield {"profile": str(where), "symbols_from": symbols.source,
                "symbols": len(symbols), "types": types.count}
 
 

@@ -104,5 +104,5 @@ def test_notes_and_kernel_found_and_evidence_unchanged(fx, key):
 def test_cpu_notes_carry_cr3(fx):
     for key in ("elf", "kdump-zlib"):
         with kvmfx.open(str(fx.path(key))) as s:
-            cpus = s.physical.notes["cpus"]
+            cpus = s.cpus
             assert cpus and all(c["cr3"] for c in cpus)

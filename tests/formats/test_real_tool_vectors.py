@@ -28,8 +28,10 @@ from kvmfx.errors import FormatError, MissingPageError
 from kvmfx.layers import FileSource, Range
 from kvmfx.registry import load_registry
 from kvmfx.session import open_dump
+from kvmfx_plugins.arch.x86_64 import X86_64
+from kvmfx_plugins.arch.x86_64 import swap_entry as x86_64_swap_entry
 from kvmfx_plugins.formats.flattened import FlatReader, parse_flat_header
-from kvmfx_plugins.linux.swap import SwapArea, parse_swap_header, x86_64_swap_entry
+from kvmfx_plugins.linux.swap import SwapArea, parse_swap_header
 from tests.factory import get_fixture
 
 PAGE = 4096
@@ -325,7 +327,7 @@ def test_kdump_header_fields_equal_the_documented_bytes(fx, registry, vmcoreinfo
         assert d["incomplete"] is False and d["producer"] == "makedumpfile"
         # the VMCOREINFO makedumpfile copied is the kernel's own note in the ELF core
         assert layer.notes["vmcoreinfo"].rstrip(b"\0") == vmcoreinfo.rstrip(b"\0")
-        assert len(layer.notes["cpus"]) == raw["nr_cpus"]
+        assert len(X86_64().cpu_states(layer.notes["elf_notes"])) == raw["nr_cpus"]
     finally:
         layer.close()
 

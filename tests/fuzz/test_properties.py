@@ -11,13 +11,13 @@ from hypothesis import strategies as st
 from kvmfx.errors import FormatError, KvmError
 from kvmfx.process import split_nul_block
 from kvmfx.symbols import parse_system_map
+from kvmfx_plugins.arch.x86_64 import swap_entry as x86_64_swap_entry
 from kvmfx_plugins.formats.lime import HEADER_SIZE, LIME_HEADER, parse_lime
 from kvmfx_plugins.linux.swap import (
     PAGE_SIZE,
     SWAP_INFO,
     SWAP_MAGIC,
     parse_swap_header,
-    x86_64_swap_entry,
 )
 from kvmfx_plugins.linux.vmcoreinfo import parse_vmcoreinfo
 from kvmfx_plugins.symbols.dwarf import _uleb

@@ -122,7 +122,7 @@ def test_kernel_files_carry_the_dumps_build_id_and_others_are_refused(fx):
     from kvmfx_plugins.symbols.image import _KernelFile
 
     with kvmfx.open(str(fx.path("elf"))) as s:
-        dump_id = s.kernel.describe()["build_id"]
+        dump_id = s.image.build_id
         assert _KernelFile(str(fx.vmlinuz)).build_id() == dump_id
         s.check_build_id(dump_id, str(fx.vmlinuz))  # the same build: accepted
         with pytest.raises(kvmfx.SymbolError) as exc:

@@ -45,13 +45,13 @@ def test_image_symbols_equal_the_guests_kallsyms(fx, tmp_path, monkeypatch):
 def test_a_scan_finds_the_same_symbols(fx, tmp_path, monkeypatch):
     monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
     with kvmfx.open(str(fx.path("elf"))) as s:
-        table = image.kallsyms_by_scan(s, s.kernel.anchors, {})
+        table = image.kallsyms_by_scan(s, s.image.anchors, {})
     assert {n: (v.address, v.type) for n, v in table.symbols.items()} == _truth(fx)
 
 
 def test_a_decode_the_anchors_contradict_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
     with kvmfx.open(str(get_fixture("basic").path("elf"))) as s:
-        s.kernel.anchors["_stext"] += 0x200000  # as if the tables were another kernel's
+        s.image.anchors["_stext"] += 0x200000  # as if the tables were another kernel's
         assert s.symbols.source == "image:vmcoreinfo"  # the last resort, not wrong addresses
         assert any("disagree" in f and "_stext" in f for f in s.symbol_failures)

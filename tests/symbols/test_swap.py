@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from kvmfx.errors import FormatError, MissingPageError
-from kvmfx_plugins.linux.swap import SwapArea, parse_swap_header, x86_64_swap_entry
+from kvmfx_plugins.arch.x86_64 import swap_entry as x86_64_swap_entry
+from kvmfx_plugins.linux.swap import SwapArea, parse_swap_header
 
 PAGE = 4096
 

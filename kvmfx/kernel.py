@@ -1,0 +1,98 @@
+"""The kernel an image holds: who it is and where it lives, found once when a session opens.
+
+A kernel finder (:func:`kvmfx.hookspecs.kvmfx_kernel_finders`) knows one OS's boot
+conventions: Linux's VMCOREINFO, its banner, how KASLR is reported. It reads what the image
+says of itself (:meth:`KernelFinder.boot_notes`), and, given the architecture, finds the
+kernel's page-table root and returns a :class:`KernelImage`. Symbol providers, OS profiles and
+commands read the kernel's identity from that one object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kvmfx.arch import Architecture, VirtualLayer
+from kvmfx.boot import BootNotes
+from kvmfx.layers import PhysicalLayer
+
+
+@dataclass
+class KernelImage:
+    """One kernel in one image: identity (release, build id), placement (KASLR offset,
+    page-table root) and its address space."""
+
+    #: Which OS's finder found it (``linux``).
+    os: str
+    #: The kernel's virtual address space.
+    layer: VirtualLayer
+    release: str | None = None
+    build_id: str | None = None
+    #: KASLR offset of the kernel text (0 when not randomised or not reported).
+    kaslr_offset: int = 0
+    #: Where the offset came from (``vmcoreinfo``, or why it is assumed 0).
+    kaslr_source: str = "assumed 0"
+    #: Symbol addresses the kernel reports itself (VMCOREINFO SYMBOL()s), KASLR included:
+    #: symbol files are checked and slid against these.
+    anchors: dict[str, int] = field(default_factory=dict)
+    #: What the kernel says of itself (VMCOREINFO), empty when it says nothing.
+    boot: BootNotes = field(default_factory=BootNotes)
+    #: Registers of each CPU from the dump's notes (architecture-decoded).
+    cpus: list[dict[str, Any]] = field(default_factory=list)
+    #: Page size of the kernel (bytes).
+    page_size: int = 4096
+    #: Where the kernel image lies when not randomised, [low, high): symbols in it move
+    #: with the KASLR offset, others (per-CPU offsets, absolute values) do not.
+    image_window: tuple[int, int] = (0, 0)
+    #: Further facts for ``kvmfx info`` (phys_base...).
+    extra: dict[str, Any] = field(default_factory=dict)
+    _find_banner: Callable[[], str | None] | None = field(default=None, repr=False)
+    _banner: str | None | bool = field(default=False, repr=False)
+
+    def banner(self) -> str | None:
+        """The kernel's version banner (``Linux version ...``), found on first use."""
+        if self._banner is False:
+            self._banner = self._find_banner() if self._find_banner is not None else None
+        return self._banner  # type: ignore[return-value]
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for ``kvmfx info`` (the address space's, then the kernel's)."""
+        return {**self.layer.describe(), "kernel_release": self.release,
+                "build_id": self.build_id, **self.extra, "kaslr_offset": self.kaslr_offset,
+                "kaslr_offset_source": self.kaslr_source}
+
+    def unslide(self, address: int) -> int:
+        """``address`` as in the kernel file (KASLR offset taken off image addresses)."""
+        lo, hi = self.image_window
+        return address - self.kaslr_offset if lo <= address - self.kaslr_offset < hi \
+            else address
+
+    def slide(self, address: int, offset: int | None = None) -> int:
+        """A kernel-file address where it lies in this image (``offset``: another slide)."""
+        off = self.kaslr_offset if offset is None else offset
+        lo, hi = self.image_window
+        return address + off if lo <= address < hi else address
+
+    def identity(self) -> str:
+        """The kernel as one phrase, for messages: ``the image is 6.1.0-57-amd64 build ...``."""
+        return f"the image is {self.release or '?'}" + (
+            f" build {self.build_id}" if self.build_id else "")
+
+
+class KernelFinder(Protocol):
+    """What a kernel finder provides (:func:`kvmfx.hookspecs.kvmfx_kernel_finders`)."""
+
+    name: str
+    description: str
+
+    def boot_notes(self, physical: PhysicalLayer) -> BootNotes | None:
+        """What the image's kernel says of itself (Linux: VMCOREINFO, from the dump's notes or
+        found in memory), or None when this OS's notes are not there."""
+        ...
+
+    def find(self, physical: PhysicalLayer, arch: Architecture,
+             boot: BootNotes | None) -> KernelImage:
+        """The kernel: page-table root, KASLR offset and identity; raises KvmError (one line
+        naming what is missing) when it cannot be found."""
+        ...
