@@ -30,7 +30,7 @@ from kvmfx.kernel import KernelImage
 from kvmfx.layers import PAGE_SIZE, FileSource, PhysicalLayer
 from kvmfx.process import ArgVector, Process
 from kvmfx.registry import Registry, load_registry
-from kvmfx.symbols import STAGES, SymbolTable
+from kvmfx.symbols import STAGES, SymbolFile, SymbolTable, open_symbol_file
 from kvmfx.types import TypeModel
 
 #: Linux equivalents of the <paths.h> defaults kvm_open(3) falls back to.
@@ -184,6 +184,7 @@ class Session:
         self._image: KernelImage | None = None
         self._arch: Any = None
         self._symbols: SymbolTable | None = None
+        self._symbol_file: SymbolFile | None = None
         self._types: TypeModel | None = None
         self._profile: Any = None
         #: failures of a stage, kept so that the stage's chain runs once (kernel, symbols...)
@@ -424,6 +425,24 @@ class Session:
                       key=lambda p: (STAGES.index(p.stage) if p.stage in STAGES else 99,
                                      p.priority))
 
+    def _execfile_providers(self, path: str) -> list[Any]:
+        """The execfile-stage providers that recognise ``path``, best first: each scores the
+        file (read once) as dump formats score a dump."""
+        if self._symbol_file is None or self._symbol_file.path != path:
+            self._symbol_file = open_symbol_file(path)
+        file = self._symbol_file
+        scored: list[tuple[int, int, int, Any]] = []
+        for provider in self.registry.symbol_providers:
+            if provider.stage != "execfile" or not callable(getattr(provider, "probe", None)):
+                continue
+            try:
+                score = int(provider.probe(file))
+            except KvmError:
+                score = 0
+            if score > 0:
+                scored.append((-score, provider.priority, len(scored), provider))
+        return [p for *_k, p in sorted(scored, key=lambda t: t[:3])]
+
     def record_failure(self, provider: str, path: str | None, reason: str) -> None:
         """Note in :attr:`symbol_failures` why ``provider`` gave nothing for ``path``
         (``reason`` is one line): once per provider and path, however often it is asked."""
@@ -437,15 +456,16 @@ class Session:
         """The first provider answer along ``stages``; why the providers before it failed
         (each reason once, recorded once in :attr:`symbol_failures`); and, when every
         failure only repeats an earlier stage's (``kernel``, ``symbols``), those stages."""
-        providers = self._providers()
         start = len(self.symbol_failures)
         failed: list[str] = []
         recorded: list[str] = []
         causes: set[str] = set()
         for stage, path in stages:
-            for provider in providers:
+            candidates = (self._execfile_providers(path) if stage == "execfile" and path
+                          else [p for p in self._providers() if p.stage == stage])
+            for provider in candidates:
                 loader = getattr(provider, method, None)
-                if provider.stage != stage or loader is None:
+                if loader is None:
                     continue
                 if type_format and getattr(provider, "type_format", None) != type_format:
                     continue

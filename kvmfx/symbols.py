@@ -7,6 +7,8 @@ kernel, then _PATH_UNIX, then what the image itself carries (VMCOREINFO, kallsym
 from __future__ import annotations
 
 import bisect
+import os
+import struct
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -135,8 +137,91 @@ class SymbolTable:
         return isinstance(name, str) and self.lookup(name) is not None
 
 
+#: How much of a symbol file its providers are shown to recognise it.
+HEAD_BYTES = 65536
+#: An ELF section table larger than this is not read for names (a vmlinux has ~80 sections).
+MAX_SECTIONS = 4096
+
+
+@dataclass(frozen=True)
+class SymbolFile:
+    """An execfile as the providers are offered it: read once, its first bytes and, for an
+    ELF file, its section names, so that each provider scores it without opening it."""
+
+    path: str
+    head: bytes
+    size: int
+    #: ELF section names (empty for other files, or an ELF whose section table is unusable).
+    sections: frozenset[str] = frozenset()
+
+    @property
+    def is_elf(self) -> bool:
+        return self.head[:4] == b"\x7fELF"
+
+
+def elf_section_names(head: bytes, read: Any, size: int) -> frozenset[str]:
+    """Section names of an ELF file (pure: ``read(offset, n)`` gives bytes; nothing on a
+    malformed table)."""
+    if head[:4] != b"\x7fELF" or len(head) < 64 or head[4] not in (1, 2) or \
+            head[5] not in (1, 2):
+        return frozenset()
+    wide, end = head[4] == 2, "<" if head[5] == 1 else ">"
+    try:
+        if wide:
+            shoff, = struct.unpack_from(end + "Q", head, 0x28)
+            shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", head, 0x3A)
+        else:
+            shoff, = struct.unpack_from(end + "I", head, 0x20)
+            shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", head, 0x2E)
+        if not 0 < shnum <= MAX_SECTIONS or shentsize < (64 if wide else 40) or \
+                shoff + shnum * shentsize > size or shstrndx >= shnum:
+            return frozenset()
+        table = read(shoff, shnum * shentsize)
+        fields = end + ("IIQQQQ" if wide else "IIIIII")
+
+        def header(i: int) -> tuple[int, ...]:
+            return struct.unpack_from(fields, table, i * shentsize)
+
+        strs = header(shstrndx)
+        str_off, str_size = strs[4], strs[5]
+        if str_off + str_size > size or str_size > 1 << 20:
+            return frozenset()
+        names = read(str_off, str_size)
+        out = set()
+        for i in range(shnum):
+            name_off = header(i)[0]
+            if name_off < len(names):
+                stop = names.find(b"\0", name_off)
+                out.add(names[name_off:stop if stop >= 0 else None].decode("ascii", "replace"))
+        return frozenset(out - {""})
+    except (struct.error, OSError):
+        return frozenset()
+
+
+def open_symbol_file(path: str) -> SymbolFile:
+    """Read what the providers need to score ``path``; SymbolError when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            head = f.read(HEAD_BYTES)
+
+            def read(offset: int, n: int) -> bytes:
+                f.seek(offset)
+                return f.read(n)
+
+            sections = elf_section_names(head, read, size)
+    except OSError as exc:
+        raise SymbolError(exc.strerror or str(exc), path=path) from None
+    return SymbolFile(path, head, size, sections)
+
+
 class SymbolProvider(Protocol):
-    """What a symbol-provider plugin gives (:func:`kvmfx.hookspecs.kvmfx_symbol_providers`)."""
+    """What a symbol-provider plugin gives (:func:`kvmfx.hookspecs.kvmfx_symbol_providers`).
+
+    Providers of the ``execfile`` stage also score the file they are offered,
+    ``probe(file: SymbolFile) -> int`` (0-100, as dump formats do): the session asks them
+    best first, each file read once for all of them.
+    """
 
     name: str
     description: str

@@ -39,7 +39,7 @@ from elftools.elf.elffile import ELFFile
 from kvmfx.errors import SymbolError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
-from kvmfx.symbols import SymbolProvider, SymbolTable
+from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import (
     ARRAY,
     CONST,
@@ -716,11 +716,14 @@ class DwarfProvider:
     def __init__(self) -> None:
         self._cache: dict[str, DwarfTypeModel] = {}
 
+    def probe(self, file: SymbolFile) -> int:
+        return 70 if file.is_elf and ".debug_info" in file.sections else 0
+
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         return None
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
-        if path is None or not has_dwarf(path):
+        if path is None:
             return None
         if path not in self._cache:
             self._cache = {path: load_dwarf_types(path)}

@@ -9,6 +9,7 @@ for an unrandomised kernel are slid by the KASLR offset the image reports
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from elftools.elf.sections import NoteSection, SymbolTableSection
 from kvmfx.errors import SymbolError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import PATH_KSYMS, Session
-from kvmfx.symbols import SymbolProvider, SymbolTable, parse_system_map
+from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable, parse_system_map
 
 #: Linux's stand-in for <paths.h> _PATH_UNIX.
 PATH_UNIX = "/vmlinux"
@@ -45,6 +46,15 @@ def _looks_like_elf(path: str) -> bool:
             return f.read(4) == _ELF_MAGIC
     except OSError:
         return False
+
+
+_MAP_LINE = re.compile(rb"^[0-9a-fA-F]{8,16} [A-Za-z?] \S+")
+
+
+def looks_like_text_map(head: bytes) -> bool:
+    """Whether a file starts like System.map or /proc/kallsyms (``address type name``)."""
+    lines = [ln for ln in head.split(b"\n")[:8] if ln.strip()]
+    return bool(lines) and all(_MAP_LINE.match(ln) for ln in lines[:-1] or lines)
 
 
 def load_text_map(path: str) -> SymbolTable:
@@ -151,16 +161,14 @@ class ExecfileProvider:
     stage = "execfile"
     priority = 50
 
+    def probe(self, file: SymbolFile) -> int:
+        if file.is_elf:
+            return 80 if ".symtab" in file.sections or ".dynsym" in file.sections else 0
+        return 80 if looks_like_text_map(file.head) else 0
+
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         if path is None:
             return None
-        if not os.path.exists(path):
-            raise SymbolError("no such file", path=path)
-        with open(path, "rb") as f:
-            head = f.read(0x210)
-        if head[:2] == b"\x9f\xeb" or head[0x202:0x206] == b"HdrS" or head[:1] == b"{" or \
-                head[:6] == b"\xfd7zXZ\x00":
-            return None  # BTF, a bzImage or an ISF: other providers read those
         return session.relocate_symbols(load_symbol_file(path))
 
 

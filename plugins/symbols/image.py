@@ -20,7 +20,7 @@ from kvmfx.errors import FormatError, KvmError, MissingPageError, SymbolError, T
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE
 from kvmfx.session import Session
-from kvmfx.symbols import SymbolProvider, SymbolTable
+from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.linux import kallsyms
 from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
@@ -109,8 +109,18 @@ class KernelImageProvider:
             self._cache = {path: kf}
         return self._cache[path]
 
+    def probe(self, file: SymbolFile) -> int:
+        """A bzImage; an ELF kernel with .BTF (types: preferred to DWARF), or with
+        kallsyms in .rodata and no symbol table."""
+        if file.head[0x202:0x206] == b"HdrS":
+            return 90
+        if file.is_elf and (".BTF" in file.sections or (
+                ".rodata" in file.sections and ".symtab" not in file.sections)):
+            return 75
+        return 0
+
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
-        if path is None or not _is_kernel_image(path):
+        if path is None:
             return None
         kf = self._file(path, session)
         if kf.elf.get_section_by_name(".symtab") is not None:
@@ -124,7 +134,7 @@ class KernelImageProvider:
         return session.relocate_symbols(table)
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
-        if path is None or not _is_kernel_image(path):
+        if path is None:
             return None
         data = self._file(path, session).section(".BTF")
         if data is None:
@@ -134,15 +144,6 @@ class KernelImageProvider:
         except FormatError as exc:
             raise SymbolError(f"corrupt .BTF: {exc.message}", path=path,
                               offset=exc.offset) from None
-
-
-def _is_kernel_image(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(0x210)
-    except OSError:
-        return False
-    return head[:4] == b"\x7fELF" or head[0x202:0x206] == b"HdrS"
 
 
 def _kernel_span(session: Session, span: int = KERNEL_IMAGE_SPAN) -> tuple[int, bytes]:
@@ -178,20 +179,14 @@ class BtfFileProvider:
     priority = 30
     type_format = "btf"
 
-    def _is_btf(self, path: str | None) -> bool:
-        if path is None:
-            return False
-        try:
-            with open(path, "rb") as f:
-                return f.read(2) == b"\x9f\xeb"
-        except OSError:
-            return False
+    def probe(self, file: SymbolFile) -> int:
+        return 90 if file.head[:2] == b"\x9f\xeb" else 0
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         return None  # no symbols in BTF; recognised, so the image's are used
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
-        if path is None or not self._is_btf(path):
+        if path is None:
             return None
         try:
             with open(path, "rb") as f:

@@ -16,7 +16,7 @@ from typing import Any
 from kvmfx.errors import FormatError, SymbolError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
-from kvmfx.symbols import SymbolProvider, SymbolTable
+from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import (
     ARRAY,
     ENUM,
@@ -154,10 +154,6 @@ class IsfProvider:
         if path is None:
             return None
         try:
-            with open(path, "rb") as f:
-                head = f.read(8)
-            if not (head.startswith(_XZ) or head.lstrip().startswith(b"{")):
-                return None
             if os.path.getsize(path) > MAX_ISF_BYTES:
                 raise SymbolError("ISF file too large", path=path)
             if path not in self._cache:
@@ -168,6 +164,9 @@ class IsfProvider:
         except FormatError as exc:
             raise SymbolError(exc.message, path=path) from None
         return self._cache[path]
+
+    def probe(self, file: SymbolFile) -> int:
+        return 90 if file.head.startswith(_XZ) or file.head.lstrip().startswith(b"{") else 0
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         found = self._load(path)

@@ -33,7 +33,8 @@ def test_it_is_another_build(fx):
 
 def test_every_process_matches_the_guest(fx, tmp_path, monkeypatch):
     assert len(fx.files) >= 3
-    for key in sorted(fx.files):
+    # the dump level 31 files leave user pages out: test_kernel_matrix.py checks them
+    for key in sorted(set(fx.files) - {"mdf-zlib-d31", "mdf-elf-d31"}):
         monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path / key))  # each from the image
         with kvmfx.open(str(fx.path(key))) as s:
             assert s.symbols.source == "image:kallsyms" and s.types.source == "image:BTF", key
