@@ -1085,8 +1085,9 @@ def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
                                 "dumps_s": round(t_dump - t0 - boot_s, 1),
                                 "convert_s": round(time.time() - t_dump, 1)}}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        for stale in root.glob(f"{name}-*"):
-            if stale != out and stale.is_dir():
+        for stale in root.glob(f"{name}-*"):  # "arm64-*" also matches arm64-16k-DIGEST
+            if stale != out and stale.is_dir() and re.fullmatch(
+                    re.escape(name) + "-[0-9a-f]{16}", stale.name):
                 shutil.rmtree(stale, ignore_errors=True)
         return load(out)
 
