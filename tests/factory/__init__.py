@@ -129,7 +129,7 @@ class Release:
     """Where another Debian release's kernel comes from (the machine's apt sources know only
     its own release): the package indexes to read, and which packages hold the kernel."""
 
-    #: (mirror, suite): the index is ``{mirror}dists/{suite}/main/binary-amd64/Packages.xz``
+    #: (mirror, suite): the index is ``{mirror}dists/{suite}/main/binary-{arch}/Packages.xz``
     #: and its packages' Filename is relative to the same mirror
     indexes: tuple[tuple[str, str], ...]
     #: the kernel releases (uname -r) taken from it, a regular expression; the newest
@@ -142,6 +142,8 @@ class Release:
     #: the package with the debug vmlinux (DWARF) and, where the release ships it, the real
     #: System.map
     dbg: str = "linux-image-{kver}-dbg"
+    #: the Debian architecture of the indexes (an arm64 kernel for an aarch64 guest)
+    arch: str = "amd64"
 
     def image_pattern(self) -> str:
         return re.escape(self.image).replace(re.escape("{kver}"), f"(?P<kver>{self.kver})")
@@ -158,6 +160,12 @@ OTHER_RELEASES = {
     "backports": Release(((DEBIAN, "trixie-backports"),), r"\d+\.\d+\.\d+\+deb13-amd64",
                          image="linux-binary-unsigned-{kver}",
                          parts=("linux-base-{kver}", "linux-modules-{kver}")),
+    # arm64 kernels for aarch64 guests (this machine's apt sources are amd64 only): Debian
+    # 12's (4K pages) and Debian 13's 16K-page flavour
+    "arm64": Release(((DEBIAN, "bookworm"), (DEBIAN_SECURITY, "bookworm-security")),
+                     r"6\.1\.0-\d+-arm64", arch="arm64"),
+    "arm64-16k": Release(((DEBIAN, "trixie"), (DEBIAN_SECURITY, "trixie-security")),
+                         r"6\.12\.\d+\+deb13-arm64-16k", arch="arm64"),
 }
 
 
@@ -192,7 +200,7 @@ def _index(release: str) -> dict[str, dict[str, str]]:
 
         packages: dict[str, dict[str, str]] = {}
         for mirror, suite in OTHER_RELEASES[release].indexes:
-            url = f"{mirror}dists/{suite}/main/binary-amd64/Packages.xz"
+            url = f"{mirror}dists/{suite}/main/binary-{OTHER_RELEASES[release].arch}/Packages.xz"
             try:
                 with urllib.request.urlopen(url, timeout=120) as r:  # noqa: S310 - Debian's
                     text = lzma.decompress(r.read()).decode("utf-8", "replace")
