@@ -848,14 +848,17 @@ def canonical_elf(src: Path, dst: Path) -> None:
                 left -= len(chunk)
 
 
-def lime_from_elf(src: Path, dst: Path, ram_bytes: int) -> None:
-    """A LiME image (header per range, then the bytes) of the ELF dump's RAM segments."""
+def lime_from_elf(src: Path, dst: Path, ram_bytes: int, ram_base: int = 0) -> None:
+    """A LiME image (header per range, then the bytes) of the ELF dump's RAM segments:
+    those inside [ram_base, ram_base + ram_bytes) (on x86 all RAM ranges start below
+    ram_bytes; QEMU's aarch64 virt machine puts RAM at 1 GiB)."""
     _e, loads, _n = _elf_loads(src)
+    end = ram_base + ram_bytes
     with open(src, "rb") as fi, open(dst, "wb") as fo:
         for paddr, filesz, off, _v in loads:
-            if paddr >= ram_bytes or filesz == 0:
+            if paddr >= end or paddr < ram_base or filesz == 0:
                 continue  # device memory (VGA, ROM) is not RAM: LiME captures RAM only
-            size = min(filesz, ram_bytes - paddr)
+            size = min(filesz, end - paddr)
             fo.write(struct.pack("<IIQQQ", 0x4C694D45, 1, paddr, paddr + size - 1, 0))
             fi.seek(off)
             left = size
