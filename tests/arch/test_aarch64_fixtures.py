@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factory import ARCHES, FOREIGN_MAKEDUMPFILE, Fixture, get_fixture
+from tests.factory import ARCHES, FOREIGN_MAKEDUMPFILE, Fixture, debug_files, get_fixture
 from tests.factory.scenarios import SCENARIOS
 
 EM_AARCH64 = 183
@@ -156,3 +156,25 @@ def test_ground_truth_lists_the_distinctive_processes(fx):
     assert "kvmfx-helper" in comms
     assert any(p["state"] == "Z" for p in procs.values())  # the zombie
     assert any(len(p["tasks"]) == 3 for p in procs.values())  # threads 3
+
+
+def test_debug_system_map_is_the_guests_kernel(fx):
+    """The -dbg package's System.map (debug_files, from the arm64 package index) is the
+    guest's kernel: every symbol of the guest's kallsyms sits at its System.map address moved
+    by VMCOREINFO's KERNELOFFSET (KASLR), and so do VMCOREINFO's own symbols. Debian 12's
+    arm64 kernel has no CONFIG_KALLSYMS_ALL: its data symbols are in System.map only."""
+    _vmlinux, system_map = debug_files(fx.truth["kernel"]["release"])
+    smap: dict[str, int] = {}
+    for line in system_map.read_text().splitlines():
+        addr, _t, name = line.split()[:3]
+        smap.setdefault(name, int(addr, 16))
+    info = _vmcoreinfo(fx)
+    offset = int(info["KERNELOFFSET"], 16)
+    guest: dict[str, int] = {}  # both lists run by address: the first of a name is its lowest
+    for addr, _t, name in fx.kallsyms():
+        guest.setdefault(name, addr)
+    common = [n for n in guest if n in smap]
+    assert len(common) == len(guest) > 40000
+    assert [n for n in common if guest[n] != smap[n] + offset] == []
+    for name in ("swapper_pg_dir", "init_uts_ns", "_stext"):
+        assert int(info[f"SYMBOL({name})"], 16) == smap[name] + offset
