@@ -51,6 +51,48 @@ BOOT_TIMEOUT = 300
 PYTHON_TIMEOUT = 1500
 
 
+@dataclass(frozen=True)
+class Arch:
+    """How a guest of one architecture is built and booted (Scenario.arch)."""
+
+    qemu: str
+    #: QEMU arguments that pick the machine
+    machine: tuple[str, ...]
+    #: the kernel's console (its output, and init's, goes to console.log)
+    console: str
+    #: the guest's device for the ground-truth port (init.sh names the x86 one, ttyS1)
+    gt_tty: str
+    #: the C compiler for the static guest helper
+    cc: str
+    #: where RAM starts in the guest's physical address space (pmemsave, LiME)
+    ram_base: int = 0
+    #: busybox: None for this machine's own (busybox-static), else (release, package) to
+    #: take from that release's package index (OTHER_RELEASES) and unpack
+    busybox: tuple[str, str] | None = None
+    #: shell lines for init.sh's ground truth (@ARCH@)
+    truth: str = ""
+
+
+#: aarch64 guests record their machine, page size (sysconf and the kernel's page size of a
+#: mapping), the VA size the kernel runs with (kvmfx-helper vabits) and their dmesg
+AARCH64_TRUTH = """uname -m > /gt/machine
+kvmfx-helper pagesize > /gt/pagesize
+kvmfx-helper vabits > /gt/vabits
+grep -m1 KernelPageSize /proc/self/smaps > /gt/kernelpagesize
+dmesg > /gt/dmesg
+"""
+
+ARCHES = {
+    "x86_64": Arch("qemu-system-x86_64", (), "ttyS0", "/dev/ttyS1", "gcc"),
+    # QEMU 7.2's virt machine has one PL011 UART (the second is the secure world's): the
+    # ground truth goes to a 16550 on PCI (8250_pci is built into Debian's arm64 kernels),
+    # the guest's ttyS0. RAM starts at 1 GiB.
+    "aarch64": Arch("qemu-system-aarch64", ("-M", "virt"), "ttyAMA0", "/dev/ttyS0",
+                    "aarch64-linux-gnu-gcc", ram_base=0x40000000,
+                    busybox=("arm64", "busybox-static"), truth=AARCH64_TRUTH),
+}
+
+
 class FactoryError(RuntimeError):
     """A fixture could not be built; the message says which step and why."""
 
@@ -129,7 +171,7 @@ class Release:
     """Where another Debian release's kernel comes from (the machine's apt sources know only
     its own release): the package indexes to read, and which packages hold the kernel."""
 
-    #: (mirror, suite): the index is ``{mirror}dists/{suite}/main/binary-amd64/Packages.xz``
+    #: (mirror, suite): the index is ``{mirror}dists/{suite}/main/binary-{arch}/Packages.xz``
     #: and its packages' Filename is relative to the same mirror
     indexes: tuple[tuple[str, str], ...]
     #: the kernel releases (uname -r) taken from it, a regular expression; the newest
@@ -142,6 +184,8 @@ class Release:
     #: the package with the debug vmlinux (DWARF) and, where the release ships it, the real
     #: System.map
     dbg: str = "linux-image-{kver}-dbg"
+    #: the Debian architecture of the indexes (an arm64 kernel for an aarch64 guest)
+    arch: str = "amd64"
 
     def image_pattern(self) -> str:
         return re.escape(self.image).replace(re.escape("{kver}"), f"(?P<kver>{self.kver})")
@@ -158,6 +202,12 @@ OTHER_RELEASES = {
     "backports": Release(((DEBIAN, "trixie-backports"),), r"\d+\.\d+\.\d+\+deb13-amd64",
                          image="linux-binary-unsigned-{kver}",
                          parts=("linux-base-{kver}", "linux-modules-{kver}")),
+    # arm64 kernels for aarch64 guests (this machine's apt sources are amd64 only): Debian
+    # 12's (4K pages) and Debian 13's 16K-page flavour
+    "arm64": Release(((DEBIAN, "bookworm"), (DEBIAN_SECURITY, "bookworm-security")),
+                     r"6\.1\.0-\d+-arm64", arch="arm64"),
+    "arm64-16k": Release(((DEBIAN, "trixie"), (DEBIAN_SECURITY, "trixie-security")),
+                         r"6\.12\.\d+\+deb13-arm64-16k", arch="arm64"),
 }
 
 
@@ -192,7 +242,7 @@ def _index(release: str) -> dict[str, dict[str, str]]:
 
         packages: dict[str, dict[str, str]] = {}
         for mirror, suite in OTHER_RELEASES[release].indexes:
-            url = f"{mirror}dists/{suite}/main/binary-amd64/Packages.xz"
+            url = f"{mirror}dists/{suite}/main/binary-{OTHER_RELEASES[release].arch}/Packages.xz"
             try:
                 with urllib.request.urlopen(url, timeout=120) as r:  # noqa: S310 - Debian's
                     text = lzma.decompress(r.read()).decode("utf-8", "replace")
@@ -525,6 +575,24 @@ def new_makedumpfile(root: Path) -> list[str]:
             str(tdir / "root" / "usr" / "bin" / "makedumpfile")]
 
 
+def foreign_busybox(root: Path, release: str, package: str) -> Path:
+    """busybox from another architecture's busybox-static package (``release``'s package
+    index, SHA256 checked, unpacked under ``root/tools``; never installed)."""
+    fields = _index(release)[package]
+    tdir = root / "tools" / f"{package}-{OTHER_RELEASES[release].arch}"
+    busybox = tdir / "root" / "bin" / "busybox"
+    if not (tdir / "done").exists():
+        shutil.rmtree(tdir, ignore_errors=True)
+        tdir.mkdir(parents=True)
+        deb = _download_deb(fields, tdir)
+        _run(["dpkg-deb", "-x", str(deb), str(tdir / "root")])
+        deb.unlink()
+        if not busybox.exists():
+            raise FactoryError(f"{package} ({release}) has no bin/busybox")
+        (tdir / "done").write_text(fields["Version"])
+    return busybox
+
+
 def debug_vmlinux(release: str, root: Path | None = None) -> Path:
     """The Debian debug vmlinux of ``release`` (see :func:`debug_files`)."""
     return debug_files(release, root)[0]
@@ -660,11 +728,18 @@ def _with_parents(entries: list[tuple[str, int, bytes]]) -> list[tuple[str, int,
     return out
 
 
-def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
+def build_initramfs(scenario: Scenario, kroot: Path, work: Path, root: Path | None = None
+                    ) -> Path:
+    """The guest's initramfs in ``work`` (``root``: the cache, for another architecture's
+    busybox; by default ``work``'s parent)."""
+    arch = ARCHES[scenario.arch]
     helper = work / "kvmfx-helper"
-    _run(["gcc", "-static", "-O2", "-pthread", "-o", str(helper),
+    _run([arch.cc, "-static", "-O2", "-pthread", "-o", str(helper),
           str(HERE / "guest" / "kvmfx-helper.c")])
-    busybox = shutil.which("busybox") or "/bin/busybox"
+    if arch.busybox is None:
+        busybox = shutil.which("busybox") or "/bin/busybox"
+    else:
+        busybox = str(foreign_busybox(root or work.parent, *arch.busybox))
     entries: list[tuple[str, int, bytes]] = []
     for d in ("bin", "proc", "sys", "dev", "lib", "lib/modules", "spec", "tmp", "usr",
               "usr/sbin"):
@@ -693,7 +768,9 @@ def build_initramfs(scenario: Scenario, kroot: Path, work: Path) -> Path:
         live = (HERE / "guest" / "live.sh").read_text()
     init = (HERE / "guest" / "init.sh").read_text().replace("@EXTRA@", scenario.extra) \
         .replace("@AFTER@", scenario.after).replace("@PROCS@", scenario.truth_glob) \
-        .replace("@LIVE@", live)
+        .replace("@LIVE@", live).replace("@ARCH@", arch.truth)
+    if arch.gt_tty != "/dev/ttyS1":  # init.sh and the scenarios' shell lines name x86's
+        init = init.replace("/dev/ttyS1", arch.gt_tty)
     entries.append(("init", 0o100755, init.encode()))
     entries = _with_parents(entries)
     out = work / "initramfs.cpio.gz"
@@ -738,17 +815,28 @@ class Qmp:
         self.sock.close()
 
 
+def qemu_command(scenario: Scenario, vmlinuz: Path, initrd: Path, console: Path,
+                 gt_port: Path, qmp_path: Path) -> list[str]:
+    """QEMU's command line for a scenario's guest (TCG: KVM is never used)."""
+    arch = ARCHES[scenario.arch]
+    if scenario.arch == "x86_64":
+        gt = ["-serial", f"file:{gt_port}"]
+    else:  # the ground-truth port: a 16550 on PCI (see ARCHES)
+        gt = ["-chardev", f"file,id=gt,path={gt_port}", "-device", "pci-serial,chardev=gt"]
+    return [arch.qemu, *arch.machine, "-accel", "tcg", "-m", f"{scenario.ram_mb}M",
+            "-smp", str(scenario.smp), "-cpu", scenario.cpu, "-kernel", str(vmlinuz),
+            "-initrd", str(initrd), "-append", f"console={arch.console} panic=-1 quiet",
+            "-nographic", "-no-reboot", "-device", "vmcoreinfo", "-monitor", "none",
+            "-serial", f"file:{console}", *gt,
+            "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+
+
 def boot_and_dump(scenario: Scenario, kroot: Path, initrd: Path, out: Path) -> float:
     vmlinuz = kernel_file(kroot, "vmlinuz")
     console, gt_port, qmp_path = out / "console.log", out / "groundtruth.b64", out / "qmp.sock"
     for p in (console, gt_port, qmp_path):
         p.unlink(missing_ok=True)
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-m", f"{scenario.ram_mb}M",
-           "-smp", str(scenario.smp), "-cpu", scenario.cpu, "-kernel", str(vmlinuz),
-           "-initrd", str(initrd), "-append", "console=ttyS0 panic=-1 quiet",
-           "-nographic", "-no-reboot", "-device", "vmcoreinfo", "-monitor", "none",
-           "-serial", f"file:{console}", "-serial", f"file:{gt_port}",
-           "-qmp", f"unix:{qmp_path},server=on,wait=off"]
+    cmd = qemu_command(scenario, vmlinuz, initrd, console, gt_port, qmp_path)
     if scenario.swap_mb:
         swap = out / "swap"
         with open(swap, "wb") as f:
@@ -779,7 +867,8 @@ def boot_and_dump(scenario: Scenario, kroot: Path, initrd: Path, out: Path) -> f
                 qmp.cmd("dump-guest-memory", paging=False, protocol=f"file:{out / key}",
                         format=key)
         if "raw" in wanted:
-            qmp.cmd("pmemsave", val=0, size=scenario.ram_mb << 20, filename=str(out / "raw"))
+            qmp.cmd("pmemsave", val=ARCHES[scenario.arch].ram_base,
+                    size=scenario.ram_mb << 20, filename=str(out / "raw"))
         qmp.cmd("quit")
         qmp.close()
         qemu.wait(60)
@@ -840,14 +929,17 @@ def canonical_elf(src: Path, dst: Path) -> None:
                 left -= len(chunk)
 
 
-def lime_from_elf(src: Path, dst: Path, ram_bytes: int) -> None:
-    """A LiME image (header per range, then the bytes) of the ELF dump's RAM segments."""
+def lime_from_elf(src: Path, dst: Path, ram_bytes: int, ram_base: int = 0) -> None:
+    """A LiME image (header per range, then the bytes) of the ELF dump's RAM segments:
+    those inside [ram_base, ram_base + ram_bytes) (on x86 all RAM ranges start below
+    ram_bytes; QEMU's aarch64 virt machine puts RAM at 1 GiB)."""
     _e, loads, _n = _elf_loads(src)
+    end = ram_base + ram_bytes
     with open(src, "rb") as fi, open(dst, "wb") as fo:
         for paddr, filesz, off, _v in loads:
-            if paddr >= ram_bytes or filesz == 0:
+            if paddr >= end or paddr < ram_base or filesz == 0:
                 continue  # device memory (VGA, ROM) is not RAM: LiME captures RAM only
-            size = min(filesz, ram_bytes - paddr)
+            size = min(filesz, end - paddr)
             fo.write(struct.pack("<IIQQQ", 0x4C694D45, 1, paddr, paddr + size - 1, 0))
             fi.seek(off)
             left = size
@@ -857,12 +949,20 @@ def lime_from_elf(src: Path, dst: Path, ram_bytes: int) -> None:
                 left -= len(chunk)
 
 
-def makedumpfile_outputs(out: Path, wanted: tuple[str, ...], root: Path
-                         ) -> tuple[dict[str, str], dict[str, str]]:
+#: why an aarch64 guest's dump gets no makedumpfile files (Scenario.arch)
+FOREIGN_MAKEDUMPFILE = (
+    "this machine's makedumpfile is Debian's amd64 build, and makedumpfile reads the dumps "
+    "of the architecture it was compiled for only (x86_64): on an aarch64 dump it stops "
+    "at 'check_release: Can't get the address of system_utsname'")
+
+
+def makedumpfile_outputs(out: Path, wanted: tuple[str, ...], root: Path,
+                         arch: str = "x86_64") -> tuple[dict[str, str], dict[str, str]]:
     """makedumpfile's files of the ELF dump. Returns (failed, warnings), each by output
     key: makedumpfile 1.7.2 warns on kernels newer than it knows (and may then classify
     pages wrongly at -d 31); when it fails outright on a kernel, that file is left out and
-    the failure recorded rather than failing the whole fixture."""
+    the failure recorded rather than failing the whole fixture. Another architecture's
+    dump is not handed to makedumpfile at all (FOREIGN_MAKEDUMPFILE)."""
     jobs = {"mdf-zlib": ["-c", "-d", "0"], "mdf-lzo": ["-l", "-d", "0"],
             "mdf-zlib-d31": ["-c", "-d", "31"], "mdf-elf-d31": ["-E", "-d", "31"],
             "flattened": ["-F", "-c", "-d", "0"],
@@ -871,6 +971,8 @@ def makedumpfile_outputs(out: Path, wanted: tuple[str, ...], root: Path
     warnings: dict[str, str] = {}
     if not any(k in wanted for k in jobs):
         return failed, warnings
+    if arch != "x86_64":
+        return {k: FOREIGN_MAKEDUMPFILE for k in jobs if k in wanted}, warnings
     programs = {k: ["makedumpfile"] for k in jobs}
     if "mdf-zstd" in wanted:
         try:
@@ -999,7 +1101,7 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
                      "pids_after": sorted(int(w.split("/")[2]) for w in f["after"].split()),
                      "seconds": round(float(f["uptime"].split()[1]) -
                                       float(f["uptime"].split()[0]), 2)}
-    return {
+    truth = {
         "live": live,
         "kernel": {"release": files["gt/osrelease"].decode().strip(),
                    "version": files["gt/version"].decode().strip(),
@@ -1011,6 +1113,59 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
         "processes": processes,
         "swapped_kb": swapped,
     }
+    if "gt/machine" in files:  # a guest other than x86_64 (Arch.truth)
+        _arch_truth(truth["kernel"], files, files["gt/kallsyms"].decode())
+    return truth
+
+
+#: the arm64 kernel's build settings kept in the ground truth (kernel.config)
+AARCH64_CONFIG = ("CONFIG_ARM64_VA_BITS", "CONFIG_ARM64_PA_BITS", "CONFIG_PGTABLE_LEVELS",
+                  "CONFIG_ARM64_4K_PAGES", "CONFIG_ARM64_16K_PAGES", "CONFIG_ARM64_64K_PAGES",
+                  "CONFIG_ARM64_LPA2", "CONFIG_ARM64_PTR_AUTH", "CONFIG_RANDOMIZE_BASE",
+                  "CONFIG_KALLSYMS_ALL")
+
+#: arm64 symbols whose addresses the ground truth keeps besides the common ones
+AARCH64_SYMBOLS = ("kimage_voffset", "memstart_addr", "vabits_actual", "idmap_pg_dir",
+                   "init_pg_dir", "tramp_pg_dir", "_end")
+
+
+def _arch_truth(kernel: dict[str, Any], files: dict[str, bytes], kallsyms: str) -> None:
+    """What an aarch64 guest recorded about itself (AARCH64_TRUTH): machine, page size,
+    the VA size it runs with, its CPU's features and its dmesg; paging levels follow from
+    page size and VA size."""
+    text = {k[3:]: v.decode(errors="replace").strip() for k, v in files.items()
+            if k in ("gt/machine", "gt/pagesize", "gt/vabits", "gt/kernelpagesize",
+                     "gt/dmesg", "gt/cpuinfo")}
+    kernel["machine"] = text["machine"]
+    kernel["page_size"] = int(text["pagesize"])
+    kps = text.get("kernelpagesize", "").split()  # "KernelPageSize:  16 kB"
+    kernel["kernel_page_size"] = int(kps[1]) * 1024 if len(kps) >= 2 else None
+    kernel["va_bits"] = int(text["vabits"])
+    shift = kernel["page_size"].bit_length() - 1
+    # each level resolves PAGE_SHIFT - 3 bits (8-byte entries) above the page offset
+    kernel["paging_levels"] = -(-(kernel["va_bits"] - shift) // (shift - 3))
+    cpu: dict[str, str] = {}
+    for line in text["cpuinfo"].splitlines():
+        k, _, v = line.partition(":")
+        cpu.setdefault(k.strip(), v.strip())
+    kernel["cpu_features"] = cpu.get("Features", "").split()
+    kernel["cpu"] = {k: cpu[k] for k in ("CPU implementer", "CPU architecture", "CPU variant",
+                                         "CPU part", "CPU revision") if k in cpu}
+    kernel["dmesg"] = text.get("dmesg", "")
+    for line in kallsyms.splitlines():
+        a, _t, n = line.split()[:3]
+        if n in AARCH64_SYMBOLS and n not in kernel["kallsyms"]:
+            kernel["kallsyms"][n] = a
+
+
+def kernel_config(path: Path) -> dict[str, str]:
+    """A kernel config file's settings (CONFIG_X=value)."""
+    out = {}
+    for line in path.read_text(errors="replace").splitlines():
+        k, eq, v = line.partition("=")
+        if eq and k.startswith("CONFIG_"):
+            out[k] = v
+    return out
 
 
 # -- orchestration -----------------------------------------------------------------------
@@ -1053,14 +1208,18 @@ def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
             shutil.rmtree(out)
         out.mkdir(parents=True)
         t0 = time.time()
-        initrd = build_initramfs(scenario, kroot, out)
+        initrd = build_initramfs(scenario, kroot, out, root)
         boot_s = boot_and_dump(scenario, kroot, initrd, out)
         t_dump = time.time()
         truth = parse_ground_truth(out / "groundtruth.b64", out)
+        if scenario.arch != "x86_64":  # what the kernel was built for, beside what it runs
+            config = kernel_config(kernel_file(kroot, "config"))
+            truth["kernel"]["config"] = {k: config.get(k) for k in AARCH64_CONFIG}
         wanted = scenario.dumps or tuple(ALL_DUMPS)
-        failed, warnings = makedumpfile_outputs(out, wanted, root)
+        failed, warnings = makedumpfile_outputs(out, wanted, root, scenario.arch)
         if "lime" in wanted:
-            lime_from_elf(out / "elf", out / "lime", scenario.ram_mb << 20)
+            lime_from_elf(out / "elf", out / "lime", scenario.ram_mb << 20,
+                          ARCHES[scenario.arch].ram_base)
         shutil.copy(kernel_file(kroot, "vmlinuz"), out / "vmlinuz")
         shutil.copy(kernel_file(kroot, "config"), out / "config")
         (out / "groundtruth.json").write_text(json.dumps(truth, indent=1))
@@ -1084,9 +1243,15 @@ def build(name: str, root: Path | None = None, force: bool = False) -> Fixture:
                     "timings": {"boot_s": round(boot_s, 1),
                                 "dumps_s": round(t_dump - t0 - boot_s, 1),
                                 "convert_s": round(time.time() - t_dump, 1)}}
+        if scenario.arch != "x86_64":  # (x86 manifests are as they were)
+            manifest["machine"] = scenario.arch
+            manifest["qemu_command"] = qemu_command(
+                scenario, kernel_file(kroot, "vmlinuz"), out / "initramfs.cpio.gz",
+                out / "console.log", out / "groundtruth.b64", out / "qmp.sock")
         (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-        for stale in root.glob(f"{name}-*"):
-            if stale != out and stale.is_dir():
+        for stale in root.glob(f"{name}-*"):  # "arm64-*" also matches arm64-16k-DIGEST
+            if stale != out and stale.is_dir() and re.fullmatch(
+                    re.escape(name) + "-[0-9a-f]{16}", stale.name):
                 shutil.rmtree(stale, ignore_errors=True)
         return load(out)
 

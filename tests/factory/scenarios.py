@@ -45,6 +45,9 @@ class Scenario:
     #: run-time dependencies, and run kvmfx inside the guest on its own live memory
     #: (/proc/kcore, /dev/mem) after the ground truth is taken (guest/live.sh)
     python: bool = False
+    #: the guest's architecture (uname -m): "x86_64", or "aarch64" (factory.ARCHES: the
+    #: QEMU binary, machine, serial ports, compiler and busybox of each)
+    arch: str = "x86_64"
 
 
 def distinctive() -> tuple[Proc, ...]:
@@ -95,6 +98,11 @@ echo "=== SWAPPED-END" > /dev/ttyS1
 MATRIX_DUMPS = ("elf", "kdump-zlib", "raw", "mdf-zlib", "mdf-lzo", "mdf-zlib-d31", "mdf-elf-d31",
                 "flattened", "lime")
 
+#: aarch64 guests: QEMU's own dumps and the LiME image; makedumpfile's formats are wanted
+#: too, and recorded under not_produced (this machine's makedumpfile reads x86_64 dumps only)
+ARM64_DUMPS = ("elf", "kdump-zlib", "raw", "lime", "mdf-zlib", "mdf-lzo", "mdf-zlib-d31",
+               "mdf-elf-d31", "flattened")
+
 SCENARIOS = {
     "basic": Scenario("basic", 256, "qemu64", procs=distinctive()),
     "la57": Scenario("la57", 256, "max", procs=distinctive(),
@@ -130,4 +138,10 @@ SCENARIOS = {
     # for benchmarks: RAM above the 32-bit PCI hole, so memory is split in two ranges
     "big": Scenario("big", 4096, "qemu64", procs=distinctive(),
                     dumps=("elf", "kdump-zlib", "mdf-lzo")),
+    # aarch64 guests (QEMU's virt machine, TCG, -cpu max): Debian 12's arm64 kernel with
+    # 4K pages, and Debian 13's arm64-16k flavour (16K pages, 52-bit VA with LPA2)
+    "arm64": Scenario("arm64", 256, "max", procs=distinctive(), flavour="arm64",
+                      arch="aarch64", dumps=ARM64_DUMPS),
+    "arm64-16k": Scenario("arm64-16k", 256, "max", procs=distinctive(), flavour="arm64-16k",
+                          arch="aarch64", dumps=ARM64_DUMPS),
 }

@@ -38,6 +38,7 @@ cat /proc/kallsyms > /gt/kallsyms
 for f in version loadavg uptime stat cpuinfo; do cat /proc/$f > /gt/$f; done
 cat /proc/sys/kernel/osrelease > /gt/osrelease
 cat /proc/sys/kernel/hostname > /gt/hostname
+@ARCH@
 @LIVE@
 cd / && tar -czf /gt.tgz gt
 echo "=== GT-BEGIN" > /dev/ttyS1

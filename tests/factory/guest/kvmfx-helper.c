@@ -17,6 +17,12 @@
  *   pageout PID...                   push each process's [stack] mapping (where argv and
  *                                    the environment live) out to swap with
  *                                    process_madvise(MADV_PAGEOUT); prints "PID result".
+ *   pagesize                         print sysconf(_SC_PAGESIZE) (what getconf PAGESIZE says).
+ *   vabits                           print the user address space's size in bits: the
+ *                                    highest B for which a page maps at 1 << (B - 1)
+ *                                    (MAP_FIXED_NOREPLACE). On arm64 TASK_SIZE is
+ *                                    1 << vabits_actual, so this is the VA size the kernel
+ *                                    runs with (52 with LPA2, else 48 or 47).
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -25,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/stat.h>
@@ -156,6 +163,28 @@ int main(int argc, char **argv) {
             printf("%s %ld\n", argv[i], r);
             close((int)pidfd);
         }
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "pagesize") == 0) {
+        printf("%ld\n", sysconf(_SC_PAGESIZE));
+        return 0;
+    }
+    if (argc >= 2 && strcmp(argv[1], "vabits") == 0) {
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+        long page = sysconf(_SC_PAGESIZE);
+        int bits = 0;
+        for (int b = 36; b <= 56; b++) {
+            void *want = (void *)(1UL << (b - 1));
+            void *got = mmap(want, page, PROT_NONE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+            if (got == want)
+                bits = b;
+            if (got != MAP_FAILED)
+                munmap(got, page);
+        }
+        printf("%d\n", bits);
         return 0;
     }
     if (argc >= 2 && strcmp(argv[1], "zombie") == 0) {
