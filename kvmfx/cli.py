@@ -202,7 +202,8 @@ def plugins_cmd(state: _State) -> None:
     reg = state.registry
     sections = [("commands", list(reg.commands.values())), ("formats", reg.dump_formats),
                 ("swap-formats", reg.swap_formats),
-                ("architectures", reg.architectures), ("symbols", reg.symbol_providers),
+                ("architectures", reg.architectures), ("kernel-finders", reg.kernel_finders),
+                ("symbols", reg.symbol_providers),
                 ("os-profiles", reg.os_profiles)]
     for title, items in sections:
         if not items:

@@ -102,17 +102,23 @@ def check_execfile(path: str) -> None:
         raise KvmOpenError("cannot use the execfile: empty file", path=path)
 
 
+def open_swap(path: str, registry: Registry) -> Any:
+    """Open a swap area with the swap-format plugin that recognises it (read-only); a file
+    that cannot be read or that no plugin recognises raises KvmError."""
+    with FileSource(path) as source:
+        head = source.read_upto(0, 1 << 16)
+    fmt = best_match(registry.swap_formats, lambda f: f.probe(head))
+    if fmt is None:
+        raise KvmOpenError(("empty file: " if not head else "") + "not a swap area (no "
+                           "swap-format plugin recognises it)", path=path)
+    return fmt.open(path)
+
+
 def check_swapfile(path: str, registry: Registry) -> None:
     """Refuse, at open, a swapfile (-W) that cannot be read or that no swap-format plugin
     recognises (kvm_openfiles(3) fails at open)."""
     try:
-        with FileSource(path) as source:
-            head = source.read_upto(0, 1 << 16)
-        fmt = best_match(registry.swap_formats, lambda f: f.probe(head))
-        if fmt is None:
-            raise KvmOpenError(("empty file: " if not head else "") + "not a swap area (no "
-                               "swap-format plugin recognises it)")
-        fmt.open(path).close()
+        open_swap(path, registry).close()
     except KvmError as exc:
         raise KvmOpenError(f"cannot use the swapfile: {exc.message}", path=path) from None
 
@@ -200,6 +206,7 @@ class Session:
         self.swap_paths: list[str] = []
         #: the /proc/swaps areas that could not be used, one line each (not fatal)
         self.swap_failures: list[str] = []
+        self._swap_areas: dict[int, Any] = {}
         #: Per-session scratch space for plugins (caches), keyed by plugin name.
         self.plugin_data: dict[str, Any] = {}
         #: What could not be read although the command went on (a list walk cut short...):
@@ -358,6 +365,22 @@ class Session:
             pos = stop
         return sum(layer.write(paddr, chunk) for paddr, chunk in chunks)
 
+    def swap_area(self, swap_type: int = 0) -> Any:
+        """Swap area ``swap_type`` (an object with ``read_slot(offset) -> bytes``), opened
+        read-only on first use: the image given with -W (area 0), or on a live system the
+        active areas of /proc/swaps in their order (the kernel numbers them in the order they
+        were turned on); None when there is no such area (or it cannot be opened: then a
+        warning says why)."""
+        if swap_type not in self._swap_areas:
+            area = None
+            if swap_type < len(self.swap_paths):
+                try:
+                    area = open_swap(self.swap_paths[swap_type], self.registry)
+                except KvmError as exc:
+                    self.warnings.append(f"swap area {swap_type}: {exc}")
+            self._swap_areas[swap_type] = area
+        return self._swap_areas[swap_type]
+
     # -- symbols --------------------------------------------------------------------------
     @property
     def symbols(self) -> SymbolTable:
@@ -494,13 +517,15 @@ class Session:
         table, failed, _ = self._first_answer("load", self._symbol_stages())
         if table is not None:
             return table
-        if self.execfile is not None and not self.live and not failed:
+        if self.execfile is not None and not self.live and not failed and \
+                self._execfile_providers(self.execfile):
             # the execfile was recognised but holds no symbols (a BTF file): the image's
             table, failed, _ = self._first_answer("load", [("image", None)])
             if table is not None:
                 return table
         if self.execfile is not None:
-            detail = "; ".join(failed) or "no provider recognises it"
+            detail = "; ".join(failed) or ("no symbol provider recognises the file: not an "
+                                           "ELF kernel, System.map, BTF, ISF or vmlinuz")
             raise SymbolError(f"cannot read symbols: {detail}", path=self.execfile)
         detail = "; ".join(failed) or "no symbol source found"
         raise SymbolError(f"no kernel symbols: {detail}")
@@ -651,6 +676,10 @@ class Session:
             errors["os_profile"] = str(exc)
 
     def close(self) -> None:
+        for area in self._swap_areas.values():
+            if area is not None:
+                area.close()
+        self._swap_areas.clear()
         if self._physical is not None:
             self._physical.close()
             self._physical = None

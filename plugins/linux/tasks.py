@@ -22,7 +22,6 @@ from kvmfx.objects import Object, cstring
 from kvmfx.process import ArgVector, OSProfile, Process, split_nul_block
 from kvmfx.session import Session
 from kvmfx_plugins.linux.pageflags import excluded_summary, install_zero_pages
-from kvmfx_plugins.linux.swap import SwapArea
 
 #: Walks stop after this many list entries (a cyclic or corrupt list cannot loop forever).
 MAX_TASKS = 1_000_000
@@ -67,23 +66,8 @@ class LinuxKernel:
         self.pidtype_pgid = pid_type.get("PIDTYPE_PGID", 2)
         self.pidtype_sid = pid_type.get("PIDTYPE_SID", 3)
         self.upid_size = self.types.struct_size("upid")
-        self._swap: dict[int, SwapArea | None] = {}
         self._boot_wall: float | None | bool = False
         install_zero_pages(session)
-
-    def swap(self, swap_type: int = 0) -> SwapArea | None:
-        """Swap area ``swap_type``, opened read-only on first use: the image given with -W
-        (area 0), or on a live system the active areas of /proc/swaps in their order (the
-        kernel numbers them in the order they were turned on)."""
-        if swap_type not in self._swap:
-            paths = self.session.swap_paths
-            try:
-                self._swap[swap_type] = (SwapArea(paths[swap_type])
-                                         if swap_type < len(paths) else None)
-            except KvmError as exc:
-                self.session.warnings.append(f"swap area {swap_type}: {exc}")
-                self._swap[swap_type] = None
-        return self._swap[swap_type]
 
     def task(self, address: int) -> Object:
         return Object(self.types, "task_struct", address, self.read)
@@ -514,7 +498,7 @@ def _read_user(k: LinuxKernel, layer: Any, start: int, size: int
             data = layer.read(pos, stop - pos)
         except SwappedOutError as exc:
             data = None
-            area = k.swap(exc.swap_type)
+            area = k.session.swap_area(exc.swap_type)
             if area is not None:
                 try:
                     data = area.read_slot(exc.swap_offset)[pos - page:stop - page]

@@ -164,7 +164,10 @@ class ExecfileProvider:
     def probe(self, file: SymbolFile) -> int:
         if file.is_elf:
             return 80 if ".symtab" in file.sections or ".dynsym" in file.sections else 0
-        return 80 if looks_like_text_map(file.head) else 0
+        if looks_like_text_map(file.head):
+            return 80
+        # other text: the weakest claim, so that a broken map is named by its bad line
+        return 10 if file.head and b"\0" not in file.head else 0
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         if path is None:

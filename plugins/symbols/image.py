@@ -22,8 +22,8 @@ from kvmfx.layers import PAGE_SIZE
 from kvmfx.session import Session
 from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
-from kvmfx_plugins.linux import kallsyms
-from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
+from kvmfx_plugins.symbols import kallsyms
+from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
 from kvmfx_plugins.symbols.btf import btf_size, parse_btf
 from kvmfx_plugins.symbols.files import gnu_build_id
 from kvmfx_plugins.symbols.profile_cache import remember

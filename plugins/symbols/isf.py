@@ -13,14 +13,11 @@ import base64
 import datetime as _dt
 import json
 import lzma
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kvmfx.commands import Column, Command, Option
-from kvmfx.errors import KvmError, UsageError
-from kvmfx.hookspecs import hookimpl
-from kvmfx.session import Session
+from kvmfx.errors import KvmError
 from kvmfx.symbols import SymbolTable
 from kvmfx.types import (
     ARRAY,
@@ -206,33 +203,3 @@ def write_isf(isf: dict[str, Any], path: str) -> int:
         data = lzma.compress(data, preset=1)
     Path(path).write_bytes(data)
     return len(data)
-
-
-class ExportIsf(Command):
-    def __init__(self) -> None:
-        super().__init__(
-            name="profile-export-isf",
-            description="Write the dump's kernel symbols and types as a Volatility 3 ISF.",
-            columns=[Column("path", "str", "the ISF file written"),
-                     Column("symbols", "int", "symbols"), Column("types", "int", "user types"),
-                     Column("bytes", "int", "file size")],
-            options=[Option("isf", "Where to write the ISF (.json or .json.xz).")])
-
-    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
-        out = options.get("isf")
-        if not out:
-            raise UsageError("give the ISF file to write with --isf FILE.json.xz")
-        addr = session.symbols.lookup("linux_banner")
-        banner = None
-        if addr is not None:
-            raw = session.read(addr, 512)
-            banner = raw[:raw.index(b"\0") + 1] if b"\0" in raw else None
-        isf = export_isf(session.symbols, session.types, session.image.unslide, banner)
-        size = write_isf(isf, out)
-        yield {"path": out, "symbols": len(isf["symbols"]), "types": len(isf["user_types"]),
-               "bytes": size}
-
-
-@hookimpl
-def kvmfx_commands() -> list[Command]:
-    return [ExportIsf()]

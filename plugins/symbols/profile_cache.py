@@ -13,14 +13,13 @@ import hashlib
 import json
 import os
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
-from kvmfx.commands import Column, Command
-from kvmfx.errors import FormatError, KvmError, SymbolError, UsageError
+from kvmfx.errors import FormatError, KvmError, SymbolError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
 from kvmfx.symbols import LazySymbols, SymbolProvider, SymbolTable
@@ -180,33 +179,8 @@ def remember(session: Session, table: SymbolTable, btf: bytes | None,
         pass
 
 
-class BuildProfile(Command):
-    def __init__(self) -> None:
-        super().__init__(
-            name="profile-build",
-            description="Save the dump's kernel symbols and types as a cached profile.",
-            columns=[Column("profile", "str", "the profile file"),
-                     Column("symbols_from", "str", "where the symbols came from"),
-                     Column("symbols", "int", "symbols"), Column("types", "int", "types")])
-
-    def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
-        symbols, types = session.symbols, session.types
-        where = ProfileCacheProvider()._path(session)
-        if where is None:
-            raise UsageError("no VMCOREINFO (build id, release) to key a profile by")
-        if not where.exists():
-            raise UsageError(f"symbols came from {symbols.source}: only a profile of the "
-                             "image's own symbols and BTF is cached")
-        yield {"profile": str(where), "symbols_from": symbols.source,
-               "symbols": len(symbols), "types": types.count}
-
-
 @hookimpl
 def kvmfx_symbol_providers() -> list[SymbolProvider]:
     return [ProfileCacheProvider()]
 
-
-@hookimpl
-def kvmfx_commands() -> list[Command]:
-    return [BuildProfile()]
 

@@ -31,7 +31,7 @@ from kvmfx.session import open_dump
 from kvmfx_plugins.arch.x86_64 import X86_64
 from kvmfx_plugins.arch.x86_64 import swap_entry as x86_64_swap_entry
 from kvmfx_plugins.formats.flattened import FlatReader, parse_flat_header
-from kvmfx_plugins.linux.swap import SwapArea, parse_swap_header
+from kvmfx_plugins.formats.swap import SwapArea, parse_swap_header
 from tests.factory import get_fixture
 
 PAGE = 4096

@@ -91,7 +91,7 @@ def t_vmcoreinfo(data: bytes) -> None:
 
 
 def t_kallsyms(data: bytes) -> None:
-    from kvmfx_plugins.linux import kallsyms
+    from kvmfx_plugins.symbols import kallsyms
     kallsyms.decode(data, kallsyms.locate(data))
 
 
@@ -118,7 +118,7 @@ def t_elf_symbols(data: bytes) -> None:
 
 
 def t_swap(data: bytes) -> None:
-    from kvmfx_plugins.linux.swap import parse_swap_header
+    from kvmfx_plugins.formats.swap import parse_swap_header
     parse_swap_header(data)
 
 
@@ -128,7 +128,7 @@ def t_isf(data: bytes) -> None:
 
 
 def t_vmlinuz(data: bytes) -> None:
-    from kvmfx_plugins.linux.vmlinuz import extract_vmlinux
+    from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
     extract_vmlinux(data)
 
 

@@ -45,15 +45,15 @@ def child(name: str, argv: list[str]) -> None:
         import kvmfx_plugins.formats.flattened  # noqa: F401
         import kvmfx_plugins.formats.kdump  # noqa: F401
         import kvmfx_plugins.formats.lime  # noqa: F401
-        import kvmfx_plugins.linux.kallsyms  # noqa: F401
-        import kvmfx_plugins.linux.swap  # noqa: F401
+        import kvmfx_plugins.formats.swap  # noqa: F401
         import kvmfx_plugins.linux.tasks  # noqa: F401
         import kvmfx_plugins.linux.vmcoreinfo  # noqa: F401
-        import kvmfx_plugins.linux.vmlinuz  # noqa: F401
         import kvmfx_plugins.symbols.btf  # noqa: F401
         import kvmfx_plugins.symbols.dwarf  # noqa: F401
         import kvmfx_plugins.symbols.files  # noqa: F401
         import kvmfx_plugins.symbols.isf_input  # noqa: F401
+        import kvmfx_plugins.symbols.kallsyms  # noqa: F401
+        import kvmfx_plugins.symbols.vmlinuz  # noqa: F401
         from tests.fuzz import TARGETS, run_one
     if name in ("tasks", "argv"):
         from tests.fuzz import _overlay

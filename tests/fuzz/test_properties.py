@@ -13,7 +13,7 @@ from kvmfx.process import split_nul_block
 from kvmfx.symbols import parse_system_map
 from kvmfx_plugins.arch.x86_64 import swap_entry as x86_64_swap_entry
 from kvmfx_plugins.formats.lime import HEADER_SIZE, LIME_HEADER, parse_lime
-from kvmfx_plugins.linux.swap import (
+from kvmfx_plugins.formats.swap import (
     PAGE_SIZE,
     SWAP_INFO,
     SWAP_MAGIC,

@@ -38,3 +38,20 @@ def test_swap_areas_are_recognised_through_the_swap_format_hook(tmp_path):
         check_swapfile(str(other), registry)
     assert str(exc.value) == (f"{other}: cannot use the swapfile: not a swap area (no "
                               "swap-format plugin recognises it)")
+
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+
+
+@pytest.mark.parametrize("module", sorted(str(p.relative_to(PLUGINS))
+                                          for p in PLUGINS.glob("*/*.py")))
+def test_only_commands_import_across_plugin_folders(module):
+    """One folder per role (formats, arch, linux, symbols, commands): a plugin uses another
+    folder's plugins through the session and the hooks; only commands import them."""
+    folder = module.split("/")[0]
+    tree = ast.parse((PLUGINS / module).read_text())
+    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    others = {m.split(".")[1] for m in imported
+              if m.startswith("kvmfx_plugins.") and m.count(".") >= 2}
+    if folder != "commands":
+        assert others <= {folder}, others

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmfx.errors import FormatError
-from kvmfx_plugins.linux import kallsyms
+from kvmfx_plugins.symbols import kallsyms
 
 BASE = 0xFFFFFFFF81000000
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmfx.errors import FormatError
-from kvmfx_plugins.linux import kallsyms
+from kvmfx_plugins.symbols import kallsyms
 
 TEXT = 0xFFFFFFFF81000000 + 0x2C00000  # _text with a KASLR slide
 RODATA = TEXT + 0x1200000  # where the tables' buffer starts

@@ -10,7 +10,7 @@ import pytest
 
 from kvmfx.errors import FormatError, MissingPageError
 from kvmfx_plugins.arch.x86_64 import swap_entry as x86_64_swap_entry
-from kvmfx_plugins.linux.swap import SwapArea, parse_swap_header
+from kvmfx_plugins.formats.swap import SwapArea, parse_swap_header
 
 PAGE = 4096
 
