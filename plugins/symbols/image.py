@@ -23,10 +23,10 @@ from kvmfx.session import Session
 from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols import kallsyms
-from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
 from kvmfx_plugins.symbols.btf import btf_size, parse_btf
 from kvmfx_plugins.symbols.files import gnu_build_id
 from kvmfx_plugins.symbols.profile_cache import remember
+from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
 
 #: How much of the kernel image is searched for kallsyms (Debian's is ~60 MiB).
 KERNEL_IMAGE_SPAN = 96 << 20
