@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from kvmfx.arch import Architecture, VirtualLayer
 from kvmfx.boot import BootNotes
+from kvmfx.errors import KvmError
 from kvmfx.layers import PhysicalLayer
 
 
@@ -73,6 +74,37 @@ class KernelImage:
         off = self.kaslr_offset if offset is None else offset
         lo, hi = self.image_window
         return address + off if lo <= address < hi else address
+
+    def text_start(self, default_text: int) -> int:
+        """Where the kernel's text starts in this image (_stext as reported, else the
+        architecture's unrandomised _text slid by the KASLR offset)."""
+        return self.anchors.get("_stext") or self.slide(default_text)
+
+    def image_bytes(self, start: int, span: int) -> bytes:
+        """``span`` bytes of the kernel image's virtual memory from ``start``, for searching
+        (unmapped or missing pages read as zeros: nothing found there is evidence). The
+        image is physically contiguous on every architecture kvmfx reads, so each 2 MiB
+        run whose ends map contiguously is read in one physical read."""
+        out = bytearray()
+        step = 2 << 20
+        pos, end = start, start + span
+        misses = 0
+        while pos < end and not (misses > 8 and len(out) > (32 << 20)):
+            n = min(step - pos % step, end - pos)
+            try:
+                first, _ = self.layer.translate(pos)
+                last, _ = self.layer.translate(pos + n - 1)
+                contiguous = last - first == n - 1
+            except KvmError:
+                contiguous = False
+            if contiguous:
+                out += self.layer.physical.read(first, n, zero_fill=True)
+                misses = 0
+            else:
+                out += self.layer.read(pos, n, zero_fill=True)
+                misses += 1
+            pos += n
+        return bytes(out)
 
     def identity(self) -> str:
         """The kernel as one phrase, for messages: ``the image is 6.1.0-57-amd64 build ...``."""

@@ -630,6 +630,7 @@ class Session:
                 try:
                     facts = self.image.describe()
                     out["arch"] = self.arch.name
+                    out["page_size"] = self.image.page_size
                     out.update(facts)
                     kernel = True
                 except KvmError as exc:

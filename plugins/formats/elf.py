@@ -124,14 +124,17 @@ class ElfLayer(SegmentedLayer):
     format_name = "elf"
     tails: list[tuple[int, int]] = []
 
+    #: Page size of the kernel whose memory this is (set once the kernel is known).
+    page_size = PAGE_SIZE
+
     def excluded(self, pfn: int) -> bool:
-        addr = pfn * PAGE_SIZE
+        addr = pfn * self.page_size
         i = bisect.bisect_right(self.tails, (addr, 1 << 64)) - 1
         return i >= 0 and self.tails[i][0] <= addr < self.tails[i][1]
 
     def excluded_pfns(self) -> Iterator[int]:
         for start, end in self.tails:
-            yield from range(-(-start // PAGE_SIZE), end // PAGE_SIZE)
+            yield from range(-(-start // self.page_size), end // self.page_size)
 
 
 class ElfFormat:

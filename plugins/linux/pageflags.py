@@ -389,7 +389,7 @@ class ZeroPageOracle:
         if "mem_section" not in info.symbols:
             return "VMCOREINFO lacks SYMBOL(mem_section)"
         return cls(facts, session.read, info.symbols, info.numbers, lengths, info.sizes,
-                   level, getattr(physical, "page_size", 4096))
+                   level, session.image.page_size)
 
     def install(self, physical: PhysicalLayer) -> None:
         physical.zero_verdict = self.verdict
@@ -401,6 +401,8 @@ def install_zero_pages(session: Session) -> None:
     physical = session.physical
     if physical.zero_verdict is not None or physical.zeros_kept is not None:
         return
+    if physical.format_name == "elf":  # ELF says nothing of pages: the kernel's size
+        physical.page_size = session.image.page_size  # type: ignore[attr-defined]
     if next(iter(physical.excluded_pfns()), None) is None:
         return
     oracle = ZeroPageOracle.for_session(session)

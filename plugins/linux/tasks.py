@@ -13,6 +13,7 @@ from typing import Any
 from kvmfx.errors import (
     KvmError,
     MissingPageError,
+    ProcessError,
     SwappedOutError,
     TranslationError,
 )
@@ -164,6 +165,47 @@ class LinuxKernel:
                 except KvmError:
                     pass
         return self._boot_wall if self._boot_wall is not False else None
+
+
+#: The comm of CPU 0's idle task (INIT_TASK_COMM, renamed "swapper/0" at boot on SMP).
+_INIT_COMMS = (b"swapper/0\0", b"swapper\0")
+#: How far past the kernel text init_task is searched for (its .data).
+INIT_TASK_SPAN = 96 << 20
+
+
+def find_init_task(session: Session) -> int | None:
+    """init_task found by its shape in the kernel image, for kernels whose symbols do not
+    name it (kallsyms without CONFIG_KALLSYMS_ALL lists code only): a task_struct in the
+    image's data with comm "swapper/0", pid and tgid 0, itself as its real parent, and a
+    ``tasks`` list whose neighbours point back at it."""
+    types, image = session.types, session.image
+    offs = {m: types.offsetof("task_struct", m)
+            for m in ("comm", "pid", "tgid", "real_parent", "tasks")}
+    start = image.text_start(session.arch.default_text(image.boot))
+    data = image.image_bytes(start, INIT_TASK_SPAN)
+
+    def u64(at: int) -> int:
+        return int.from_bytes(data[at:at + 8], "little")
+
+    for needle in _INIT_COMMS:
+        at = data.find(needle)
+        while at >= 0:
+            base = at - offs["comm"]
+            cand = start + base
+            if base >= 0 and base % 8 == 0 and base + offs["tasks"] + 16 <= len(data) and \
+                    data[base + offs["pid"]:base + offs["pid"] + 4] == bytes(4) and \
+                    data[base + offs["tgid"]:base + offs["tgid"] + 4] == bytes(4) and \
+                    u64(base + offs["real_parent"]) == cand:
+                head = cand + offs["tasks"]
+                nxt, prev = u64(base + offs["tasks"]), u64(base + offs["tasks"] + 8)
+                try:
+                    if int.from_bytes(session.read(nxt + 8, 8), "little") == head and \
+                            int.from_bytes(session.read(prev, 8), "little") == head:
+                        return cand
+                except KvmError:
+                    pass
+            at = data.find(needle, at + 1)
+    return None
 
 
 def for_each_task(k: LinuxKernel) -> Iterator[Object]:
@@ -586,9 +628,12 @@ class LinuxDumpProfile:
         if session.live or session.no_files:
             return 0
         try:
-            if session.symbols.lookup("init_task") is None:
-                return 0
             session.types.find("task_struct")
+            if session.symbols.lookup("init_task") is None:
+                found = find_init_task(session)
+                if found is None:
+                    return 0
+                session.symbols.add("init_task", found, "D")
         except KvmError:
             return 0
         return 80
@@ -646,7 +691,13 @@ class LinuxDumpProfile:
     def banner(self, session: Session) -> str:
         """The kernel's linux_banner string."""
         k = self._kernel(session)
-        raw = cstring(session.read(k.symbols.address_of("linux_banner"), 512))
+        addr = k.symbols.lookup("linux_banner")
+        if addr is None:  # kallsyms of code only: the banner as found in memory
+            found = session.image.banner()
+            if found is None:
+                raise ProcessError("no linux_banner: not in the symbols, not found in memory")
+            return found
+        raw = cstring(session.read(addr, 512))
         return raw.decode("utf-8", "replace").rstrip("\n")
 
     def uname(self, session: Session) -> dict[str, str]:

@@ -227,3 +227,28 @@ def parse_btf(data: bytes, source: str = "BTF",
     if len(data) > MAX_BTF_BYTES:
         raise FormatError(f"BTF of {len(data)} bytes is larger than {MAX_BTF_BYTES}")
     return BtfTypeModel(data, source, btf_header(data), index)
+
+
+_BTF_START = b"\x9f\xeb\x01\x00"
+
+
+def find_btf(buf: bytes) -> tuple[int, int] | None:
+    """Offset and size of the largest BTF blob in ``buf`` (a kernel image's memory): a
+    version-1 header of 24 bytes whose type and string sections follow it back to back,
+    the strings starting with their empty string, all inside ``buf``. Pure, for images
+    whose symbols do not name it (kallsyms without CONFIG_KALLSYMS_ALL has no
+    __start_BTF)."""
+    best: tuple[int, int] | None = None
+    at = buf.find(_BTF_START)
+    while at >= 0:
+        if at % 4 == 0 and at + 24 <= len(buf):
+            hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<5I", buf,
+                                                                                at + 4)
+            size = hdr_len + str_off + str_len
+            if (hdr_len == 24 and type_off == 0 and str_off == type_len and type_len > 0
+                    and str_len > 0 and size <= MAX_BTF_BYTES and at + size <= len(buf)
+                    and buf[at + hdr_len + str_off] == 0
+                    and (best is None or size > best[1])):
+                best = (at, size)
+        at = buf.find(_BTF_START, at + 1)
+    return best

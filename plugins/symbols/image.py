@@ -18,12 +18,11 @@ from elftools.elf.elffile import ELFFile
 
 from kvmfx.errors import FormatError, KvmError, MissingPageError, SymbolError, TranslationError
 from kvmfx.hookspecs import hookimpl
-from kvmfx.layers import PAGE_SIZE
 from kvmfx.session import Session
 from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols import kallsyms
-from kvmfx_plugins.symbols.btf import btf_size, parse_btf
+from kvmfx_plugins.symbols.btf import btf_size, find_btf, parse_btf
 from kvmfx_plugins.symbols.files import gnu_build_id
 from kvmfx_plugins.symbols.profile_cache import remember
 from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
@@ -147,26 +146,11 @@ class KernelImageProvider:
 
 
 def _kernel_span(session: Session, span: int = KERNEL_IMAGE_SPAN) -> tuple[int, bytes]:
-    """The kernel image's virtual bytes (unmapped or missing pages read as zeroes for the
-    search only; nothing found there is reported as evidence)."""
+    """The kernel image's virtual bytes from its text (unmapped or missing pages read as
+    zeroes for the search only; nothing found there is reported as evidence)."""
     image = session.image
-    kernel = image.layer
-    start = image.anchors.get("_stext") or image.slide(session.arch.default_text(image.boot))
-    out = bytearray()
-    pos = start
-    end = start + span
-    misses = 0
-    while pos < end:
-        try:
-            out += kernel.read(pos, PAGE_SIZE)
-            misses = 0
-        except (TranslationError, MissingPageError):
-            out += bytes(PAGE_SIZE)
-            misses += 1
-            if misses > 4096 and len(out) > (32 << 20):
-                break  # 16 MiB unmapped after 32 MiB of image: past its end
-        pos += PAGE_SIZE
-    return start, bytes(out)
+    start = image.text_start(session.arch.default_text(image.boot))
+    return start, image.image_bytes(start, span)
 
 
 class BtfFileProvider:
@@ -222,6 +206,14 @@ class ImageKallsymsProvider:
             if table is None:
                 table = kallsyms_by_scan(session, anchors, cache)
             _check_text(table, session)
+            # kallsyms of code only (no CONFIG_KALLSYMS_ALL): the data symbols VMCOREINFO
+            # names fill in (init_uts_ns, prb...), and the table says it is not complete
+            for name, addr in anchors.items():
+                if name not in table:
+                    table.add(name, addr, "D")
+            data = sum(1 for sym in table.symbols.values() if sym.type in "DdBbRr")
+            if data < min(1000, len(table) // 20):
+                table.complete = False
             cache["kallsyms"] = table
         return cache["kallsyms"]
 
@@ -229,18 +221,27 @@ class ImageKallsymsProvider:
         symbols = session.symbols
         start = symbols.lookup("__start_BTF")
         stop = symbols.lookup("__stop_BTF")
-        if start is None or stop is None or not 0 < stop - start < (64 << 20):
-            return None
         try:
-            data = session.read(start, stop - start)
+            if start is None or stop is None or not 0 < stop - start < (64 << 20):
+                # kallsyms without CONFIG_KALLSYMS_ALL names no data: find it by its shape
+                span_start, span = _kernel_span(session)
+                found = find_btf(span)
+                if found is None:
+                    return None
+                start, data = span_start + found[0], span[found[0]:found[0] + found[1]]
+                if symbols.source == "image:kallsyms":
+                    symbols.add("__start_BTF", start, "R")
+                    symbols.add("__stop_BTF", start + len(data), "R")
+            else:
+                data = session.read(start, stop - start)
             data = data[:btf_size(data)]
             model = parse_btf(data, "image:BTF")
             if symbols.source == "image:kallsyms":
                 remember(session, symbols, data, model)  # the next open of this kernel is instant
             return model
         except FormatError as exc:
-            raise SymbolError(f"corrupt BTF in the image at {start + (exc.offset or 0):#x}: "
-                              f"{exc.message}") from None
+            where = (start or 0) + (exc.offset or 0)
+            raise SymbolError(f"corrupt BTF in the image at {where:#x}: {exc.message}") from None
 
 
 class _Disagreement(FormatError):

@@ -11,6 +11,7 @@ import kvmfx
 from kvmfx import kvm
 from kvmfx.arch import VirtualLayer
 from kvmfx.errors import MissingPageError, ReadOnlyError, TranslationError
+from kvmfx.kernel import KernelImage
 from kvmfx.layers import PAGE_SIZE, FileSource, Range
 from kvmfx_plugins.formats.devmem import DevMemFormat, DevMemLayer, parse_iomem
 
@@ -111,7 +112,7 @@ class _Identity(VirtualLayer):
 def _live_session(tmp_path, writable: bool) -> kvmfx.Session:
     s = kvmfx.Session(writable=writable)
     s._physical = DevMemLayer.open_device(_stand_in(tmp_path), writable=writable, ranges=RAM)
-    s._kernel = _Identity(s._physical, 0)
+    s._image = KernelImage(os="linux", layer=_Identity(s._physical, 0))
     return s
 
 

@@ -1,0 +1,49 @@
+"""Kernels whose kallsyms lists code only (built without CONFIG_KALLSYMS_ALL, as Debian's
+arm64 6.1 is): BTF is found by its header in the image and init_task by its shape. Checked
+here on x86_64 dumps with every data symbol taken out of the table, against the guest's own
+kallsyms."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+import kvmfx
+from kvmfx_plugins.linux.tasks import find_init_task
+from kvmfx_plugins.symbols.btf import find_btf
+from tests.factory import get_fixture
+from tests.linux.test_dump_processes import _check_session
+
+
+def _header(type_len: int, str_len: int) -> bytes:
+    return struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, type_len, type_len, str_len)
+
+
+def test_find_btf_takes_the_whole_blob_and_skips_lookalikes():
+    blob = _header(12, 5) + bytes(12) + b"\0abc\0"
+    lookalike = _header(12, 5) + bytes(12) + b"xabc\0"  # strings must start with ""
+    short = _header(4096, 4096)  # runs past the buffer
+    head = b"pad!" + lookalike
+    buf = head + bytes(-len(head) % 4) + blob + short
+    at = buf.index(blob)
+    assert find_btf(buf) == (at, len(blob))
+    assert find_btf(bytes(64)) is None
+    assert find_btf(b"\x9f\xeb\x01\x00" + bytes(10)) is None
+
+
+@pytest.mark.parametrize("name", ["basic", "trixie"])
+def test_init_task_and_btf_by_shape_when_symbols_name_no_data(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    fx = get_fixture(name)
+    want = int(fx.truth["kernel"]["kallsyms"]["init_task"], 16)
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        table = s.symbols
+        for sym in [n for n, v in table.symbols.items() if v.type not in "TtWw"]:
+            del table.symbols[sym]
+        assert table.lookup("init_task") is None and table.lookup("__start_BTF") is None
+        assert find_init_task(s) == want
+        assert s.types.source == "image:BTF"  # found by its header
+        assert table.lookup("__start_BTF") is not None
+        assert _check_session(s, fx.truth) == len(fx.truth["processes"])
+        assert table.lookup("init_task") == want
