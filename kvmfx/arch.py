@@ -121,6 +121,11 @@ class Architecture(Protocol):
         CPU's kernels are linked: a check that a kallsyms decode is right."""
         ...
 
+    def ram_base(self, boot: BootNotes | None) -> int:
+        """Where the machine's RAM starts (0 on x86_64): a raw image whose kernel lies past
+        its end is taken to start there."""
+        ...
+
     def direct_map(self, boot: BootNotes | None,
                    read_pointer: Callable[[str], int | None]) -> tuple[int, int]:
         """(virtual, physical) start of the kernel's direct map of RAM: physical address p

@@ -229,6 +229,9 @@ class X86_64:
         return (linked_text % (2 << 20) == 0
                 and START_KERNEL_MAP <= linked_text < START_KERNEL_MAP + (1 << 30))
 
+    def ram_base(self, boot: BootNotes | None) -> int:
+        return 0
+
     def direct_map(self, boot: BootNotes | None,
                    read_pointer: Callable[[str], int | None]) -> tuple[int, int]:
         """page_offset_base (randomised with CONFIG_RANDOMIZE_MEMORY), else the fixed

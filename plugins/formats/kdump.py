@@ -368,6 +368,11 @@ class KdumpLayer(PhysicalLayer):
         return info
 
 
+def _machine(name: str | None) -> str | None:
+    """The header's machine, unless it names none (QEMU writes "Unknown" for some CPUs)."""
+    return None if not name or name.lower() == "unknown" else name
+
+
 def open_kdump(source: FileSource, reader: Reader, fmt: str) -> KdumpLayer:
     head = reader.read(0, min(reader.size, 2 * MAX_BLOCK_SIZE))
     header = parse_kdump_header(head, reader.size)
@@ -395,7 +400,7 @@ def open_kdump(source: FileSource, reader: Reader, fmt: str) -> KdumpLayer:
     layer.details.update({
         "container": fmt, "header_version": header.header_version,
         "block_size": header.block_size, "dump_level": sub.get("dump_level"),
-        "phys_base": sub.get("phys_base"), "machine": header.utsname.get("machine"),
+        "phys_base": sub.get("phys_base"), "machine": _machine(header.utsname.get("machine")),
         "release": header.utsname.get("release"), "max_mapnr": header.max_mapnr,
         "dumped_pages": layer.dumped_pages, "incomplete": incomplete,
         "producer": "qemu" if header.utsname.get("release") == "" or

@@ -48,6 +48,16 @@ def find_banner(physical: PhysicalLayer, release: str | None) -> tuple[int, byte
     return None
 
 
+def _place_raw_image(physical: PhysicalLayer, base: int, root: int) -> None:
+    """A raw image (no addresses in it) whose kernel page-table root lies past its end but
+    inside it when it starts at the RAM base: it is a capture of RAM from there."""
+    if not getattr(physical, "base_assumed", False) or not base or not physical.ranges:
+        return
+    end = physical.ranges[-1].end
+    if not root < end and base <= root < base + end:
+        physical.rebase(base)  # type: ignore[attr-defined]
+
+
 def _maps_text(layer: VirtualLayer, text: int) -> bool:
     try:
         layer.translate(text)
@@ -73,6 +83,7 @@ class LinuxKernelFinder:
         if boot is not None:
             root = arch.image_root(boot)
             if root is not None:
+                _place_raw_image(physical, arch.ram_base(boot), root)
                 layer = arch.kernel_space(physical, root, boot, cpus)
                 layer.dtb_source = "vmcoreinfo"
         if layer is None:

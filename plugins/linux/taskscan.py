@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from kvmfx.errors import KvmError, UnsupportedError
-from kvmfx.layers import PAGE_SIZE
 from kvmfx.objects import Object, cstring
 from kvmfx.session import Session
 from kvmfx_plugins.linux.tasks import LinuxKernel, task_state
@@ -62,7 +61,7 @@ def scan_tasks(session: Session) -> Iterator[ScannedTask]:
     oo = cache.oo.x if isinstance(cache.oo, Object) else cache.oo
     order, per_slab = oo >> 16, oo & 0xFFFF
     size = cache.size
-    slab_bytes = PAGE_SIZE << order
+    slab_bytes = session.image.page_size << order
     if not 0 < size <= slab_bytes or not 0 < per_slab <= slab_bytes // size or order > 10:
         raise UnsupportedError(f"task_struct cache geometry is implausible (order {order}, "
                                f"{per_slab} objects of {size} bytes)", address=cache_ptr)
