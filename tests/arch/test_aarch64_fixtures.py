@@ -1,4 +1,4 @@
-"""The aarch64 fixtures themselves (kvmfx does not read arm64 dumps yet): each scenario
+"""The aarch64 fixtures themselves (kvmfx reading them: test_aarch64.py): each scenario
 builds, its dumps are aarch64 dumps of the scenario's kernel with VMCOREINFO, and its ground
 truth is the guest's own view of the scenario's processes.
 
