@@ -121,6 +121,13 @@ class Architecture(Protocol):
         CPU's kernels are linked: a check that a kallsyms decode is right."""
         ...
 
+    def code_refs(self, code: bytes, pc: int) -> list[tuple[str, int]]:
+        """The data a function's code at ``pc`` reaches PC-relatively, in order: ``("addr",
+        a)`` where it computes address ``a``, ``("load", a)`` where it loads from ``a``
+        (x86_64: RIP-relative lea / mov; aarch64: ADRP with ADD / LDR), up to its first
+        return. For kernels whose symbols name no data (kallsyms of code only)."""
+        ...
+
     def ram_base(self, boot: BootNotes | None) -> int:
         """Where the machine's RAM starts (0 on x86_64): a raw image whose kernel lies past
         its end is taken to start there."""

@@ -177,6 +177,37 @@ class Aarch64Layer(VirtualLayer):
                 ("52-bit LPA" if r.lpa else "48-bit")}
 
 
+RET = 0xD65F03C0
+
+
+def adrp_refs(code: bytes, pc: int) -> list[tuple[str, int]]:
+    """PC-relative data references of A64 code up to its first RET: ADRP gives a register a
+    4 KiB page, ADD (immediate, 64-bit) an address in it, LDR (unsigned offset) a load from
+    it (A64 encodings, Arm ARM C6)."""
+    out: list[tuple[str, int]] = []
+    regs: dict[int, int] = {}
+    for i in range(0, len(code) - 3, 4):
+        ins = int.from_bytes(code[i:i + 4], "little")
+        if ins == RET:
+            break
+        rd, rn = ins & 31, (ins >> 5) & 31
+        if ins & 0x9F000000 == 0x90000000:  # ADRP Xd, label
+            imm = ((ins >> 29) & 3) | ((ins >> 5) & 0x7FFFF) << 2
+            if imm & (1 << 20):
+                imm -= 1 << 21
+            regs[rd] = ((pc + i) & ~0xFFF) + (imm << 12) & 0xFFFFFFFFFFFFFFFF
+        elif ins & 0xFF800000 == 0x91000000 and rn in regs:  # ADD Xd, Xn, #imm{, lsl 12}
+            imm = (ins >> 10) & 0xFFF
+            regs[rd] = regs[rn] + (imm << 12 if ins >> 22 & 1 else imm)
+            out.append(("addr", regs[rd]))
+        elif ins & 0x3FC00000 == 0x39400000 and rn in regs:  # LDR{B,H,W,X} (unsigned imm)
+            out.append(("load", regs[rn] + (((ins >> 10) & 0xFFF) << (ins >> 30))))
+            regs.pop(rd, None)
+        elif rd in regs and ins & 0x1F000000 not in (0x11000000,):
+            regs.pop(rd, None)  # anything else writing Xd ends what ADRP gave it
+    return out
+
+
 def cpu_states(notes: list[tuple[str, int, bytes]]) -> list[dict[str, Any]]:
     """Per-CPU registers from NT_PRSTATUS (x0-x30, sp, pc, pstate)."""
     cpus = []
@@ -253,6 +284,9 @@ class Aarch64:
         """Linux links arm64 kernels 64 KiB-aligned in the upper half, above the linear
         map of the largest VA size."""
         return linked_text % 0x10000 == 0 and linked_text >= KERNEL_START
+
+    def code_refs(self, code: bytes, pc: int) -> list[tuple[str, int]]:
+        return adrp_refs(code, pc)
 
     def ram_base(self, boot: BootNotes | None) -> int:
         """PHYS_OFFSET (memstart_addr): where the kernel's linear map of RAM starts."""

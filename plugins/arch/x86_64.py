@@ -167,6 +167,26 @@ def scan_for_root(physical: PhysicalLayer, target: int, levels: int) -> int | No
     return None
 
 
+def rip_relative_refs(code: bytes, pc: int) -> list[tuple[str, int]]:
+    """RIP-relative ``lea`` (an address) and ``mov`` loads of 64-bit registers (REX.W 8D /
+    8B, ModRM mod 00 r/m 101, disp32) in ``code``, up to the first ``ret``. A scan for the
+    encodings, not a disassembly: callers check what they find."""
+    out: list[tuple[str, int]] = []
+    i = 0
+    while i + 7 <= len(code):
+        if code[i] == 0xC3:
+            break
+        if code[i] in (0x48, 0x4C) and code[i + 1] in (0x8B, 0x8D) and \
+                code[i + 2] & 0xC7 == 0x05:
+            disp = int.from_bytes(code[i + 3:i + 7], "little", signed=True)
+            target = (pc + i + 7 + disp) & 0xFFFFFFFFFFFFFFFF
+            out.append(("load" if code[i + 1] == 0x8B else "addr", target))
+            i += 7
+            continue
+        i += 1
+    return out
+
+
 class X86_64:
     name = "x86_64"
     description = "x86_64 4/5-level paging, swap entries, QEMU and ELF CPU notes"
@@ -228,6 +248,9 @@ class X86_64:
         the first GiB of __START_KERNEL_map."""
         return (linked_text % (2 << 20) == 0
                 and START_KERNEL_MAP <= linked_text < START_KERNEL_MAP + (1 << 30))
+
+    def code_refs(self, code: bytes, pc: int) -> list[tuple[str, int]]:
+        return rip_relative_refs(code, pc)
 
     def ram_base(self, boot: BootNotes | None) -> int:
         return 0

@@ -15,6 +15,7 @@ from kvmfx.errors import (
     MissingPageError,
     ProcessError,
     SwappedOutError,
+    SymbolError,
     TranslationError,
 )
 from kvmfx.hookspecs import hookimpl
@@ -50,6 +51,15 @@ def task_state(task: Object) -> str:
     return _STATE_LETTERS[min(state.bit_length(), len(_STATE_LETTERS) - 1)]
 
 
+#: Where the code of a function reaches a kernel variable, for symbol tables that name no
+#: data: (function, "addr" or "load", which such reference). get_avenrun() loads avenrun[0]
+#: first; getboottime64() first computes &tk_core (its timekeeper's seqcount).
+VARIABLE_USES = {
+    "avenrun": ("get_avenrun", "load", 0),
+    "tk_core": ("getboottime64", "addr", 0),
+}
+
+
 class LinuxKernel:
     """One dump's kernel: symbols, types and the readers the helpers share."""
 
@@ -69,6 +79,28 @@ class LinuxKernel:
         self.upid_size = self.types.struct_size("upid")
         self._boot_wall: float | None | bool = False
         install_zero_pages(session)
+
+    def variable(self, name: str, required: bool = True) -> int | None:
+        """The address of kernel variable ``name``: its symbol, else, for kernels whose
+        symbols name no data, where the code of a function that uses it reaches it
+        (:data:`VARIABLE_USES`); None (or SymbolError if ``required``) when neither does."""
+        addr = self.symbols.lookup(name)
+        if addr is None and name in VARIABLE_USES:
+            function, kind, index = VARIABLE_USES[name]
+            start = self.symbols.lookup(function)
+            if start is not None:
+                try:
+                    refs = [a for k, a in self.session.arch.code_refs(
+                        self.read(start, 512), start) if k == kind]
+                except KvmError:
+                    refs = []
+                if len(refs) > index:
+                    addr = refs[index]
+                    self.symbols.add(name, addr, "d")  # found through the code: lower case
+        if addr is None and required:
+            raise SymbolError(f"kernel variable {name!r}: not in {self.symbols.source}, and "
+                              "no code that uses it was found")
+        return addr
 
     def task(self, address: int) -> Object:
         return Object(self.types, "task_struct", address, self.read)
@@ -151,7 +183,7 @@ class LinuxKernel:
         """Wall-clock boot time (what /proc/stat calls btime), from the timekeeper."""
         if self._boot_wall is False:
             self._boot_wall = None
-            addr = self.symbols.lookup("tk_core")
+            addr = self.variable("tk_core", required=False)
             if addr is not None:
                 try:
                     seq = self.types.struct_size("seqcount_raw_spinlock")
@@ -668,7 +700,8 @@ class LinuxDumpProfile:
 
     def loadavg(self, session: Session) -> tuple[float, float, float]:
         k = self._kernel(session)
-        addr = k.symbols.address_of("avenrun")
+        addr = k.variable("avenrun")
+        assert addr is not None  # required: SymbolError otherwise
         raw = session.read(addr, 24)
         fixed_1 = 1 << 11  # FSHIFT 11
         vals = [int.from_bytes(raw[i:i + 8], "little") for i in (0, 8, 16)]

@@ -11,7 +11,7 @@ import struct
 import pytest
 
 import kvmfx
-from kvmfx.errors import KvmError, UnsupportedError
+from kvmfx.errors import UnsupportedError
 from tests.factory import get_fixture
 from tests.linux.test_dump_processes import _check_session
 
@@ -98,17 +98,27 @@ def test_uname_banner_and_dmesg(name, no_profile):
         assert len(guest) > 100 and [line for line in guest if line not in texts] == []
 
 
-def test_loadavg_and_boot_time_where_the_kernel_names_them(no_profile):
-    fx = get_fixture("arm64-16k")
-    with kvmfx.open(str(fx.path("elf"))) as s:
+@pytest.mark.parametrize("name", sorted(ARM64))
+def test_loadavg_and_boot_time(name, no_profile):
+    """Exact on both kernels; the 4K kernel's symbols name no data, so avenrun and tk_core
+    are where get_avenrun() and getboottime64() reach them."""
+    fx = get_fixture(name)
+    with kvmfx.open(str(fx.path("kdump-zlib"))) as s:
         assert [f"{v:.2f}" for v in s.loadavg()] == fx.truth["kernel"]["loadavg"]
         assert abs(s.boot_time() - fx.truth["kernel"]["btime"]) <= 1
-    # the 4K kernel's symbols are code only: avenrun and the timekeeper are not named
-    fx = get_fixture("arm64")
+
+
+def test_variables_found_through_code_are_the_symbols(no_profile):
+    """On the 16K kernel, whose symbols name its data, the addresses the code of
+    get_avenrun() and getboottime64() reaches are those of avenrun and tk_core."""
+    from kvmfx_plugins.linux.tasks import VARIABLE_USES
+
+    fx = get_fixture("arm64-16k")
     with kvmfx.open(str(fx.path("elf"))) as s:
-        with pytest.raises(KvmError, match="avenrun"):
-            s.loadavg()
-        assert s.boot_time() is None
+        for name, (function, kind, index) in VARIABLE_USES.items():
+            start = s.symbols.address_of(function)
+            refs = [a for k, a in s.arch.code_refs(s.read(start, 512), start) if k == kind]
+            assert refs[index] == s.symbols.address_of(name), name
 
 
 def test_a_dump_of_a_cpu_kvmfx_does_not_read_says_so_once(tmp_path):

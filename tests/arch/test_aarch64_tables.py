@@ -12,7 +12,14 @@ import pytest
 from kvmfx.boot import parse_boot_notes
 from kvmfx.errors import SwappedOutError, TranslationError
 from kvmfx.layers import FileSource, Segment, SegmentedLayer
-from kvmfx_plugins.arch.aarch64 import Aarch64, Aarch64Layer, Regime, regime_of, swap_entry
+from kvmfx_plugins.arch.aarch64 import (
+    Aarch64,
+    Aarch64Layer,
+    Regime,
+    adrp_refs,
+    regime_of,
+    swap_entry,
+)
 
 TABLE, PAGE, BLOCK = 0b11, 0b11, 0b01
 AF = 1 << 10
@@ -161,6 +168,17 @@ def test_tables_that_loop_end_the_walk(tmp_path):
     layer = Aarch64Layer(_memory(tmp_path, writes, {}, 0x2000), 0x1000, r)
     # every level points back at the root; level 3 reads it as a page: the walk ends
     assert layer.translate((1 << 64) - 0x1000)[0] == 0x1000 + 0x000
+
+
+def test_adrp_with_add_and_ldr_give_addresses_and_loads():
+    pc = 0xFFFF800008123000
+    adrp = 0x90000000 | (1 << 29) | (0x12 << 5) | 3   # ADRP x3, pc page + 0x12001 pages
+    add = 0x91000000 | (0x988 << 10) | (3 << 5) | 3    # ADD x3, x3, #0x988
+    ldr = 0xF9400000 | (0x28 << 10) | (3 << 5) | 4     # LDR x4, [x3, #0x140]
+    ret = 0xD65F03C0
+    code = b"".join(struct.pack("<I", i) for i in (adrp, add, ldr, ret, ldr))
+    page = (pc & ~0xFFF) + (((0x12 << 2) | 1) << 12)
+    assert adrp_refs(code, pc) == [("addr", page + 0x988), ("load", page + 0x988 + 0x140)]
 
 
 def test_regime_from_vmcoreinfo():

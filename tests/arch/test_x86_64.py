@@ -9,7 +9,13 @@ import pytest
 import kvmfx
 from kvmfx.errors import SwappedOutError, TranslationError
 from kvmfx.layers import FileSource, Segment, SegmentedLayer
-from kvmfx_plugins.arch.x86_64 import ADDR_MASK, PTI_USER_BIT, X86_64Layer, scan_for_root
+from kvmfx_plugins.arch.x86_64 import (
+    ADDR_MASK,
+    PTI_USER_BIT,
+    X86_64Layer,
+    rip_relative_refs,
+    scan_for_root,
+)
 from kvmfx_plugins.linux.boot import find_banner
 from tests.factory import get_fixture
 from tests.linux.test_dump_processes import _check_session
@@ -108,6 +114,15 @@ def test_large_pages_and_swap_entries(tmp_path):
     assert (exc.value.swap_type, exc.value.swap_offset) == (3, 0x1234)
     with pytest.raises(TranslationError, match="level-1 entry not present"):
         v.translate(0x602000)
+
+
+def test_rip_relative_lea_and_mov_give_addresses_and_loads():
+    pc = 0xFFFFFFFF81000000
+    lea = bytes([0x48, 0x8D, 0x05]) + (0x1000).to_bytes(4, "little", signed=True)
+    mov = bytes([0x4C, 0x8B, 0x0D]) + (-0x20).to_bytes(4, "little", signed=True)
+    code = b"\x90" + lea + mov + b"\xc3" + lea
+    assert rip_relative_refs(code, pc) == [("addr", pc + 8 + 0x1000),
+                                           ("load", pc + 15 - 0x20)]
 
 
 def test_self_referencing_tables_terminate(tmp_path):
