@@ -53,10 +53,12 @@ def task_state(task: Object) -> str:
 
 #: Where the code of a function reaches a kernel variable, for symbol tables that name no
 #: data: (function, "addr" or "load", which such reference). get_avenrun() loads avenrun[0]
-#: first; getboottime64() first computes &tk_core (its timekeeper's seqcount).
+#: first; getboottime64() first computes &tk_core (its timekeeper's seqcount); free_task()
+#: first loads task_struct_cachep (to free the task_struct into it).
 VARIABLE_USES = {
     "avenrun": ("get_avenrun", "load", 0),
     "tk_core": ("getboottime64", "addr", 0),
+    "task_struct_cachep": ("free_task", "load", 0),
 }
 
 

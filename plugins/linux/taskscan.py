@@ -55,7 +55,9 @@ def scan_tasks(session: Session) -> Iterator[ScannedTask]:
     """Every task_struct-shaped slot of the task cache's slabs in physical memory."""
     k: LinuxKernel = session.profile._kernel(session)
     types, symbols = k.types, k.symbols
-    cache_ptr = int.from_bytes(session.read(symbols.address_of("task_struct_cachep"), 8),
+    cache_var = k.variable("task_struct_cachep")
+    assert cache_var is not None  # required: SymbolError otherwise
+    cache_ptr = int.from_bytes(session.read(cache_var, 8),
                                "little")
     cache = Object(types, "kmem_cache", cache_ptr, session.read)
     oo = cache.oo.x if isinstance(cache.oo, Object) else cache.oo
