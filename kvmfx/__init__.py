@@ -17,11 +17,28 @@ from kvmfx.errors import (
     UnsupportedError,
     UsageError,
 )
-from kvmfx.hookspecs import hookimpl
-from kvmfx.process import ArgVector, Process
-from kvmfx.session import Session, open
 
 __version__ = "0.1.0"
+
+#: Names imported on first use, so that ``import kvmfx`` costs only what is used (the
+#: session pulls in pluggy, the registry and importlib.metadata).
+_LAZY = {"hookimpl": "kvmfx.hookspecs", "ArgVector": "kvmfx.process",
+         "Process": "kvmfx.process", "Session": "kvmfx.session", "open": "kvmfx.session"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'kvmfx' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "ArgVector", "FormatError", "KvmError", "KvmOpenError", "MissingPageError",

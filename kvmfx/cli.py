@@ -13,15 +13,17 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from kvmfx.commands import Column
+from kvmfx.commands import OUTPUT_FORMATS, Column
 from kvmfx.errors import KvmError, KvmOpenError
-from kvmfx.registry import Registry, load_registry
-from kvmfx.render import FORMATS, render, tee_partial
-from kvmfx.session import TYPE_FORMATS, Session
+from kvmfx.symbols import TYPE_FORMATS
+
+if TYPE_CHECKING:  # the rest is imported when a command runs (kvmfx --help stays quick)
+    from kvmfx.registry import Registry
+    from kvmfx.session import Session
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
@@ -36,6 +38,8 @@ class _State:
     @property
     def registry(self) -> Registry:
         if self._registry is None:
+            from kvmfx.registry import load_registry
+
             self._registry = load_registry(self.plugin_dirs)
             self._registry.collect_all()
             for failure in self._registry.failures:
@@ -124,6 +128,8 @@ def _corefile(corefile: str | None, core_opt: str | None) -> str | None:
 
 def _session(state: _State, corefile: str | None, execfile: str | None,
              swapfile: str | None) -> Session:
+    from kvmfx.session import Session
+
     return Session(corefile=corefile, execfile=execfile, swapfile=swapfile,
                    registry=state.registry, types=state.types)
 
@@ -372,6 +378,8 @@ def _command_for(plugin: str, command: Any, name: str) -> click.Command:
         _check_output(output)
         with _session(state, path, execfile, swapfile) as session:
             partial = [False]
+            from kvmfx.render import render, tee_partial
+
             rows = tee_partial(command.run(session, opts), partial)
             out = _open_output(output)
             try:
@@ -390,7 +398,7 @@ def _command_for(plugin: str, command: Any, name: str) -> click.Command:
             sys.exit(EXIT_PARTIAL)
 
     params = [click.argument("corefile", required=False, type=click.Path()), *_COMMON,
-              click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
+              click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text",
                            help="Output format."),
               click.option("-o", "--output", type=click.Path(), default=None,
                            help="Write to FILE instead of stdout."),

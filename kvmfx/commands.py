@@ -24,6 +24,10 @@ class Column:
     description: str = ""
 
 
+#: Output formats of command rows (kvmfx/render.py).
+OUTPUT_FORMATS = ("text", "json", "jsonl", "csv")
+
+
 @dataclass(frozen=True)
 class Option:
     """A command option, e.g. ``--pid 42`` (``type`` int or str) or a ``flag``."""

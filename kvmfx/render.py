@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from kvmfx.commands import Column
+from kvmfx.commands import OUTPUT_FORMATS, Column
 
-FORMATS = ("text", "json", "jsonl", "csv")
+FORMATS = OUTPUT_FORMATS
 
 
 _NAMED_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}

@@ -30,7 +30,7 @@ from kvmfx.kernel import KernelImage
 from kvmfx.layers import PAGE_SIZE, FileSource, PhysicalLayer
 from kvmfx.process import ArgVector, Process
 from kvmfx.registry import Registry, load_registry
-from kvmfx.symbols import STAGES, SymbolFile, SymbolTable, open_symbol_file
+from kvmfx.symbols import STAGES, TYPE_FORMATS, SymbolFile, SymbolTable, open_symbol_file
 from kvmfx.types import TypeModel
 
 #: Linux equivalents of the <paths.h> defaults kvm_open(3) falls back to.
@@ -41,8 +41,6 @@ PATH_DRUM = "/proc/swaps"
 #: ELF e_machine names, for messages about a dump of a CPU no plugin reads.
 ELF_MACHINES = {3: "i386", 8: "mips", 20: "ppc", 21: "ppc64", 22: "s390", 40: "arm",
                 62: "x86_64", 183: "aarch64", 243: "riscv", 258: "loongarch"}
-#: Type formats a session may ask for (None: the first the chain finds).
-TYPE_FORMATS = (None, "btf", "dwarf", "isf")
 
 
 def best_match(candidates: Iterable[Any], score: Callable[[Any], int]) -> Any:

@@ -18,6 +18,8 @@ from kvmfx.errors import SymbolError
 if TYPE_CHECKING:
     from kvmfx.session import Session
 
+#: Type formats a session may ask for (None: the first the chain finds).
+TYPE_FORMATS = (None, "btf", "dwarf", "isf")
 #: The order of the kvm_open(3) fallback chain, then the image's own sources.
 STAGES = ("execfile", "ksyms", "booted", "path_unix", "image")
 

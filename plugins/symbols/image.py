@@ -206,14 +206,14 @@ class ImageKallsymsProvider:
             if table is None:
                 table = kallsyms_by_scan(session, anchors, cache)
             _check_text(table, session)
-            # kallsyms of code only (no CONFIG_KALLSYMS_ALL): the data symbols VMCOREINFO
-            # names fill in (init_uts_ns, prb...), and the table says it is not complete
-            for name, addr in anchors.items():
-                if name not in table:
-                    table.add(name, addr, "D")
+            # kallsyms of code only (no CONFIG_KALLSYMS_ALL): the table says it is not
+            # complete, and the data symbols VMCOREINFO names fill in (init_uts_ns, prb...)
             data = sum(1 for sym in table.symbols.values() if sym.type in "DdBbRr")
             if data < min(1000, len(table) // 20):
                 table.complete = False
+                for name, addr in anchors.items():
+                    if name not in table:
+                        table.add(name, addr, "D")
             cache["kallsyms"] = table
         return cache["kallsyms"]
 
