@@ -248,7 +248,8 @@ def for_each_task(k: LinuxKernel) -> Iterator[Object]:
     Where the list is broken (a task_struct on a page the dump left out), the tasks past
     the break are still reached: walking back from the list's head, then through the links
     of every task reached (list neighbours, children, parents), then through the pid
-    numbers: a task any readable link leads to is listed."""
+    numbers: a task any readable link leads to is listed; last, the task cache's slabs
+    are scanned for live thread-group leaders that nothing readable links to."""
     init = k.symbols.address_of("init_task")
     yield k.task(init)
     seen = {init}
@@ -265,6 +266,29 @@ def for_each_task(k: LinuxKernel) -> Iterator[Object]:
         yield from _tasks_by_pid(k, seen)
         if len(seen) > before:  # what the pid numbers found may link to more
             yield from _tasks_by_links(k, init, seen)
+        yield from _tasks_by_scan(k, seen)
+
+
+def _tasks_by_scan(k: LinuxKernel, seen: set[int]) -> Iterator[Object]:
+    """Live thread-group leaders in the task cache's slabs that no walk reached (their
+    list neighbours, parent and pid all on pages the dump lacks)."""
+    from kvmfx_plugins.linux.taskscan import scan_tasks  # it builds on this module
+
+    found = 0
+    try:
+        for t in scan_tasks(k.session):
+            if t.vaddr in seen or t.exited or t.pid != t.tgid:
+                continue
+            seen.add(t.vaddr)
+            task = k.task_or_warn(t.vaddr)
+            if task is not None:
+                found += 1
+                yield task
+    except KvmError as exc:
+        k.session.warnings.append(f"task cache scan not possible: {exc}")
+        return
+    k.session.warnings.append(f"{found} more task(s) found by scanning the task cache's "
+                              "slabs (nothing readable links to them)")
 
 
 #: xarray internals (include/linux/xarray.h): a node pointer is tagged 2 and above 4096

@@ -77,14 +77,13 @@ def scan_tasks(session: Session) -> Iterator[ScannedTask]:
     task_size = types.struct_size("task_struct")
     start_off = types.offsetof("task_struct", "start_boottime")
     physical = session.physical
-    for r in physical.ranges:
-        base = r.start + (-r.start) % slab_bytes
-        pos = base
-        while pos < r.end:
-            span = min(CHUNK, r.end - pos)
-            span -= span % slab_bytes
-            if span <= 0:
-                break
+    scanned_to = 0  # slabs are whole: a range that starts or ends inside one still
+    for r in physical.ranges:  # holds the tasks on its present pages
+        pos = max(r.start - r.start % slab_bytes, scanned_to)
+        end = r.end + (-r.end) % slab_bytes
+        while pos < end:
+            span = min(CHUNK - CHUNK % slab_bytes, end - pos)
+            scanned_to = pos + span
             try:
                 chunk = physical.read(pos, span + task_size, zero_fill=True)
             except KvmError:
