@@ -63,6 +63,19 @@ class VirtualLayer:
         return {"dtb": self.dtb, "dtb_source": self.dtb_source}
 
 
+def header_says(physical: PhysicalLayer, machines: tuple[str, ...], elf_machine: int
+                ) -> int | None:
+    """What the dump's header says of an architecture: 90 when it names this CPU (its
+    ``machine`` or ELF ``e_machine``), 0 when it names another, None when it names none."""
+    machine = physical.details.get("machine")
+    elf = physical.details.get("elf_machine")
+    if machine in machines or elf == elf_machine:
+        return 90
+    if machine or elf:
+        return 0
+    return None
+
+
 class Architecture(Protocol):
     """What an architecture plugin provides (:func:`kvmfx.hookspecs.kvmfx_architectures`):
     what libkvm's ``kvm_<arch>.c`` is. Page-table walks, the constants of where a kernel

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from kvmfx.arch import Architecture, VirtualLayer
+from kvmfx.arch import Architecture, VirtualLayer, header_says
 from kvmfx.boot import BootNotes
 from kvmfx.errors import MissingPageError, SwappedOutError, TranslationError
 from kvmfx.hookspecs import hookimpl
@@ -236,12 +236,9 @@ class Aarch64:
     kernel_start = KERNEL_START
 
     def detect(self, physical: PhysicalLayer, boot: BootNotes | None) -> int:
-        machine = physical.details.get("machine")
-        elf_machine = physical.details.get("elf_machine")
-        if machine in self.machines or elf_machine == self.elf_machine:
-            return 90
-        if machine or elf_machine:
-            return 0
+        said = header_says(physical, self.machines, self.elf_machine)
+        if said is not None:
+            return said
         if boot is not None and ("NUMBER(kimage_voffset)" in boot
                                  or "NUMBER(TCR_EL1_T1SZ)" in boot):
             return 85

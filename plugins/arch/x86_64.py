@@ -12,7 +12,7 @@ from typing import Any
 
 import construct as cs
 
-from kvmfx.arch import Architecture, VirtualLayer
+from kvmfx.arch import Architecture, VirtualLayer, header_says
 from kvmfx.boot import BootNotes
 from kvmfx.errors import KvmError, MissingPageError, SwappedOutError, TranslationError
 from kvmfx.hookspecs import hookimpl
@@ -195,12 +195,9 @@ class X86_64:
     kernel_start = KERNEL_START
 
     def detect(self, physical: PhysicalLayer, boot: BootNotes | None) -> int:
-        machine = physical.details.get("machine")
-        elf_machine = physical.details.get("elf_machine")
-        if machine in self.machines or elf_machine == self.elf_machine:
-            return 90
-        if machine or elf_machine:  # the dump's header names another CPU
-            return 0
+        said = header_says(physical, self.machines, self.elf_machine)
+        if said is not None:
+            return said
         if boot is not None:
             symbols = boot.symbols.values()
             if "NUMBER(pgtable_l5_enabled)" in boot or any(a >= START_KERNEL_MAP

@@ -200,10 +200,9 @@ def zero_verdict(pfn: int, level: int, facts: PageFacts, read_page: PageReader,
     ``struct_page_pfn(addr)`` maps a ``struct page`` address back to its pfn (for tails)."""
     if not level & DL_ZERO:
         return f"dump level {level} does not drop zero pages, so another filter did"
-    try:
-        page = view(read_page(pfn), facts)
-    except (KvmError, ValueError) as exc:
-        return f"its struct page cannot be read ({exc})"
+    page = _view_or_why(read_page, pfn, facts, "its struct page")
+    if isinstance(page, str):
+        return page
     why = own_reason(page, facts, level)
     if why:
         return why
@@ -215,10 +214,9 @@ def zero_verdict(pfn: int, level: int, facts: PageFacts, read_page: PageReader,
         if found is None:
             return "it is a tail page whose head cannot be located"
         head_pfn = found
-        try:
-            head = view(read_page(head_pfn), facts)
-        except (KvmError, ValueError) as exc:
-            return f"its compound head's struct page cannot be read ({exc})"
+        head = _view_or_why(read_page, head_pfn, facts, "its compound head's struct page")
+        if isinstance(head, str):
+            return head
         why = own_reason(head, facts, level)
         if why:
             return "its compound head: " + why
@@ -233,6 +231,14 @@ def zero_verdict(pfn: int, level: int, facts: PageFacts, read_page: PageReader,
     if level & DL_FREE:
         return _free_block_reason(pfn, facts, read_page)
     return None
+
+
+def _view_or_why(read_page: PageReader, pfn: int, facts: PageFacts,
+                 what: str) -> PageView | str:
+    try:
+        return view(read_page(pfn), facts)
+    except (KvmError, ValueError) as exc:
+        return f"{what} cannot be read ({exc})"
 
 
 def _hugetlb_reason(head_pfn: int, head: PageView, facts: PageFacts,
