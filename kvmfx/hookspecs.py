@@ -55,7 +55,9 @@ def kvmfx_symbol_providers() -> list[SymbolProvider]:
     Each :class:`~kvmfx.symbols.SymbolProvider` has ``name``, ``priority`` (lower is tried
     first within its ``stage``), ``stage`` (``execfile``, ``ksyms``, ``booted``, ``path_unix``
     or ``image``) and ``load(session, path) -> SymbolTable | None``; a provider that also
-    knows types adds ``load_types(session, path) -> TypeModel | None``.
+    knows types adds ``load_types(session, path) -> TypeModel | None``. Providers of the
+    ``execfile`` stage also score the file, ``probe(file: SymbolFile) -> int`` (0-100 from
+    its head and ELF section names, read once for all of them): the best is asked first.
     """
     raise NotImplementedError
 
