@@ -169,7 +169,7 @@ class PhysicalLayer:
         self.zero_verdict: Callable[[int], str | None] | None = None
         #: Pages read as zeros that way, by pfn.
         self.zero_pages_read: set[int] = set()
-        self._verdicts: dict[int, str | None] = {}
+        self._verdicts = BoundedCache(1 << 16)
         self._judging = False
 
     # -- contract for subclasses -------------------------------------------------------
@@ -198,21 +198,21 @@ class PhysicalLayer:
 
     def excluded_as_zeros(self, pfn: int) -> str | None:
         """None when excluded page ``pfn`` provably held zeros, else why not (cached)."""
-        if pfn in self._verdicts:
-            return self._verdicts[pfn]
         if self.zeros_kept is not None:
             return self.zeros_kept
         if self.zero_verdict is None:
             return "nothing shows what it held"
         if self._judging:  # the verdict's own reads do not ask for verdicts
             return "it is needed to judge another excluded page"
+        return self._verdicts.get(pfn, lambda: self._judge(pfn))
+
+    def _judge(self, pfn: int) -> str | None:
+        assert self.zero_verdict is not None
         self._judging = True
         try:
-            why = self.zero_verdict(pfn)
+            return self.zero_verdict(pfn)
         finally:
             self._judging = False
-        self._verdicts[pfn] = why
-        return why
 
     def _gap(self, pos: int, stop: int) -> bytes:
         """Bytes of ``[pos, stop)``, which no range holds: zeros for excluded pages that

@@ -194,10 +194,12 @@ PageReader = Callable[[int], bytes]
 
 
 def zero_verdict(pfn: int, level: int, facts: PageFacts, read_page: PageReader,
-                 struct_page_pfn: Callable[[int], int | None]) -> str | None:
+                 struct_page_pfn: Callable[[int], int | None],
+                 seen_block: Callable[[int, int], None] | None = None) -> str | None:
     """None when page ``pfn``, left out of a dump made at ``level``, provably held zeros;
     else why that cannot be shown. ``read_page(pfn)`` returns its ``struct page``;
-    ``struct_page_pfn(addr)`` maps a ``struct page`` address back to its pfn (for tails)."""
+    ``struct_page_pfn(addr)`` maps a ``struct page`` address back to its pfn (for tails);
+    ``seen_block(first, order)`` hears of the free block that holds the page, if one does."""
     if not level & DL_ZERO:
         return f"dump level {level} does not drop zero pages, so another filter did"
     page = _view_or_why(read_page, pfn, facts, "its struct page")
@@ -229,7 +231,12 @@ def zero_verdict(pfn: int, level: int, facts: PageFacts, read_page: PageReader,
         if why:
             return why
     if level & DL_FREE:
-        return _free_block_reason(pfn, facts, read_page)
+        block = free_block(pfn, facts, read_page)
+        if not isinstance(block, tuple):
+            return block
+        if seen_block is not None:
+            seen_block(*block)
+        return f"it lies in a free block of order {block[1]} at pfn {block[0]:#x}"
     return None
 
 
@@ -275,13 +282,6 @@ def free_block(pfn: int, facts: PageFacts, read_page: PageReader
         if unaccepted is not None and p.mapcount == unaccepted:
             return start, facts.max_order
     return None
-
-
-def _free_block_reason(pfn: int, facts: PageFacts, read_page: PageReader) -> str | None:
-    found = free_block(pfn, facts, read_page)
-    if isinstance(found, tuple):
-        return f"it lies in a free block of order {found[1]} at pfn {found[0]:#x}"
-    return found
 
 
 #: Low bits of mem_section.section_mem_map that hold section flags, not the map's address.
@@ -367,14 +367,15 @@ class ZeroPageOracle:
         return pfn if self.page_address(pfn) == addr else None
 
     def verdict(self, pfn: int) -> str | None:
-        block = self._last_block
-        if block is not None and block[0] <= pfn < block[1]:
-            return block[2]
-        why = zero_verdict(pfn, self.level, self.facts, self.read_page, self.pfn_of)
-        if why is not None and self.level & DL_FREE:
-            found = free_block(pfn, self.facts, self.read_page)
-            if isinstance(found, tuple):
-                self._last_block = (found[0], found[0] + (1 << found[1]), why)
+        last = self._last_block
+        if last is not None and last[0] <= pfn < last[1]:
+            return last[2]
+        found: list[tuple[int, int]] = []
+        why = zero_verdict(pfn, self.level, self.facts, self.read_page, self.pfn_of,
+                           lambda first, order: found.append((first, order)))
+        if found and why is not None:  # the rest of the block shares the verdict
+            first, order = found[0]
+            self._last_block = (first, first + (1 << order), why)
         return why
 
     @classmethod
