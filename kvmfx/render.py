@@ -9,16 +9,12 @@ character of a value is expanded, interpreted by the terminal or dropped.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import unicodedata
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
 from rich.cells import cell_len
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from kvmfx.commands import OUTPUT_FORMATS, Column
 
@@ -80,26 +76,23 @@ def _cut(text: str) -> str:
 
 
 def render_text(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    """An aligned table: a header of upper-cased names, numbers right-aligned, two spaces
+    between columns, trailing blanks trimmed. Widths are terminal cells, not characters
+    (a wide CJK character takes two), as rich measures them."""
     rows = list(rows)
     names = _names(columns, rows)
     cells = [[_cut(_cell_text(r.get(n))) for n in names] for r in rows]
-    # terminal columns, not characters: a wide (CJK) character takes two
-    widths = [max([len(n)] + [cell_len(c[i]) for c in cells]) for i, n in enumerate(names)]
-    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold",
-                  padding=(0, 2, 0, 0))
+    header = [n.upper() for n in names]
+    lens = [[cell_len(x) for x in c] for c in [header, *cells]]
+    widths = [max(row[i] for row in lens) for i in range(len(names))]
     numeric = {c.name for c in columns if c.type in ("int", "float")}
-    for n in names:
-        table.add_column(n.upper(), no_wrap=True, overflow="ignore",
-                         justify="right" if n in numeric else "left")
-    for c in cells:
-        table.add_row(*(Text(x) for x in c))
-    buf = io.StringIO()
-    console = Console(file=buf, width=sum(widths) + 2 * len(widths) + 1, highlight=False,
-                      markup=False, emoji=False, color_system=None, soft_wrap=False)
-    console.print(table)
-    # split at "\n" only: cells hold no control characters, and splitlines() would also cut
-    # at characters a cell may hold
-    out.writelines(line.rstrip() + "\n" for line in buf.getvalue().split("\n")[:-1])
+    right = [n in numeric for n in names]
+    for line, measured in zip([header, *cells], lens, strict=True):
+        parts = []
+        for text, n, w, r in zip(line, measured, widths, right, strict=True):
+            pad = " " * (w - n)
+            parts.append(pad + text if r else text + pad)
+        out.write("  ".join(parts).rstrip() + "\n")
     return len(rows)
 
 

@@ -354,18 +354,40 @@ def decode_names(buf: bytes, layout: KallsymsLayout) -> list[tuple[str, str]]:
         if p < 0 or end < 0:
             raise FormatError("kallsyms token without terminator", offset=p)
         tokens.append(bytes(buf[p:end]))
-    out = []
-    pos = layout.names
-    for i in range(layout.num_syms):
-        if pos >= len(buf):
+    # Expand every name in C: the entries' token bytes, joined by a character no token
+    # index can be (U+0100), go through one str.translate whose table maps each token
+    # index to its token; the type letter is each name's first character.
+    pos = start = layout.names
+    size = len(buf)
+    bounds = []
+    for _ in range(layout.num_syms):
+        if pos >= size:
             raise FormatError("kallsyms names run past the data", offset=pos)
-        n, hdr = _entry_len(buf, pos)
-        pos += hdr
-        name = b"".join([tokens[b] for b in buf[pos:pos + n]])
+        n = buf[pos]
+        if n & 0x80:  # "big" symbols (Linux 6.1+): two-byte ULEB128 length
+            if pos + 1 >= size:
+                raise FormatError("kallsyms names run past the data", offset=pos)
+            n = (n & 0x7F) | (buf[pos + 1] << 7)
+            pos += 2
+        else:
+            pos += 1
+        if not n:
+            raise FormatError(f"kallsyms entry {len(bounds)} is empty", offset=pos)
+        bounds.append((pos - start, pos - start + n))
         pos += n
+    if pos > size:
+        raise FormatError("kallsyms names run past the data", offset=size)
+    region = bytes(buf[start:pos]).decode("latin-1")
+    table = {i: tok.decode("latin-1") for i, tok in enumerate(tokens)}
+    names = "\u0100".join([region[a:b] for a, b in bounds]).translate(table).split("\u0100")
+    out = []
+    for i, name in enumerate(names):
         if not name:
-            raise FormatError(f"kallsyms entry {i} is empty", offset=pos)
-        out.append((name[1:].decode("utf-8", "replace"), chr(name[0])))
+            raise FormatError(f"kallsyms entry {i} is empty", offset=start + bounds[i][0])
+        text = name[1:]
+        if not text.isascii():
+            text = text.encode("latin-1").decode("utf-8", "replace")
+        out.append((text, name[0]))
     return out
 
 
