@@ -9,7 +9,7 @@ commands read the kernel's identity from that one object.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -68,6 +68,12 @@ class KernelImage:
         lo, hi = self.image_window
         return address - self.kaslr_offset if lo <= address - self.kaslr_offset < hi \
             else address
+
+    def unslide_all(self, addresses: Iterable[int]) -> list[int]:
+        """:meth:`unslide` of each address (one pass, for whole symbol tables)."""
+        off = self.kaslr_offset
+        lo, hi = self.image_window
+        return [a - off if lo <= a - off < hi else a for a in addresses]
 
     def slide(self, address: int, offset: int | None = None) -> int:
         """A kernel-file address where it lies in this image (``offset``: another slide)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import os
 import struct
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,18 +33,30 @@ class Symbol:
 
 class LazySymbols(MutableMapping[str, Symbol]):
     """``name -> Symbol`` over columns (names, addresses, type letters), a Symbol made only
-    when it is asked for: a cached profile of 88,000 symbols opens without building them."""
+    when it is asked for: a table of 88,000 symbols opens without building them.
 
-    def __init__(self, names: list[str], addresses: list[int], types: str) -> None:
-        self._index = {n: i for i, n in reversed(list(enumerate(names)))}  # first one wins
-        self._addresses, self._types = addresses, types
+    ``move`` (optional) gives each column address where it lies in this image (a KASLR
+    slide), applied when a symbol is made, so a cached profile is not slid name by name.
+    The first of several entries of one name wins, as nm and the kernel's lookup do.
+    """
+
+    def __init__(self, names: list[str], addresses: Sequence[int], types: str,
+                 move: Callable[[int], int] | None = None) -> None:
+        n = len(names)
+        # in table order; where a name repeats, the first entry's index is the one kept
+        self._index = dict(zip(names, range(n), strict=True))
+        if len(self._index) != n:
+            self._index.update(zip(reversed(names), range(n - 1, -1, -1), strict=True))
+        self._names, self._addresses, self._types, self._move = names, addresses, types, move
         self._made: dict[str, Symbol] = {}
 
     def __getitem__(self, name: str) -> Symbol:
         sym = self._made.get(name)
         if sym is None:
             i = self._index[name]
-            sym = self._made[name] = Symbol(name, self._addresses[i], self._types[i])
+            addr = self._addresses[i]
+            sym = self._made[name] = Symbol(name, self._move(addr) if self._move else addr,
+                                            self._types[i])
         return sym
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -70,6 +82,51 @@ class LazySymbols(MutableMapping[str, Symbol]):
 
     def __len__(self) -> int:
         return len(self._index)
+
+    def columns(self) -> tuple[list[str], list[int], str]:
+        """Every symbol as columns (names, addresses as found or moved, type letters), one
+        entry a name, without making a Symbol of each."""
+        names, addrs, kinds = [], [], []
+        move = self._move
+        for name, i in self._index.items():
+            if i < 0 or name in self._made:
+                sym = self._made[name]
+                names.append(name)
+                addrs.append(sym.address)
+                kinds.append(sym.type[:1] or "?")
+            else:
+                names.append(name)
+                addr = self._addresses[i]
+                addrs.append(move(addr) if move else addr)
+                kinds.append(self._types[i])
+        return names, addrs, "".join(kinds)
+
+    def type_letters(self) -> Iterator[str]:
+        """Each symbol's type letter (no Symbol made)."""
+        for name, i in self._index.items():
+            yield self._made[name].type if i < 0 or name in self._made else self._types[i]
+
+    def moved(self, offset: int) -> LazySymbols:
+        """A copy whose every address is ``offset`` further on (symbols set by hand too)."""
+        move = self._move
+        out = LazySymbols([], [], "")
+        out._index, out._names, out._addresses, out._types = (
+            self._index, self._names, self._addresses, self._types)
+        out._move = (lambda a: move(a) + offset) if move else (lambda a: a + offset)
+        out._made = {n: Symbol(n, s.address + offset, s.type) for n, s in self._made.items()}
+        return out
+
+
+def columns_of(symbols: Mapping[str, Symbol]) -> tuple[list[str], list[int], str]:
+    """``symbols`` as columns (names, addresses, type letters)."""
+    if isinstance(symbols, LazySymbols):
+        return symbols.columns()
+    names, addrs, kinds = [], [], []
+    for sym in symbols.values():
+        names.append(sym.name)
+        addrs.append(sym.address)
+        kinds.append(sym.type[:1] or "?")
+    return names, addrs, "".join(kinds)
 
 
 @dataclass
@@ -117,7 +174,8 @@ class SymbolTable:
     def reverse(self, address: int) -> tuple[str, int] | None:
         """``(name, offset)`` of the symbol at or below ``address``."""
         if not self._sorted:
-            self._sorted = sorted((s.address, s.name) for s in self.symbols.values())
+            names, addrs, _ = columns_of(self.symbols)
+            self._sorted = sorted(zip(addrs, names, strict=True))
         i = bisect.bisect_right(self._sorted, (address, "\U0010ffff")) - 1
         if i < 0:
             return None
@@ -128,9 +186,24 @@ class SymbolTable:
         """A copy with every address moved by ``offset`` (a KASLR slide)."""
         table = SymbolTable(self.source, complete=self.complete)
         table.slide = self.slide + offset
+        if isinstance(self.symbols, LazySymbols):
+            table.symbols = self.symbols.moved(offset)
+            return table
         for sym in self.symbols.values():
             table.symbols[sym.name] = Symbol(sym.name, sym.address + offset, sym.type)
         return table
+
+    @classmethod
+    def from_columns(cls, source: str, names: list[str], addresses: Sequence[int],
+                     types: str) -> SymbolTable:
+        """A table over columns (the first entry of a repeated name wins)."""
+        return cls(source, LazySymbols(names, addresses, types))
+
+    def type_letters(self) -> Iterator[str]:
+        """Every symbol's type letter."""
+        if isinstance(self.symbols, LazySymbols):
+            return self.symbols.type_letters()
+        return (sym.type for sym in self.symbols.values())
 
     def __len__(self) -> int:
         return len(self.symbols)

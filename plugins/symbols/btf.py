@@ -9,11 +9,9 @@ section.
 from __future__ import annotations
 
 import array
-import base64
 import struct
+import sys
 from typing import Any
-
-import construct as cs
 
 from kvmfx.errors import FormatError
 from kvmfx.types import (
@@ -44,16 +42,11 @@ BTF_MAGIC = 0xEB9F
 #: Refuse BTF claiming more than this (the kernel's own is ~5 MiB).
 MAX_BTF_BYTES = 64 << 20
 
-BTF_HEADER = cs.Struct(
-    "magic" / cs.Int16ul,
-    "version" / cs.Int8ul,
-    "flags" / cs.Int8ul,
-    "hdr_len" / cs.Int32ul,
-    "type_off" / cs.Int32ul,
-    "type_len" / cs.Int32ul,
-    "str_off" / cs.Int32ul,
-    "str_len" / cs.Int32ul,
-)
+#: struct btf_header: magic u16, version u8, flags u8, hdr_len, type_off, type_len,
+#: str_off, str_len (u32 each), little-endian as the kernel writes it on x86 and arm64
+_HEADER = struct.Struct("<HBBIIIII")
+_HEADER_FIELDS = ("magic", "version", "flags", "hdr_len", "type_off", "type_len", "str_off",
+                  "str_len")
 
 _KINDS = {1: INT, 2: PTR, 3: ARRAY, 4: STRUCT, 5: UNION, 6: ENUM, 7: FWD, 8: TYPEDEF,
           9: VOLATILE, 10: CONST, 11: RESTRICT, 12: FUNC, 13: FUNC_PROTO, 14: VAR,
@@ -69,17 +62,17 @@ def btf_header(data: bytes) -> dict[str, int]:
     """Parse and check the BTF header; FormatError names the offset that is wrong."""
     if len(data) < 24:
         raise FormatError(f"BTF shorter than its header ({len(data)} bytes)", offset=0)
-    hdr = BTF_HEADER.parse(data)
-    if hdr.magic != BTF_MAGIC:
-        raise FormatError(f"not BTF (magic {hdr.magic:#06x})", offset=0)
-    if hdr.hdr_len < 24 or hdr.hdr_len > len(data):
-        raise FormatError(f"BTF header length {hdr.hdr_len} is impossible", offset=4)
-    end_types = hdr.hdr_len + hdr.type_off + hdr.type_len
-    end_strs = hdr.hdr_len + hdr.str_off + hdr.str_len
+    hdr = dict(zip(_HEADER_FIELDS, _HEADER.unpack_from(data), strict=True))
+    if hdr["magic"] != BTF_MAGIC:
+        raise FormatError(f"not BTF (magic {hdr['magic']:#06x})", offset=0)
+    if hdr["hdr_len"] < 24 or hdr["hdr_len"] > len(data):
+        raise FormatError(f"BTF header length {hdr['hdr_len']} is impossible", offset=4)
+    end_types = hdr["hdr_len"] + hdr["type_off"] + hdr["type_len"]
+    end_strs = hdr["hdr_len"] + hdr["str_off"] + hdr["str_len"]
     if max(end_types, end_strs) > len(data):
         raise FormatError(f"BTF sections end at {max(end_types, end_strs)}, past the data "
                           f"({len(data)} bytes)", offset=8)
-    return {k: v for k, v in hdr.items() if not k.startswith("_")}
+    return hdr
 
 
 def btf_size(data: bytes) -> int:
@@ -88,40 +81,105 @@ def btf_size(data: bytes) -> int:
     return h["hdr_len"] + max(h["type_off"] + h["type_len"], h["str_off"] + h["str_len"])
 
 
+#: per BTF kind number: bytes of its record before the vlen items (-1: not a kind), and
+#: bytes per vlen item (Documentation/bpf/btf.rst)
+_FIXED = [-1] * 32
+_PER_VLEN = [0] * 32
+for _k in _KINDS:
+    _FIXED[_k] = 12 + _EXTRA_FIXED.get(_k, 0)
+    _PER_VLEN[_k] = _EXTRA_PER_VLEN.get(_k, 0)
+_TAGGED = frozenset((4, 5, 6, 19))  # struct, union, enum, enum64 (7, FWD, kept apart)
+#: the index's parts, as a profile saves them (u32 arrays, little-endian)
+INDEX_PARTS = ("offsets", "tags", "fwds", "typedefs", "vars")
+
+
+def _u32(values: array.array[int]) -> bytes:
+    if sys.byteorder != "little":
+        values = array.array("I", values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _from_u32(blob: bytes) -> array.array[int]:
+    out = array.array("I")
+    out.frombytes(blob)
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out
+
+
+class _Names:
+    """``(namespace, name) -> type id`` over the index, which is keyed by the name's offset
+    in the string section: a name is looked up (all its copies: BTF's strings need not be
+    unique) when it is first asked for, so indexing decodes no name."""
+
+    def __init__(self, model: BtfTypeModel) -> None:
+        self._model = model
+        self._found: dict[tuple[str, str], int | None] = {}
+
+    def get(self, key: tuple[str, str], default: Any = None) -> Any:
+        if key not in self._found:
+            self._found[key] = self._model._lookup(*key)
+        found = self._found[key]
+        return default if found is None else found
+
+
+class _Vars:
+    """``variable name -> type id`` over the index (looked up as :class:`_Names` does)."""
+
+    def __init__(self, model: BtfTypeModel) -> None:
+        self._model = model
+
+    def get(self, name: str, default: Any = None) -> Any:
+        found = self._model._var_type(name)
+        return default if found is None else found
+
+
 class BtfTypeModel(TypeModel):
-    """Types of a BTF blob, indexed in one pass and decoded on first use."""
+    """Types of a BTF blob, indexed in one pass (record offsets, and named types by the
+    offset of their name) and decoded on first use."""
 
     def __init__(self, data: bytes, source: str, header: dict[str, int],
-                 index: dict[str, Any] | None = None) -> None:
+                 index: dict[str, bytes] | None = None) -> None:
         super().__init__(source, fmt="btf")
         t0 = header["hdr_len"] + header["type_off"]
         self._t_end = t0 + header["type_len"]
         s0 = header["hdr_len"] + header["str_off"]
         self._strings = bytes(data[s0:s0 + header["str_len"]])
         self._data = bytes(data)
-        self._offsets: list[int] = []
         self._decoded: dict[int, CType] = {}
+        self._tags: dict[int, int] = {}
+        self._fwds: dict[int, int] = {}
+        self._typedefs: dict[int, int] = {}
+        self._var_types: dict[int, int] = {}
         if index is None:
-            self._index(t0)
+            self._offsets = self._index(t0)
         else:
-            self._restore(index)
+            self._offsets = self._restore(index)
+        self.types.extend([None] * len(self._offsets))
+        self._by_name = _Names(self)  # type: ignore[assignment]
+        self._vars = _Vars(self)  # type: ignore[assignment]
 
-    def index_state(self) -> dict[str, Any]:
+    def index_state(self) -> dict[str, bytes]:
         """The one-pass index, for a profile to save (restored without the pass)."""
-        return {"offsets": base64.b64encode(array.array("I", self._offsets).tobytes()
-                                            ).decode(),
-                "names": [[ns, name, tid] for (ns, name), tid in self._by_name.items()],
-                "vars": self._vars}
+        def pairs(d: dict[int, int]) -> bytes:
+            return _u32(array.array("I", [x for kv in d.items() for x in kv]))
 
-    def _restore(self, index: dict[str, Any]) -> None:
-        offsets = array.array("I")
-        offsets.frombytes(base64.b64decode(index["offsets"]))
+        return {"offsets": _u32(self._offsets), "tags": pairs(self._tags),
+                "fwds": pairs(self._fwds), "typedefs": pairs(self._typedefs),
+                "vars": pairs(self._var_types)}
+
+    def _restore(self, index: dict[str, bytes]) -> array.array[int]:
+        if set(index) != set(INDEX_PARTS):
+            raise FormatError("saved BTF index has other parts than " + ", ".join(INDEX_PARTS))
+        offsets = _from_u32(index["offsets"])
         if any(not 0 <= o < self._t_end for o in offsets[:1] + offsets[-1:]):
             raise FormatError("saved BTF index does not fit the BTF data")
-        self._offsets = offsets.tolist()
-        self.types.extend([None] * len(self._offsets))
-        self._by_name = {(ns, name): int(tid) for ns, name, tid in index["names"]}
-        self._vars = {k: int(v) for k, v in index["vars"].items()}
+        for part, target in (("tags", self._tags), ("fwds", self._fwds),
+                             ("typedefs", self._typedefs), ("vars", self._var_types)):
+            flat = _from_u32(index[part])
+            target.update(zip(flat[0::2], flat[1::2], strict=True))
+        return offsets
 
     def _name(self, off: int, where: int) -> str:
         if off >= len(self._strings):
@@ -131,38 +189,72 @@ class BtfTypeModel(TypeModel):
         return self._strings[off:end if end >= 0 else len(self._strings)].decode(
             "utf-8", "replace")
 
-    def _index(self, pos: int) -> None:
+    def _name_offsets(self, name: str) -> list[int]:
+        """Offsets in the string section of every copy of ``name``."""
+        strings, needle = self._strings, b"\0" + name.encode("utf-8") + b"\0"
+        out = []
+        at = strings.find(needle)
+        while at >= 0:
+            out.append(at + 1)
+            at = strings.find(needle, at + 1)
+        return out
+
+    def _lookup(self, namespace: str, name: str) -> int | None:
+        """The type id of ``name``: of a tag (a definition before a forward declaration;
+        the first of each), or of a typedef."""
+        offs = self._name_offsets(name)
+        if namespace == "tag":
+            found = [self._tags[o] for o in offs if o in self._tags]
+            if not found:
+                found = [self._fwds[o] for o in offs if o in self._fwds]
+        else:
+            found = [self._typedefs[o] for o in offs if o in self._typedefs]
+        return min(found) if found else None
+
+    def _var_type(self, name: str) -> int | None:
+        found = [(o, self._var_types[o]) for o in self._name_offsets(name)
+                 if o in self._var_types]
+        return found[0][1] if found else None
+
+    def _index(self, pos: int) -> array.array[int]:
+        """Walk the type records once: where each starts, and the named ones by the offset
+        of their name (the first definition of each kept)."""
         data, t_end, unpack = self._data, self._t_end, _U32x3.unpack_from
-        named = {4, 5, 6, 7, 8, 14, 19}
+        fixed, per_vlen = _FIXED, _PER_VLEN
+        tags, fwds, typedefs, var_types = self._tags, self._fwds, self._typedefs, \
+            self._var_types
+        offsets = array.array("I")
+        add = offsets.append
+        tid = 0
         while pos < t_end:
             if pos + 12 > t_end:
                 raise FormatError("BTF type record truncated", offset=pos)
             name_off, info, target = unpack(data, pos)
             kind_no = (info >> 24) & 0x1F
-            if kind_no not in _KINDS:
+            size = fixed[kind_no]
+            if size < 0:
                 raise FormatError(f"unknown BTF kind {kind_no}", offset=pos)
-            vlen = info & 0xFFFF
-            nxt = pos + 12 + _EXTRA_FIXED.get(kind_no, 0) + _EXTRA_PER_VLEN.get(kind_no, 0) * vlen
+            nxt = pos + size + per_vlen[kind_no] * (info & 0xFFFF)
             if nxt > t_end:
                 raise FormatError(f"BTF {_KINDS[kind_no]} record runs past the type section",
                                   offset=pos)
-            self._offsets.append(pos)
-            self.types.append(None)
-            tid = len(self._offsets)
-            if name_off and kind_no in named:
-                name = self._name(name_off, pos)
-                if kind_no == 14:
-                    self._vars.setdefault(name, target)
-                else:
-                    key = (self._namespace(_KINDS[kind_no]), name)
-                    prev = self._by_name.get(key)
-                    # a full definition wins over a forward declaration
-                    if prev is None or (kind_no != 7 and self._kind_no(prev) == 7):
-                        self._by_name[key] = tid
+            add(pos)
+            tid += 1
+            if name_off:
+                if kind_no in _TAGGED:
+                    tags.setdefault(name_off, tid)
+                elif kind_no == 8:
+                    typedefs.setdefault(name_off, tid)
+                elif kind_no == 7:
+                    fwds.setdefault(name_off, tid)
+                elif kind_no == 14:
+                    var_types.setdefault(name_off, target)
             pos = nxt
-
-    def _kind_no(self, tid: int) -> int:
-        return (_U32x3.unpack_from(self._data, self._offsets[tid - 1])[1] >> 24) & 0x1F
+        if any(o >= len(self._strings) for o in (max(tags, default=0), max(fwds, default=0),
+                                                  max(typedefs, default=0),
+                                                  max(var_types, default=0))):
+            raise FormatError("BTF name offset outside the string section")
+        return offsets
 
     def get(self, tid: int) -> CType:
         t = self._decoded.get(tid)
@@ -221,7 +313,7 @@ class BtfTypeModel(TypeModel):
 
 
 def parse_btf(data: bytes, source: str = "BTF",
-              index: dict[str, Any] | None = None) -> BtfTypeModel:
+              index: dict[str, bytes] | None = None) -> BtfTypeModel:
     """Index a BTF blob into a lazily decoded TypeModel (or restore a saved index);
     FormatError when malformed."""
     if len(data) > MAX_BTF_BYTES:

@@ -83,10 +83,8 @@ def symbols_from_kallsyms_bytes(buf: bytes, source: str, *, address: int | None 
 
 
 def _table(entries: list[tuple[str, int, str]], source: str) -> SymbolTable:
-    table = SymbolTable(source)
-    for name, addr, kind in entries:
-        table.add(name, addr, kind)
-    return table
+    names, addrs, kinds = zip(*entries, strict=True) if entries else ((), (), ())
+    return SymbolTable.from_columns(source, list(names), list(addrs), "".join(kinds))
 
 
 class KernelImageProvider:
@@ -208,7 +206,7 @@ class ImageKallsymsProvider:
             _check_text(table, session)
             # kallsyms of code only (no CONFIG_KALLSYMS_ALL): the table says it is not
             # complete, and the data symbols VMCOREINFO names fill in (init_uts_ns, prb...)
-            data = sum(1 for sym in table.symbols.values() if sym.type in "DdBbRr")
+            data = sum(1 for kind in table.type_letters() if kind in "DdBbRr")
             if data < min(1000, len(table) // 20):
                 table.complete = False
                 for name, addr in anchors.items():

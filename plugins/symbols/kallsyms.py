@@ -147,22 +147,19 @@ def _read_markers(buf: bytes, table_start: int) -> tuple[int, int, list[int]]:
     raise FormatError("kallsyms markers not found before the token table", offset=table_start)
 
 
-def _entry_len(buf: bytes, pos: int) -> tuple[int, int]:
-    """Token count of the kallsyms_names entry at ``pos`` and the bytes its length takes."""
-    if pos + 1 >= len(buf):
-        raise FormatError("kallsyms names run past the data", offset=pos)
-    n = buf[pos]
-    if n & 0x80:  # "big" symbols (Linux 6.1+): two-byte ULEB128 length
-        return (n & 0x7F) | (buf[pos + 1] << 7), 2
-    return n, 1
-
-
 def _skip_entries(buf: bytes, pos: int, count: int, limit: int) -> int:
+    """Where ``count`` kallsyms_names entries from ``pos`` end (FormatError past ``limit``)."""
+    size = len(buf)
     for _ in range(count):
         if pos >= limit:
             raise FormatError("kallsyms names run past their table", offset=pos)
-        n, hdr = _entry_len(buf, pos)
-        pos += hdr + n
+        n = buf[pos]
+        if n & 0x80:  # "big" symbols (Linux 6.1+): two-byte ULEB128 length
+            if pos + 1 >= size:
+                raise FormatError("kallsyms names run past the data", offset=pos)
+            pos += 2 + ((n & 0x7F) | (buf[pos + 1] << 7))
+        else:
+            pos += 1 + n
     return pos
 
 
@@ -359,7 +356,7 @@ def decode_names(buf: bytes, layout: KallsymsLayout) -> list[tuple[str, str]]:
     # index to its token; the type letter is each name's first character.
     pos = start = layout.names
     size = len(buf)
-    bounds = []
+    bounds: list[tuple[int, int]] = []
     for _ in range(layout.num_syms):
         if pos >= size:
             raise FormatError("kallsyms names run past the data", offset=pos)

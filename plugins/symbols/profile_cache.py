@@ -1,6 +1,7 @@
 """Profiles: a kernel's symbols and BTF, saved once, so the next open of it is instant.
 
-A profile is a zip file (``meta.json``, ``symbols.json``, ``types.btf``) in the user cache
+A profile is a zip file (``meta.json``, the symbols as three columns, ``types.btf`` and
+the BTF index) in the user cache
 directory (``platformdirs.user_cache_dir("kvmfx")/profiles``), keyed by the kernel's build
 id (VMCOREINFO ``BUILD-ID``) or, failing that, its release. Symbol addresses are stored
 unslid (KASLR offset removed) and slid again by the opening image's own offset, so one
@@ -9,9 +10,11 @@ profile serves every boot of the same kernel build.
 
 from __future__ import annotations
 
+import array
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +25,12 @@ import platformdirs
 from kvmfx.errors import FormatError, KvmError, SymbolError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
-from kvmfx.symbols import LazySymbols, SymbolProvider, SymbolTable
+from kvmfx.symbols import LazySymbols, SymbolProvider, SymbolTable, columns_of
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols.btf import parse_btf
 
 PROFILE_FORMAT = "kvmfx-profile"
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
 
 
 def cache_dir() -> Path:
@@ -56,57 +59,66 @@ def kernel_key(session: Session) -> str | None:
     return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
-def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[int], int],
+#: zip members of a profile: symbol columns as NUL-joined names, little-endian u64
+#: addresses and one type letter each; the BTF and its index as the BTF model saves it
+_NAMES, _ADDRS, _KINDS = "symbols.names", "symbols.addresses", "symbols.types"
+
+
+def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]], list[int]],
                  btf: bytes | None, meta: dict[str, object],
-                 btf_index: dict[str, object] | None = None) -> None:
+                 btf_index: dict[str, bytes] | None = None) -> None:
     """Write a profile atomically (a temporary file renamed into place); addresses as in
-    the kernel file (``unslide`` takes the image's KASLR offset off)."""
+    the kernel file (``unslide`` takes the image's KASLR offset off a list of them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    names, addrs, kinds = [], [], []
-    for sym in symbols.symbols.values():
-        names.append(sym.name)
-        addrs.append(unslide(sym.address))
-        kinds.append(sym.type[:1] or "?")
+    names, addrs, kinds = columns_of(symbols.symbols)
+    packed = array.array("Q", unslide(addrs))
+    if sys.byteorder != "little":
+        packed.byteswap()
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
                                             "version": PROFILE_VERSION, **meta}))
-        # columns, so that a load is one json.loads and no per-symbol work
-        z.writestr("symbols.json", json.dumps({"names": names, "addresses": addrs,
-                                               "types": "".join(kinds)}))
+        # columns of bytes: a load is three splits and no per-symbol work
+        z.writestr(_NAMES, "\0".join(names).encode("utf-8", "surrogateescape"))
+        z.writestr(_ADDRS, packed.tobytes())
+        z.writestr(_KINDS, kinds.encode("latin-1", "replace"))
         if btf is not None:
             z.writestr("types.btf", btf)
-        if btf_index is not None:
-            z.writestr("types.index.json", json.dumps(btf_index))
+        for name, blob in (btf_index or {}).items():
+            z.writestr(f"types.index.{name}", blob)
     os.replace(tmp, path)
 
 
 def load_profile(path: Path, slide: Callable[[int], int] | None = None
                  ) -> tuple[SymbolTable, bytes | None, dict[str, Any]]:
-    """Read a profile, its addresses moved by ``slide`` to where this image's kernel lies;
-    FormatError when it is not one kvmfx can use."""
+    """Read a profile, its addresses moved by ``slide`` (when a symbol is made) to where
+    this image's kernel lies; FormatError when it is not one kvmfx can use."""
     try:
         with zipfile.ZipFile(path) as z:
             meta = json.loads(z.read("meta.json"))
             if meta.get("format") != PROFILE_FORMAT or meta.get("version") != PROFILE_VERSION:
                 raise FormatError("not a kvmfx profile of this version", path=str(path))
-            columns = json.loads(z.read("symbols.json"))
-            names = z.namelist()
-            btf = z.read("types.btf") if "types.btf" in names else None
-            if "types.index.json" in names:
-                meta["btf_index"] = json.loads(z.read("types.index.json"))
+            raw_names, raw_addrs, raw_kinds = z.read(_NAMES), z.read(_ADDRS), z.read(_KINDS)
+            members = z.namelist()
+            btf = z.read("types.btf") if "types.btf" in members else None
+            index = {m.rpartition(".")[2]: z.read(m) for m in members
+                     if m.startswith("types.index.")}
+            if index:
+                meta["btf_index"] = index
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FormatError(f"unreadable profile: {exc}", path=str(path)) from None
     try:
-        names, addrs, kinds = columns["names"], columns["addresses"], columns["types"]
-        if not (isinstance(names, list) and isinstance(addrs, list) and isinstance(kinds, str)
-                and len(names) == len(addrs) == len(kinds)
-                and all(type(a) is int for a in addrs)):
-            raise ValueError("symbol columns malformed or of different lengths")
-        if slide is not None:
-            addrs = [slide(a) for a in addrs]
-        symbols = LazySymbols(names, addrs, kinds)
-    except (KeyError, TypeError, ValueError) as exc:
+        names = raw_names.decode("utf-8", "surrogateescape").split("\0") if raw_names else []
+        kinds = raw_kinds.decode("latin-1")
+        if len(raw_addrs) != 8 * len(names) or len(kinds) != len(names):
+            raise ValueError(f"{len(names)} names, {len(raw_addrs) // 8} addresses and "
+                             f"{len(kinds)} type letters")
+        addrs = array.array("Q")
+        addrs.frombytes(raw_addrs)
+        if sys.byteorder != "little":
+            addrs.byteswap()
+        symbols = LazySymbols(names, addrs, kinds, slide)
+    except (TypeError, ValueError) as exc:
         raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
     table = SymbolTable(f"profile:{path.name}", symbols)
     return table, btf, meta
@@ -170,7 +182,7 @@ def remember(session: Session, table: SymbolTable, btf: bytes | None,
         return
     info = session.boot
     try:
-        save_profile(where, table, session.image.unslide, btf,
+        save_profile(where, table, session.image.unslide_all, btf,
                      {"release": info.osrelease if info else None,
                       "build_id": info.build_id if info else None,
                       "symbols_from": table.source},

@@ -6,13 +6,20 @@ import os
 import struct
 from pathlib import Path
 
+import construct as cs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvmfx.errors import FormatError, SymbolError
 from kvmfx.objects import Object
-from kvmfx_plugins.symbols.btf import BTF_HEADER, BTF_MAGIC, parse_btf
+from kvmfx_plugins.symbols.btf import BTF_MAGIC, parse_btf
+
+#: struct btf_header as Documentation/bpf/btf.rst declares it (kvmfx reads it with struct)
+BTF_HEADER = cs.Struct("magic" / cs.Int16ul, "version" / cs.Int8ul, "flags" / cs.Int8ul,
+                       "hdr_len" / cs.Int32ul, "type_off" / cs.Int32ul,
+                       "type_len" / cs.Int32ul, "str_off" / cs.Int32ul,
+                       "str_len" / cs.Int32ul)
 
 
 class BtfBuilder:
