@@ -6,12 +6,13 @@ A plugin that fails to import or to answer a hook is reported by name in
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import json
 import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,8 @@ from kvmfx.errors import UsageError
 
 ENTRY_POINT_GROUP = "kvmfx"
 PLUGIN_PATH_ENV = "KVMFX_PLUGIN_PATH"
+#: where the entry points found are remembered (the user cache dir when unset)
+ENTRY_POINT_CACHE_ENV = "KVMFX_ENTRY_POINT_CACHE"
 HOOKS = ("kvmfx_dump_formats", "kvmfx_swap_formats", "kvmfx_symbol_providers",
          "kvmfx_architectures", "kvmfx_kernel_finders", "kvmfx_os_profiles",
          "kvmfx_commands")
@@ -135,6 +138,75 @@ def _plugin_files(dirs: Iterable[str]) -> list[Path]:
     return files
 
 
+def _installed_state() -> list[list[object]]:
+    """What the entry points found depend on: each sys.path folder's mtime, and the mtime
+    and size of every distribution's entry_points.txt in it (installing, removing or
+    editing a distribution changes one of them)."""
+    state: list[list[object]] = []
+    for folder in sys.path:
+        try:
+            st = os.stat(folder or ".")
+        except OSError:
+            continue
+        files: list[object] = []
+        try:
+            with os.scandir(folder or ".") as it:
+                for entry in it:
+                    if entry.name.endswith((".dist-info", ".egg-info")):
+                        try:
+                            ep = os.stat(os.path.join(entry.path, "entry_points.txt"))
+                        except OSError:
+                            continue
+                        files.append([entry.name, ep.st_mtime_ns, ep.st_size])
+        except (NotADirectoryError, PermissionError, FileNotFoundError):
+            pass
+        state.append([folder, st.st_mtime_ns, sorted(files)])  # type: ignore[type-var]
+    return state
+
+
+def _cache_path() -> Path:
+    where = os.environ.get(ENTRY_POINT_CACHE_ENV)
+    if where:
+        return Path(where)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("kvmfx")) / "entry-points.json"
+
+
+def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
+    """``(name, "module:attr")`` of every entry point of ``group``, as importlib.metadata
+    finds them; remembered in the user cache while no distribution on sys.path changes, so
+    a start neither imports importlib.metadata nor reads every distribution's metadata."""
+    state = _installed_state()
+    path = _cache_path()
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("state") == state and group in cached.get("groups", {}):
+            return [(str(n), str(v)) for n, v in cached["groups"][group]]
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    from importlib.metadata import entry_points
+
+    specs = [(ep.name, ep.value) for ep in entry_points(group=group)]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"state": state, "groups": {group: specs}}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache: reading the metadata again next time is fine
+    return specs
+
+
+def _load_spec(value: str) -> Any:
+    """The object an entry point's ``module:attr`` value names (as EntryPoint.load)."""
+    module, _, attr = value.partition(":")
+    obj: Any = importlib.import_module(module.strip())
+    for part in attr.strip().split(".") if attr.strip() else []:
+        obj = getattr(obj, part)
+    return obj
+
+
 def load_registry(plugin_dirs: Iterable[str] = (), *, use_entry_points: bool = True,
                   extra_plugins: Iterable[Any] = ()) -> Registry:
     """Build a registry from entry points, ``plugin_dirs`` and ``$KVMFX_PLUGIN_PATH``."""
@@ -142,13 +214,13 @@ def load_registry(plugin_dirs: Iterable[str] = (), *, use_entry_points: bool = T
     pm.add_hookspecs(hookspecs)
     failures: list[PluginFailure] = []
     if use_entry_points:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if pm.has_plugin(ep.name):
+        for name, value in entry_point_specs():
+            if pm.has_plugin(name):
                 continue
             try:
-                pm.register(ep.load(), name=ep.name)
+                pm.register(_load_spec(value), name=name)
             except Exception as exc:
-                failures.append(PluginFailure(ep.name, f"{type(exc).__name__}: {exc}"))
+                failures.append(PluginFailure(name, f"{type(exc).__name__}: {exc}"))
     env_dirs = [d for d in os.environ.get(PLUGIN_PATH_ENV, "").split(os.pathsep) if d]
     for path in _plugin_files([*plugin_dirs, *env_dirs]):
         name = f"file:{path}"

@@ -29,12 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any
-
-from elftools.common.exceptions import ELFError
-from elftools.dwarf.die import DIE
-from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DwarfConfig, DWARFInfo
-from elftools.elf.elffile import ELFFile
+from typing import TYPE_CHECKING, Any
 
 from kvmfx.errors import SymbolError
 from kvmfx.hookspecs import hookimpl
@@ -59,6 +54,10 @@ from kvmfx.types import (
     TypeModel,
 )
 from kvmfx_plugins.symbols.files import gnu_build_id
+
+if TYPE_CHECKING:  # pyelftools is imported when DWARF is read (kvmfx starts without it)
+    from elftools.dwarf.die import DIE
+    from elftools.dwarf.dwarfinfo import DebugSectionDescriptor
 
 #: Candidate string offsets tried per name (short names occur as tails of many strings).
 MAX_NAME_OFFSETS = 256
@@ -143,6 +142,9 @@ class DwarfFile:
 
     def __init__(self, path: str, data: bytes | None = None) -> None:
         """Map ``path`` (or use ``data``, its bytes: the pure form fuzzers call)."""
+        from elftools.dwarf.dwarfinfo import DwarfConfig, DWARFInfo
+        from elftools.elf.elffile import ELFFile
+
         self.path = path
         self._file: Any = None
         try:
@@ -196,6 +198,8 @@ class DwarfFile:
         self.indexed: set[int] = set()
 
     def _section(self, name: str) -> DebugSectionDescriptor | None:
+        from elftools.dwarf.dwarfinfo import DebugSectionDescriptor
+
         sec = self.elf.get_section_by_name(name)
         if sec is None or sec["sh_type"] == "SHT_NOBITS":
             return None
@@ -228,6 +232,8 @@ class DwarfFile:
         return self.cus[i]
 
     def die_at(self, offset: int) -> DIE:
+        from elftools.dwarf.die import DIE
+
         cu = self.cu_at(offset)
         return DIE(cu=cu, stream=self.info, offset=offset)
 
@@ -682,6 +688,9 @@ def _uleb(data: list[int]) -> int:
 
 def has_dwarf(path: str) -> bool:
     """True when ``path`` is an ELF file with a ``.debug_info`` section."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"\x7fELF":

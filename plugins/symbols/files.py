@@ -12,15 +12,15 @@ import os
 import re
 import struct
 from pathlib import Path
-
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-from elftools.elf.sections import NoteSection, SymbolTableSection
+from typing import TYPE_CHECKING
 
 from kvmfx.errors import SymbolError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import PATH_KSYMS, Session
 from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable, parse_system_map
+
+if TYPE_CHECKING:  # pyelftools is imported when an ELF file is read
+    from elftools.elf.elffile import ELFFile
 
 #: Linux's stand-in for <paths.h> _PATH_UNIX.
 PATH_UNIX = "/vmlinux"
@@ -84,6 +84,8 @@ MAX_SYMTAB_BYTES = 256 << 20
 
 def gnu_build_id(elf: ELFFile) -> str | None:
     """The GNU build id note of an ELF file, as hex (what VMCOREINFO's BUILD-ID says)."""
+    from elftools.elf.sections import NoteSection
+
     for section in elf.iter_sections():
         if not isinstance(section, NoteSection):
             continue
@@ -124,6 +126,10 @@ def parse_elf_symbols(symtab: bytes, strtab: bytes, elfclass: int, little: bool,
 
 def load_elf_symtab(path: str) -> SymbolTable:
     """The .symtab of a vmlinux (or any kernel ELF); SymbolError when it has none."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.sections import SymbolTableSection
+
     try:
         with open(path, "rb") as f:
             elf = ELFFile(f)

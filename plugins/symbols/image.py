@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.elffile import ELFFile
-
 from kvmfx.errors import FormatError, KvmError, MissingPageError, SymbolError, TranslationError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
@@ -36,6 +33,9 @@ class _KernelFile:
     """A vmlinux ELF (from a vmlinuz or as is) with its loadable bytes at their addresses."""
 
     def __init__(self, path: str) -> None:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+
         try:
             size = os.path.getsize(path)
             with open(path, "rb") as f:

@@ -11,8 +11,6 @@ import lzma
 import struct
 import zlib
 
-import zstandard
-
 from kvmfx.errors import FormatError
 
 #: A decompressed kernel larger than this is refused (a bomb, or not a kernel).
@@ -39,8 +37,12 @@ def _gzip(data: bytes) -> bytes:
 
 
 def _zstd(data: bytes) -> bytes:
-    reader = zstandard.ZstdDecompressor().stream_reader(data)
-    return reader.read(MAX_VMLINUX)
+    import zstandard  # imported when a zstd kernel is read
+
+    try:
+        return zstandard.ZstdDecompressor().stream_reader(data).read(MAX_VMLINUX)
+    except zstandard.ZstdError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _bzip2(data: bytes) -> bytes:
@@ -78,8 +80,7 @@ def extract_vmlinux(data: bytes) -> bytes:
         if payload.startswith(magic):
             try:
                 out = fn(payload)
-            except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError,
-                    zstandard.ZstdError) as exc:
+            except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError) as exc:
                 raise FormatError(f"{name} payload does not decompress: {exc}",
                                   offset=start) from None
             if out[:4] != b"\x7fELF":

@@ -1,0 +1,94 @@
+"""Entry points are remembered between starts, and found again when a distribution changes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+PLUGIN = textwrap.dedent('''
+    from kvmfx import hookimpl
+    from kvmfx.commands import Column, Command
+
+    class Hello(Command):
+        def __init__(self):
+            super().__init__(name="{name}", description="Say hello.",
+                             columns=[Column("greeting", "str")])
+
+        def run(self, session, options):
+            yield {{"greeting": "hello"}}
+
+    @hookimpl
+    def kvmfx_commands():
+        return [Hello()]
+''')
+
+#: run in a fresh interpreter with ``site_dir`` on sys.path: the command names the registry
+#: has, and whether importlib.metadata had to be imported to find them
+PROBE = textwrap.dedent('''
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from kvmfx.registry import load_registry
+    reg = load_registry()
+    print(json.dumps({"commands": sorted(reg.commands),
+                      "metadata": "importlib.metadata" in sys.modules}))
+''')
+
+
+def _install(site: Path, dist: str, module: str, command: str) -> None:
+    """A distribution as pip leaves it: a module and a dist-info with entry_points.txt."""
+    (site / f"{module}.py").write_text(PLUGIN.format(name=command))
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"  # as pip names it
+    info.mkdir(exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[kvmfx]\n{dist} = {module}\n")
+
+
+def _probe(site: Path, cache: Path) -> dict[str, object]:
+    import json
+
+    env = dict(os.environ, KVMFX_ENTRY_POINT_CACHE=str(cache))
+    r = subprocess.run([sys.executable, "-c", PROBE, str(site)], capture_output=True,
+                       text=True, env=env, timeout=120, cwd=site)
+    assert r.returncode == 0, r.stderr
+    result: dict[str, object] = json.loads(r.stdout)
+    return result
+
+
+def test_a_second_start_reads_the_remembered_entry_points(tmp_path):
+    site, cache = tmp_path / "site", tmp_path / "cache" / "entry-points.json"
+    site.mkdir()
+    _install(site, "kvmfx-hello", "kvmfx_hello", "hello")
+    first = _probe(site, cache)
+    assert "hello" in first["commands"] and "pslist" in first["commands"]  # type: ignore
+    assert first["metadata"] is True and cache.exists()
+    second = _probe(site, cache)
+    assert second == {"commands": first["commands"], "metadata": False}
+
+
+def test_installing_or_changing_a_distribution_is_seen(tmp_path):
+    site, cache = tmp_path / "site", tmp_path / "entry-points.json"
+    site.mkdir()
+    _install(site, "kvmfx-hello", "kvmfx_hello", "hello")
+    assert "hello" in _probe(site, cache)["commands"]  # type: ignore[operator]
+    _install(site, "kvmfx-other", "kvmfx_other", "other")  # a new distribution
+    got = _probe(site, cache)
+    assert {"hello", "other"} <= set(got["commands"]) and got["metadata"] is True  # type: ignore
+    # an entry point rewritten in place to name another module
+    (site / "kvmfx_hello2.py").write_text(PLUGIN.format(name="hello2"))
+    info = site / "kvmfx_hello-1.0.dist-info" / "entry_points.txt"
+    info.write_text("[kvmfx]\nkvmfx-hello = kvmfx_hello2\n")
+    got = _probe(site, cache)
+    assert "hello2" in got["commands"] and "hello" not in got["commands"]  # type: ignore
+
+
+def test_an_unreadable_or_corrupt_cache_is_only_a_cache(tmp_path):
+    site, cache = tmp_path / "site", tmp_path / "entry-points.json"
+    site.mkdir()
+    cache.write_text("{not json")
+    assert "pslist" in _probe(site, cache)["commands"]  # type: ignore[operator]
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert "pslist" in _probe(site, blocked / "entry-points.json")["commands"]  # type: ignore
