@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import headline
 from bench.__main__ import run_worker
 
 MB = 1 << 20
@@ -189,43 +190,5 @@ def _volatility_psaux(fx: Any, peer_py: str | None, k: dict[str, Any]
             {"processes": n, "total_s": seconds})
 
 
-#: the kernel matrix (tests/linux/test_kernel_matrix.py): fixture -> kernel
-KERNELS = {"bullseye": "Debian 11", "basic": "Debian 12", "trixie": "Debian 13",
-           "backports": "trixie-backports"}
-
-
-def kernels(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any]:
-    """psaux on each kernel of the matrix, from the image alone, cold (no profile) and warm
-    (profile cached), each a fresh process; drgn with that kernel's debug vmlinux beside."""
-    from tests.factory import get_fixture
-
-    header = ["kernel", "release", "tool", "cache", "processes", "seconds", "peak RSS MiB",
-              "drgn / kvmfx"]
-    rows, data = [], {}
-    for name, suite in KERNELS.items():
-        kfx = get_fixture(name)
-        release = kfx.truth["kernel"]["release"]
-        runs: dict[str, dict[str, Any]] = {}
-        with tempfile.TemporaryDirectory() as profiles:
-            for cache in ("cold", "warm"):
-                runs[cache] = run_worker(sys.executable, {"kind": "kvmfx-psaux",
-                                                          "path": str(kfx.path("elf"))},
-                                         {"KVMFX_PROFILE_DIR": profiles})
-        vmlinux = _debug_vmlinux(kfx) if peer_py else None
-        drgn = run_worker(peer_py, {"kind": "drgn-psaux", "path": str(kfx.path("elf")),
-                                    "vmlinux": vmlinux}) if peer_py and vmlinux else None
-        for cache, r in runs.items():
-            ratio = (f"{drgn['total_s'] / r['total_s']:.2f}x" if drgn and "total_s" in drgn
-                     and r.get("total_s") else "")
-            rows.append([suite, release, "kvmfx", cache,
-                         str(r.get("processes", r.get("error"))),
-                         f"{r.get('total_s', 0):.2f}", f"{r.get('rss_mib', 0):.0f}", ratio])
-        if drgn:
-            rows.append([suite, release, "drgn + debug vmlinux", "-",
-                         str(drgn.get("processes", drgn.get("error"))),
-                         f"{drgn.get('total_s', 0):.2f}", f"{drgn.get('rss_mib', 0):.0f}", ""])
-        data[name] = {"release": release, **runs, "drgn": drgn}
-    return header, rows, data
-
-
-SUITES = {"reads": reads, "startup": startup, "processes": processes, "kernels": kernels}
+SUITES = {"reads": reads, "startup": startup, "processes": processes,
+          "kernels": headline.kernels, "cli": headline.startup}

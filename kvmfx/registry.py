@@ -168,9 +168,13 @@ def _cache_path() -> Path:
     where = os.environ.get(ENTRY_POINT_CACHE_ENV)
     if where:
         return Path(where)
+    import hashlib
+
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("kvmfx")) / "entry-points.json"
+    # one file per interpreter and search path: environments do not overwrite each other's
+    key = hashlib.sha256("\0".join([sys.executable, *sys.path]).encode()).hexdigest()[:16]
+    return Path(platformdirs.user_cache_dir("kvmfx")) / f"entry-points-{key}.json"
 
 
 def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
