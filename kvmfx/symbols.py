@@ -49,6 +49,8 @@ class LazySymbols(MutableMapping[str, Symbol]):
             self._index.update(zip(reversed(names), range(n - 1, -1, -1), strict=True))
         self._names, self._addresses, self._types, self._move = names, addresses, types, move
         self._made: dict[str, Symbol] = {}
+        #: names whose Symbol was set by hand (not from the columns)
+        self._by_hand: set[str] = set()
 
     def __getitem__(self, name: str) -> Symbol:
         sym = self._made.get(name)
@@ -69,10 +71,12 @@ class LazySymbols(MutableMapping[str, Symbol]):
         if name not in self._index:
             self._index[name] = -1
         self._made[name] = sym
+        self._by_hand.add(name)
 
     def __delitem__(self, name: str) -> None:
         del self._index[name]
         self._made.pop(name, None)
+        self._by_hand.discard(name)
 
     def __contains__(self, name: object) -> bool:
         return name in self._index
@@ -86,25 +90,27 @@ class LazySymbols(MutableMapping[str, Symbol]):
     def columns(self) -> tuple[list[str], list[int], str]:
         """Every symbol as columns (names, addresses as found or moved, type letters), one
         entry a name, without making a Symbol of each."""
-        names, addrs, kinds = [], [], []
-        move = self._move
-        for name, i in self._index.items():
-            if i < 0 or name in self._made:
+        names = list(self._index)
+        picks = list(self._index.values())
+        addresses, types, move = self._addresses, self._types, self._move
+        if not self._by_hand:
+            addrs = [addresses[i] for i in picks]
+            kinds = "".join([types[i] for i in picks])
+            return names, [move(a) for a in addrs] if move else addrs, kinds
+        addrs = [(move(addresses[i]) if move else addresses[i]) if i >= 0 else 0
+                 for i in picks]
+        letters = [types[i] if i >= 0 else "?" for i in picks]
+        for k, name in enumerate(names):
+            if name in self._by_hand:
                 sym = self._made[name]
-                names.append(name)
-                addrs.append(sym.address)
-                kinds.append(sym.type[:1] or "?")
-            else:
-                names.append(name)
-                addr = self._addresses[i]
-                addrs.append(move(addr) if move else addr)
-                kinds.append(self._types[i])
-        return names, addrs, "".join(kinds)
+                addrs[k], letters[k] = sym.address, sym.type[:1] or "?"
+        return names, addrs, "".join(letters)
 
     def type_letters(self) -> Iterator[str]:
         """Each symbol's type letter (no Symbol made)."""
-        for name, i in self._index.items():
-            yield self._made[name].type if i < 0 or name in self._made else self._types[i]
+        if not self._by_hand:
+            return iter([self._types[i] for i in self._index.values()])
+        return iter(self.columns()[2])
 
     def moved(self, offset: int) -> LazySymbols:
         """A copy whose every address is ``offset`` further on (symbols set by hand too)."""
@@ -114,6 +120,7 @@ class LazySymbols(MutableMapping[str, Symbol]):
             self._index, self._names, self._addresses, self._types)
         out._move = (lambda a: move(a) + offset) if move else (lambda a: a + offset)
         out._made = {n: Symbol(n, s.address + offset, s.type) for n, s in self._made.items()}
+        out._by_hand = set(self._by_hand)
         return out
 
 

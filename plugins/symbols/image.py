@@ -76,15 +76,10 @@ def symbols_from_kallsyms_bytes(buf: bytes, source: str, *, address: int | None 
     when known), their encoding checked against ``anchors`` (see kallsyms.choose_encoding)."""
     try:
         layout = kallsyms.locate(buf, address=address)
-        entries = kallsyms.decode(buf, layout, anchors)
+        names, addrs, kinds = kallsyms.decode_columns(buf, layout, anchors)
     except (FormatError, IndexError, ValueError) as exc:
         raise SymbolError(f"no usable kallsyms tables: {exc}", path=source) from None
-    return _table(entries, source)
-
-
-def _table(entries: list[tuple[str, int, str]], source: str) -> SymbolTable:
-    names, addrs, kinds = zip(*entries, strict=True) if entries else ((), (), ())
-    return SymbolTable.from_columns(source, list(names), list(addrs), "".join(kinds))
+    return SymbolTable.from_columns(source, names, addrs, kinds)
 
 
 class KernelImageProvider:
@@ -266,7 +261,7 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
     lo, hi = kallsyms.tables_span(tables, num)
     buf = session.read(lo, hi - lo)
     layout = kallsyms.layout_from_tables(buf, lo, tables)
-    names = kallsyms.decode_names(buf, layout)
+    names, kinds = kallsyms.decode_name_columns(buf, layout)
     try:
         layout.encoding = kallsyms.choose_encoding(buf, layout, names, anchors)
     except FormatError as exc:
@@ -274,8 +269,7 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
     addrs = kallsyms.decode_addresses(buf, layout)
     cache["kallsyms_found_by"] = "vmcoreinfo"
     cache["kallsyms_encoding"] = layout.encoding
-    return _table([(n, a, k) for (n, k), a in zip(names, addrs, strict=True)],
-                  "image:kallsyms")
+    return SymbolTable.from_columns("image:kallsyms", names, addrs, kinds)
 
 
 def kallsyms_by_scan(session: Session, anchors: Mapping[str, int],

@@ -24,7 +24,7 @@ here is a pure function of a byte buffer (fuzzable); failures raise FormatError.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kvmfx.errors import FormatError
@@ -277,16 +277,18 @@ def _convert(offs: tuple[int, ...], encoding: str, base: int, place: int | None,
              indexes: range | list[int]) -> list[int]:
     """Addresses of the entries at ``indexes`` under ``encoding`` (kernel/kallsyms.c's
     kallsyms_sym_address() of each release)."""
+    whole = isinstance(indexes, range) and indexes == range(len(offs))
+    picked = offs if whole else [offs[i] for i in indexes]
     if encoding == ABSOLUTE:
-        return [offs[i] for i in indexes]
+        return list(picked)
     if encoding == BASE_RELATIVE:
-        return [(base + (offs[i] & _U32)) & _U64 for i in indexes]
+        return [(base + (o & _U32)) & _U64 for o in picked]
     if encoding == ABSOLUTE_PERCPU:
-        return [offs[i] if offs[i] >= 0 else (base - 1 - offs[i]) & _U64 for i in indexes]
+        return [o if o >= 0 else (base - 1 - o) & _U64 for o in picked]
     if encoding == PLACE_RELATIVE:
         if place is None:
             raise FormatError("place-relative kallsyms offsets need the table's address")
-        return [(place + 4 * i + offs[i]) & _U64 for i in indexes]
+        return [(place + 4 * i + o) & _U64 for i, o in zip(indexes, picked, strict=True)]
     raise FormatError(f"unknown kallsyms encoding {encoding!r}")
 
 
@@ -305,10 +307,11 @@ def _place(layout: KallsymsLayout) -> int | None:
 
 
 def _sorted(values: list[int]) -> bool:
-    return all(a <= b for a, b in zip(values, values[1:], strict=False))
+    return values == sorted(values)  # timsort finds a sorted list in one pass
 
 
-def plausible_encodings(buf: bytes, layout: KallsymsLayout) -> list[str]:
+def plausible_encodings(buf: bytes, layout: KallsymsLayout,
+                        only: Sequence[str] | None = None) -> list[str]:
     """The encodings under which this table reads as kallsyms keeps it: sorted addresses
     ending in the kernel half, and the relative base where scripts/kallsyms.c puts it
     (the first symbol's address; the first non-per-CPU one's with absolute per-cpu)."""
@@ -318,6 +321,8 @@ def plausible_encodings(buf: bytes, layout: KallsymsLayout) -> list[str]:
         return []
     out = []
     for enc in shape_encodings(layout):
+        if only is not None and enc not in only:
+            continue
         try:
             base = _base(buf, layout) if layout.relative_base is not None else 0
         except FormatError:
@@ -339,8 +344,8 @@ def plausible_encodings(buf: bytes, layout: KallsymsLayout) -> list[str]:
     return out
 
 
-def decode_names(buf: bytes, layout: KallsymsLayout) -> list[tuple[str, str]]:
-    """Every symbol's ``(name, type letter)``, in table order."""
+def decode_name_columns(buf: bytes, layout: KallsymsLayout) -> tuple[list[str], str]:
+    """Every symbol's name, and its type letter (one character each), in table order."""
     if not (0 <= layout.token_index <= len(buf) - 512):
         raise FormatError("kallsyms token index outside the data", offset=layout.token_index)
     idx = struct.unpack_from("<256H", buf, layout.token_index)
@@ -357,6 +362,7 @@ def decode_names(buf: bytes, layout: KallsymsLayout) -> list[tuple[str, str]]:
     pos = start = layout.names
     size = len(buf)
     bounds: list[tuple[int, int]] = []
+    add = bounds.append
     for _ in range(layout.num_syms):
         if pos >= size:
             raise FormatError("kallsyms names run past the data", offset=pos)
@@ -370,25 +376,33 @@ def decode_names(buf: bytes, layout: KallsymsLayout) -> list[tuple[str, str]]:
             pos += 1
         if not n:
             raise FormatError(f"kallsyms entry {len(bounds)} is empty", offset=pos)
-        bounds.append((pos - start, pos - start + n))
+        add((pos - start, pos - start + n))
         pos += n
     if pos > size:
         raise FormatError("kallsyms names run past the data", offset=size)
     region = bytes(buf[start:pos]).decode("latin-1")
     table = {i: tok.decode("latin-1") for i, tok in enumerate(tokens)}
-    names = "\u0100".join([region[a:b] for a, b in bounds]).translate(table).split("\u0100")
-    out = []
-    for i, name in enumerate(names):
-        if not name:
-            raise FormatError(f"kallsyms entry {i} is empty", offset=start + bounds[i][0])
-        text = name[1:]
-        if not text.isascii():
-            text = text.encode("latin-1").decode("utf-8", "replace")
-        out.append((text, name[0]))
-    return out
+    joined = "\u0100".join([region[a:b] for a, b in bounds]).translate(table)
+    full = joined.split("\u0100")
+    if "" in full:
+        i = full.index("")
+        raise FormatError(f"kallsyms entry {i} is empty", offset=start + bounds[i][0])
+    kinds = "".join([name[0] for name in full])
+    names = [name[1:] for name in full]
+    if not joined.isascii():  # tokens hold UTF-8 bytes: decode the names that have any
+        names = [n if n.isascii() else n.encode("latin-1").decode("utf-8", "replace")
+                 for n in names]
+    return names, kinds
 
 
-def choose_encoding(buf: bytes, layout: KallsymsLayout, names: list[tuple[str, str]],
+def decode_names(buf: bytes, layout: KallsymsLayout) -> list[tuple[str, str]]:
+    """Every symbol's ``(name, type letter)``, in table order."""
+    names, kinds = decode_name_columns(buf, layout)
+    return list(zip(names, kinds, strict=True))
+
+
+def choose_encoding(buf: bytes, layout: KallsymsLayout,
+                    names: Sequence[str] | Sequence[tuple[str, str]],
                     anchors: Mapping[str, int] | None = None) -> str:
     """The encoding of the address table: the one whose addresses agree with every anchor
     (symbol addresses the kernel reports itself, e.g. VMCOREINFO's SYMBOL()s) found in the
@@ -398,10 +412,15 @@ def choose_encoding(buf: bytes, layout: KallsymsLayout, names: list[tuple[str, s
     """
     candidates = shape_encodings(layout)
     where: dict[str, list[int]] = {}
-    if anchors:
-        for i, (name, _kind) in enumerate(names):
-            if name in anchors:
-                where.setdefault(name, []).append(i)
+    plain: list[str] = [n if isinstance(n, str) else n[0] for n in names]
+    for name in anchors or ():
+        at = -1
+        while True:  # every entry of the name (list.index runs in C)
+            try:
+                at = plain.index(name, at + 1)
+            except ValueError:
+                break
+            where.setdefault(name, []).append(at)
     if not where:
         plausible = plausible_encodings(buf, layout)
         if not plausible:
@@ -436,7 +455,7 @@ def choose_encoding(buf: bytes, layout: KallsymsLayout, names: list[tuple[str, s
     best = max(s for s, _ in scores)
     agreeing = [enc for s, enc in scores if s == best]
     if len(agreeing) > 1:
-        plausible = [e for e in plausible_encodings(buf, layout) if e in agreeing]
+        plausible = plausible_encodings(buf, layout, agreeing)
         if plausible:
             return plausible[0]
     return agreeing[0]
@@ -449,10 +468,15 @@ def decode(buf: bytes, layout: KallsymsLayout,
     The address encoding is chosen by :func:`choose_encoding` (anchors first, structure
     otherwise); the layout is updated with the one chosen.
     """
-    names = decode_names(buf, layout)
+    return list(zip(*decode_columns(buf, layout, anchors), strict=True))
+
+
+def decode_columns(buf: bytes, layout: KallsymsLayout,
+                   anchors: Mapping[str, int] | None = None) -> tuple[list[str], list[int], str]:
+    """:func:`decode` as columns: names, addresses and type letters."""
+    names, kinds = decode_name_columns(buf, layout)
     layout.encoding = choose_encoding(buf, layout, names, anchors)
-    addrs = decode_addresses(buf, layout)
-    return [(name, addr, kind) for (name, kind), addr in zip(names, addrs, strict=True)]
+    return names, decode_addresses(buf, layout), kinds
 
 
 # -- tables named by VMCOREINFO (Linux 6.0+) ---------------------------------------------
