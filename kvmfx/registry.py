@@ -139,16 +139,12 @@ def _plugin_files(dirs: Iterable[str]) -> list[Path]:
 
 
 def _installed_state() -> list[list[object]]:
-    """What the entry points found depend on: each sys.path folder's mtime, and the mtime
-    and size of every distribution's entry_points.txt in it (installing, removing or
-    editing a distribution changes one of them)."""
+    """What the entry points found depend on: the distributions in each sys.path folder,
+    with the mtime and size of each one's entry_points.txt (installing, removing or editing
+    a distribution changes them; other files coming and going do not)."""
     state: list[list[object]] = []
     for folder in sys.path:
-        try:
-            st = os.stat(folder or ".")
-        except OSError:
-            continue
-        files: list[object] = []
+        found: list[list[object]] = []
         try:
             with os.scandir(folder or ".") as it:
                 for entry in it:
@@ -156,11 +152,12 @@ def _installed_state() -> list[list[object]]:
                         try:
                             ep = os.stat(os.path.join(entry.path, "entry_points.txt"))
                         except OSError:
+                            found.append([entry.name])
                             continue
-                        files.append([entry.name, ep.st_mtime_ns, ep.st_size])
-        except (NotADirectoryError, PermissionError, FileNotFoundError):
-            pass
-        state.append([folder, st.st_mtime_ns, sorted(files)])  # type: ignore[type-var]
+                        found.append([entry.name, ep.st_mtime_ns, ep.st_size])
+        except OSError:  # not a folder (a zip), gone, or unreadable
+            continue
+        state.append([folder, sorted(found, key=str)])
     return state
 
 
@@ -172,8 +169,9 @@ def _cache_path() -> Path:
 
     import platformdirs
 
-    # one file per interpreter and search path: environments do not overwrite each other's
-    key = hashlib.sha256("\0".join([sys.executable, *sys.path]).encode()).hexdigest()[:16]
+    # one file per interpreter and search path (the script's own folder, sys.path[0], left
+    # out): environments do not overwrite each other's
+    key = hashlib.sha256("\0".join([sys.executable, *sys.path[1:]]).encode()).hexdigest()[:16]
     return Path(platformdirs.user_cache_dir("kvmfx")) / f"entry-points-{key}.json"
 
 

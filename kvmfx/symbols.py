@@ -124,9 +124,136 @@ class LazySymbols(MutableMapping[str, Symbol]):
         return out
 
 
+class SortedSymbols(MutableMapping[str, Symbol]):
+    """``name -> Symbol`` over a blob of unique names sorted by their UTF-8 bytes, each
+    ending in NUL, with ``offsets`` (where each name starts, and one past the last): a
+    name is found by binary search in the blob, so a table of 88,000 symbols opens with no
+    per-symbol work at all (a profile's form). ``move`` as in :class:`LazySymbols`;
+    symbols set or deleted by hand are kept beside the columns."""
+
+    def __init__(self, blob: bytes, offsets: Sequence[int], addresses: Sequence[int],
+                 types: str, move: Callable[[int], int] | None = None) -> None:
+        self._blob, self._offsets = blob, offsets
+        self._addresses, self._types, self._move = addresses, types, move
+        self._count = len(offsets) - 1 if offsets else 0
+        self._made: dict[str, Symbol] = {}
+        self._by_hand: dict[str, Symbol] = {}
+        self._deleted: set[str] = set()
+
+    def _key(self, i: int) -> bytes:
+        return self._blob[self._offsets[i]:self._offsets[i + 1] - 1]
+
+    def _find(self, name: str) -> int:
+        """The column index of ``name``, or -1."""
+        key = name.encode("utf-8", "surrogateescape")
+        i = bisect.bisect_left(range(self._count), key, key=self._key)
+        return i if i < self._count and self._key(i) == key else -1
+
+    def __getitem__(self, name: str) -> Symbol:
+        sym = self._by_hand.get(name) or self._made.get(name)
+        if sym is not None:
+            return sym
+        i = -1 if name in self._deleted else self._find(name)
+        if i < 0:
+            raise KeyError(name)
+        addr = self._addresses[i]
+        sym = self._made[name] = Symbol(name, self._move(addr) if self._move else addr,
+                                        self._types[i])
+        return sym
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __setitem__(self, name: str, sym: Symbol) -> None:
+        self._by_hand[name] = sym
+        self._deleted.discard(name)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._by_hand.pop(name, None)
+        self._made.pop(name, None)
+        self._deleted.add(name)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or name in self._deleted:
+            return False
+        return name in self._by_hand or name in self._made or self._find(name) >= 0
+
+    def _names(self) -> list[str]:
+        if not self._count:
+            return []
+        return self._blob[:-1].decode("utf-8", "surrogateescape").split("\0")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns()[0])
+
+    def __len__(self) -> int:
+        extra = sum(1 for n in self._by_hand if self._find(n) < 0)
+        return self._count + extra - len(self._deleted)
+
+    def columns(self) -> tuple[list[str], list[int], str]:
+        """Every symbol as columns (names, addresses as found or moved, type letters)."""
+        names = self._names()
+        move = self._move
+        addrs = [move(a) for a in self._addresses] if move else list(self._addresses)
+        kinds = self._types
+        if self._by_hand or self._deleted:
+            letters = list(kinds)
+            for k, name in enumerate(names):
+                sym = self._by_hand.get(name)
+                if sym is not None:
+                    addrs[k], letters[k] = sym.address, sym.type[:1] or "?"
+            keep = [k for k, n in enumerate(names) if n not in self._deleted]
+            names = [names[k] for k in keep]
+            addrs = [addrs[k] for k in keep]
+            letters = [letters[k] for k in keep]
+            for name, sym in self._by_hand.items():
+                if self._find(name) < 0:
+                    names.append(name)
+                    addrs.append(sym.address)
+                    letters.append(sym.type[:1] or "?")
+            kinds = "".join(letters)
+        return names, addrs, kinds
+
+    def type_letters(self) -> Iterator[str]:
+        """Each symbol's type letter (no Symbol made)."""
+        if not self._by_hand and not self._deleted:
+            return iter(self._types)
+        return iter(self.columns()[2])
+
+    def moved(self, offset: int) -> SortedSymbols:
+        """A copy whose every address is ``offset`` further on (symbols set by hand too)."""
+        move = self._move
+        out = SortedSymbols(self._blob, self._offsets, self._addresses, self._types,
+                            (lambda a: move(a) + offset) if move else (lambda a: a + offset))
+        out._by_hand = {n: Symbol(n, s.address + offset, s.type)
+                        for n, s in self._by_hand.items()}
+        out._deleted = set(self._deleted)
+        return out
+
+
+def sorted_columns(names: list[str], addresses: list[int], types: str
+                   ) -> tuple[bytes, list[int], list[int], str]:
+    """Unique-named columns in the form :class:`SortedSymbols` reads: the names sorted by
+    their UTF-8 bytes, NUL-terminated in one blob, with their start offsets."""
+    encoded = [n.encode("utf-8", "surrogateescape") for n in names]
+    order = sorted(range(len(names)), key=encoded.__getitem__)
+    offsets, pos = [], 0
+    for i in order:
+        offsets.append(pos)
+        pos += len(encoded[i]) + 1
+    offsets.append(pos)
+    blob = b"\0".join([encoded[i] for i in order]) + b"\0" if order else b""
+    return blob, offsets, [addresses[i] for i in order], "".join([types[i] for i in order])
+
+
 def columns_of(symbols: Mapping[str, Symbol]) -> tuple[list[str], list[int], str]:
     """``symbols`` as columns (names, addresses, type letters)."""
-    if isinstance(symbols, LazySymbols):
+    if isinstance(symbols, LazySymbols | SortedSymbols):
         return symbols.columns()
     names, addrs, kinds = [], [], []
     for sym in symbols.values():
@@ -193,7 +320,7 @@ class SymbolTable:
         """A copy with every address moved by ``offset`` (a KASLR slide)."""
         table = SymbolTable(self.source, complete=self.complete)
         table.slide = self.slide + offset
-        if isinstance(self.symbols, LazySymbols):
+        if isinstance(self.symbols, LazySymbols | SortedSymbols):
             table.symbols = self.symbols.moved(offset)
             return table
         for sym in self.symbols.values():
@@ -208,7 +335,7 @@ class SymbolTable:
 
     def type_letters(self) -> Iterator[str]:
         """Every symbol's type letter."""
-        if isinstance(self.symbols, LazySymbols):
+        if isinstance(self.symbols, LazySymbols | SortedSymbols):
             return self.symbols.type_letters()
         return (sym.type for sym in self.symbols.values())
 

@@ -25,7 +25,13 @@ import platformdirs
 from kvmfx.errors import FormatError, KvmError, SymbolError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
-from kvmfx.symbols import LazySymbols, SymbolProvider, SymbolTable, columns_of
+from kvmfx.symbols import (
+    SortedSymbols,
+    SymbolProvider,
+    SymbolTable,
+    columns_of,
+    sorted_columns,
+)
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols.btf import parse_btf
 
@@ -59,9 +65,27 @@ def kernel_key(session: Session) -> str | None:
     return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
-#: zip members of a profile: symbol columns as NUL-joined names, little-endian u64
-#: addresses and one type letter each; the BTF and its index as the BTF model saves it
-_NAMES, _ADDRS, _KINDS = "symbols.names", "symbols.addresses", "symbols.types"
+#: zip members of a profile: the symbols as columns sorted by name (the names, NUL-ended,
+#: in one blob; little-endian u32 offsets of each name and one past the last; u64
+#: addresses; one type letter each), so a load is a binary search away from any name; the
+#: BTF and its index as the BTF model saves it
+_NAMES, _OFFSETS, _ADDRS, _KINDS = ("symbols.names", "symbols.offsets", "symbols.addresses",
+                                    "symbols.types")
+
+
+def _little(values: array.array[int]) -> bytes:
+    if sys.byteorder != "little":
+        values = array.array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _from_little(typecode: str, blob: bytes) -> array.array[int]:
+    out = array.array(typecode)
+    out.frombytes(blob)
+    if sys.byteorder != "little":
+        out.byteswap()
+    return out
 
 
 def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]], list[int]],
@@ -71,16 +95,14 @@ def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]]
     the kernel file (``unslide`` takes the image's KASLR offset off a list of them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     names, addrs, kinds = columns_of(symbols.symbols)
-    packed = array.array("Q", unslide(addrs))
-    if sys.byteorder != "little":
-        packed.byteswap()
+    blob, offsets, addrs, kinds = sorted_columns(names, unslide(addrs), kinds)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
                                             "version": PROFILE_VERSION, **meta}))
-        # columns of bytes: a load is three splits and no per-symbol work
-        z.writestr(_NAMES, "\0".join(names).encode("utf-8", "surrogateescape"))
-        z.writestr(_ADDRS, packed.tobytes())
+        z.writestr(_NAMES, blob)
+        z.writestr(_OFFSETS, _little(array.array("I", offsets)))
+        z.writestr(_ADDRS, _little(array.array("Q", addrs)))
         z.writestr(_KINDS, kinds.encode("latin-1", "replace"))
         if btf is not None:
             z.writestr("types.btf", btf)
@@ -98,7 +120,8 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
             meta = json.loads(z.read("meta.json"))
             if meta.get("format") != PROFILE_FORMAT or meta.get("version") != PROFILE_VERSION:
                 raise FormatError("not a kvmfx profile of this version", path=str(path))
-            raw_names, raw_addrs, raw_kinds = z.read(_NAMES), z.read(_ADDRS), z.read(_KINDS)
+            raw_names, raw_offsets = z.read(_NAMES), z.read(_OFFSETS)
+            raw_addrs, raw_kinds = z.read(_ADDRS), z.read(_KINDS)
             members = z.namelist()
             btf = z.read("types.btf") if "types.btf" in members else None
             index = {m.rpartition(".")[2]: z.read(m) for m in members
@@ -108,16 +131,16 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FormatError(f"unreadable profile: {exc}", path=str(path)) from None
     try:
-        names = raw_names.decode("utf-8", "surrogateescape").split("\0") if raw_names else []
+        offsets = _from_little("I", raw_offsets)
+        count = len(offsets) - 1
         kinds = raw_kinds.decode("latin-1")
-        if len(raw_addrs) != 8 * len(names) or len(kinds) != len(names):
-            raise ValueError(f"{len(names)} names, {len(raw_addrs) // 8} addresses and "
+        if count < 0 or len(raw_addrs) != 8 * count or len(kinds) != count:
+            raise ValueError(f"{count} names, {len(raw_addrs) // 8} addresses and "
                              f"{len(kinds)} type letters")
-        addrs = array.array("Q")
-        addrs.frombytes(raw_addrs)
-        if sys.byteorder != "little":
-            addrs.byteswap()
-        symbols = LazySymbols(names, addrs, kinds, slide)
+        if offsets[0] != 0 or offsets[-1] != len(raw_names) or (
+                count and raw_names[-1:] != b"\0"):
+            raise ValueError("name offsets do not fit the names")
+        symbols = SortedSymbols(raw_names, offsets, _from_little("Q", raw_addrs), kinds, slide)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
     table = SymbolTable(f"profile:{path.name}", symbols)

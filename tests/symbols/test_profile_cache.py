@@ -122,3 +122,28 @@ def test_a_profile_shipped_in_profiles_is_found_after_the_cache(profile_dir, tmp
         assert s.symbols.source == f"profile:{made.name}"
         assert len(list(s.processes())) == len(fx.truth["processes"]) + 1
     assert list(profile_dir.glob("*.zip")) == []  # the shipped one served; nothing re-made
+
+
+def test_sorted_symbols_behave_as_a_mapping():
+    from kvmfx.symbols import Symbol, SortedSymbols, SymbolTable, sorted_columns
+
+    blob, offsets, addrs, kinds = sorted_columns(["zeta", "alpha", "mid", "é"],
+                                                 [4, 1, 3, 9], "TdDt")
+    syms = SortedSymbols(blob, offsets, addrs, kinds, lambda a: a + 0x100)
+    assert len(syms) == 4 and set(syms) == {"zeta", "alpha", "mid", "é"}
+    assert syms["alpha"] == Symbol("alpha", 0x101, "d") and syms["é"].address == 0x109
+    assert "zz" not in syms and syms.get("zz") is None and "mid" in syms
+    syms["new"] = Symbol("new", 7, "b")
+    syms["mid"] = Symbol("mid", 8, "B")
+    del syms["zeta"]
+    assert len(syms) == 4 and "zeta" not in syms and syms["mid"].address == 8
+    names, got, letters = syms.columns()
+    assert dict(zip(names, zip(got, letters, strict=True), strict=True)) == {
+        "alpha": (0x101, "d"), "mid": (8, "B"), "é": (0x109, "t"), "new": (7, "b")}
+    table = SymbolTable("t", syms)
+    assert table.lookup("_alpha") == 0x101 and table.reverse(0x102) == ("alpha", 1)
+    moved = table.slid(0x10)
+    assert moved.lookup("alpha") == 0x111 and moved.lookup("new") == 0x17
+    assert "zeta" not in moved
+    empty = SortedSymbols(*sorted_columns([], [], ""))
+    assert len(empty) == 0 and "a" not in empty and empty.columns() == ([], [], "")
