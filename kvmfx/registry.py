@@ -165,13 +165,13 @@ def _cache_path() -> Path:
     where = os.environ.get(ENTRY_POINT_CACHE_ENV)
     if where:
         return Path(where)
-    import hashlib
+    import zlib
 
     import platformdirs
 
     # one file per interpreter and search path (the script's own folder, sys.path[0], left
     # out): environments do not overwrite each other's
-    key = hashlib.sha256("\0".join([sys.executable, *sys.path[1:]]).encode()).hexdigest()[:16]
+    key = f"{zlib.crc32(chr(0).join([sys.executable, *sys.path[1:]]).encode()):08x}"
     return Path(platformdirs.user_cache_dir("kvmfx")) / f"entry-points-{key}.json"
 
 

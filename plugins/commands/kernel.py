@@ -10,7 +10,6 @@ from kvmfx.errors import UnsupportedError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
 from kvmfx_plugins.commands.ps import iso_time
-from kvmfx_plugins.linux.printk import log_records
 
 
 class Dmesg(Command):
@@ -27,6 +26,8 @@ class Dmesg(Command):
         if session.live:
             raise UnsupportedError("dmesg reads a dump's ring buffer; on a live system use "
                                    "dmesg(1)")
+        from kvmfx_plugins.linux.printk import log_records  # when the command runs
+
         for r in log_records(session):
             yield {"seq": r.seq, "time": round(r.ts_nsec / 1e9, 6), "level": r.level,
                    "facility": r.facility, "text": r.text}

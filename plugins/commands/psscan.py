@@ -13,7 +13,6 @@ from kvmfx.commands import Column, Command
 from kvmfx.errors import UnsupportedError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
-from kvmfx_plugins.linux.taskscan import scan_tasks
 
 
 class PsScan(Command):
@@ -33,6 +32,8 @@ class PsScan(Command):
         if session.live:
             raise UnsupportedError("psscan scans a dump's physical memory")
         listed = _listed(session)
+        from kvmfx_plugins.linux.taskscan import scan_tasks  # when the command runs
+
         for t in scan_tasks(session):
             yield {"offset": t.paddr, "task": t.vaddr, "pid": t.pid, "tgid": t.tgid,
                    "ppid": t.ppid, "comm": t.comm, "state": t.state,
@@ -65,6 +66,8 @@ class PsXView(Command):
         if session.live:
             raise UnsupportedError("psxview compares views of a dump's memory")
         walked = {p.handle: p for p in session.processes()}
+        from kvmfx_plugins.linux.taskscan import scan_tasks  # when the command runs
+
         scanned = {t.vaddr: t for t in scan_tasks(session) if t.pid == t.tgid}
         for addr in sorted(set(walked) | set(scanned),
                            key=lambda a: (walked[a].pid if a in walked else scanned[a].pid)):

@@ -11,9 +11,9 @@ profile serves every boot of the same kernel build.
 from __future__ import annotations
 
 import array
-import hashlib
 import json
 import os
+import re
 import sys
 import zipfile
 from collections.abc import Callable
@@ -61,8 +61,11 @@ def kernel_key(session: Session) -> str | None:
         return None
     if info is None or not (info.build_id or info.osrelease):
         return None
-    ident = f"{info.osrelease}|{info.build_id}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:24]
+    # readable, and safe as a file name whatever the dump's VMCOREINFO says (what it
+    # claims is checked against the profile's own record when one is loaded)
+    release = re.sub(r"[^A-Za-z0-9._+-]", "_", info.osrelease or "unknown")[:80]
+    build = re.sub(r"[^0-9a-f]", "", (info.build_id or "").lower())[:64] or "no-build-id"
+    return f"{release}-{build}"
 
 
 #: zip members of a profile: the symbols as columns sorted by name (the names, NUL-ended,
@@ -178,6 +181,11 @@ class ProfileCacheProvider:
             table, btf, meta = load_profile(where, session.image.slide)
         except FormatError as exc:
             raise SymbolError(exc.message, path=exc.path) from None
+        info = session.boot
+        if info is not None and (meta.get("release"), meta.get("build_id")) != (
+                info.osrelease, info.build_id):
+            raise SymbolError(f"profile is of {meta.get('release')} ({meta.get('build_id')}), "
+                              f"not of this dump's kernel", path=str(where))
         session.plugin_data["profile-btf"] = (btf, table.source, meta.get("btf_index"))
         session.plugin_data["profile-table"] = session.relocate_symbols(table)
         return session.plugin_data["profile-table"]
