@@ -7,10 +7,9 @@ kernel finder's (plugins/linux/boot.py), which asks this plugin for each CPU-spe
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any
-
-import construct as cs
 
 from kvmfx.arch import Architecture, VirtualLayer, header_says
 from kvmfx.boot import BootNotes
@@ -35,18 +34,10 @@ EM_X86_64 = 62
 PRSTATUS_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
                  "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss",
                  "fs_base", "gs_base", "ds", "es", "fs", "gs")
-QEMU_SEGMENT = cs.Struct("selector" / cs.Int32ul, "limit" / cs.Int32ul, "flags" / cs.Int32ul,
-                         "pad" / cs.Int32ul, "base" / cs.Int64ul)
-#: QEMU's x86_64 CPU state note (target/i386/arch_dump.c QEMUCPUState).
-QEMU_CPU_STATE = cs.Struct(
-    "version" / cs.Int32ul, "size" / cs.Int32ul,
-    *(r / cs.Int64ul for r in ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8",
-                               "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rip",
-                               "rflags")),
-    *(s / QEMU_SEGMENT for s in ("cs", "ds", "es", "fs", "gs", "ss", "ldt", "tr", "gdt",
-                                 "idt")),
-    "cr" / cs.Array(5, cs.Int64ul),
-)
+#: QEMU's x86_64 CPU state note (target/i386/arch_dump.c QEMUCPUState): version, size, 18
+#: general registers, 10 segments (selector, limit, flags, pad: u32; base: u64), cr[5]
+QEMU_CPU_STATE = struct.Struct("<II18Q" + "IIIIQ" * 10 + "5Q")
+_QEMU_RIP, _QEMU_RSP, _QEMU_CR = 2 + 16, 2 + 6, 2 + 18 + 50
 
 
 def swap_entry(pte: int) -> tuple[int, int]:
@@ -64,12 +55,13 @@ def cpu_states(notes: list[tuple[str, int, bytes]]) -> list[dict[str, Any]]:
     """Per-CPU registers: QEMU's CPU state (with control registers), else NT_PRSTATUS."""
     cpus = []
     for name, _t, desc in notes:
-        if name != "QEMU" or len(desc) < QEMU_CPU_STATE.sizeof():
+        if name != "QEMU" or len(desc) < QEMU_CPU_STATE.size:
             continue
-        st = QEMU_CPU_STATE.parse(desc)
-        cpus.append({"pc": st.rip, "sp": st.rsp, "rip": st.rip, "rsp": st.rsp,
-                     "cr0": st.cr[0], "cr3": st.cr[3], "cr4": st.cr[4],
-                     "root": st.cr[3] & ADDR_MASK, "source": "qemu"})
+        st = QEMU_CPU_STATE.unpack_from(desc)
+        rip, rsp, cr = st[_QEMU_RIP], st[_QEMU_RSP], st[_QEMU_CR:_QEMU_CR + 5]
+        cpus.append({"pc": rip, "sp": rsp, "rip": rip, "rsp": rsp,
+                     "cr0": cr[0], "cr3": cr[3], "cr4": cr[4],
+                     "root": cr[3] & ADDR_MASK, "source": "qemu"})
     if cpus:
         return cpus
     for name, ntype, desc in notes:

@@ -7,29 +7,46 @@ headers (a pure function of a reader) with bounds checks.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-
-import construct as cs
+from typing import Any
 
 from kvmfx.errors import FormatError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import DumpFormat, FileSource, PhysicalLayer, Segment, SegmentedLayer
 
 LIME_MAGIC = 0x4C694D45
-LIME_HEADER = cs.Struct(
-    "magic" / cs.Const(LIME_MAGIC, cs.Int32ul),
-    "version" / cs.Int32ul,
-    "s_addr" / cs.Int64ul,
-    "e_addr" / cs.Int64ul,
-    "reserved" / cs.Bytes(8),
-)
-HEADER_SIZE = LIME_HEADER.sizeof()
+HEADER_SIZE = 32  # the size of LIME_HEADER
+
+
+@functools.cache
+def _lime_header() -> Any:
+    """LiME's range header (construct is imported when a LiME file is read, not at
+    start-up)."""
+    import construct as cs
+
+    return cs.Struct(
+        "magic" / cs.Const(LIME_MAGIC, cs.Int32ul),
+        "version" / cs.Int32ul,
+        "s_addr" / cs.Int64ul,
+        "e_addr" / cs.Int64ul,
+        "reserved" / cs.Bytes(8),
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LIME_HEADER":
+        return _lime_header()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 MAX_RANGES = 1 << 16
 
 
 def parse_lime(read: Callable[[int, int], bytes], file_size: int,
                path: str | None = None) -> tuple[list[Segment], bool]:
     """Segments of a LiME file, and whether its last range is cut short by the file's end."""
+    import construct as cs
+
+    header = _lime_header()
     segments = []
     pos = 0
     truncated = False
@@ -37,7 +54,7 @@ def parse_lime(read: Callable[[int, int], bytes], file_size: int,
         if pos + HEADER_SIZE > file_size:
             raise FormatError("LiME header truncated", path=path, offset=pos)
         try:
-            h = LIME_HEADER.parse(read(pos, HEADER_SIZE))
+            h = header.parse(read(pos, HEADER_SIZE))
         except cs.ConstructError:
             raise FormatError("bad LiME header magic", path=path, offset=pos) from None
         if h.version != 1:

@@ -7,9 +7,9 @@ pure function of the area's first page.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-
-import construct as cs
+from typing import Any
 
 from kvmfx.errors import FormatError, MissingPageError
 from kvmfx.hookspecs import hookimpl
@@ -17,16 +17,30 @@ from kvmfx.layers import PAGE_SIZE, FileSource
 
 SWAP_MAGIC = b"SWAPSPACE2"
 #: union swap_header, info view (include/linux/swap.h); the magic ends the first page.
-SWAP_INFO = cs.Struct(
-    "bootbits" / cs.Bytes(1024),
-    "version" / cs.Int32ul,
-    "last_page" / cs.Int32ul,
-    "nr_badpages" / cs.Int32ul,
-    "uuid" / cs.Bytes(16),
-    "volume" / cs.Bytes(16),
-    "padding" / cs.Bytes(4 * 117),
-)
-MAX_BADPAGES = (PAGE_SIZE - 10 - SWAP_INFO.sizeof()) // 4
+#: construct is imported when a swap area is read, not at start-up
+INFO_SIZE = 1536  # the size of SWAP_INFO
+MAX_BADPAGES = (PAGE_SIZE - 10 - INFO_SIZE) // 4
+
+
+@functools.cache
+def _swap_info() -> Any:
+    import construct as cs
+
+    return cs.Struct(
+        "bootbits" / cs.Bytes(1024),
+        "version" / cs.Int32ul,
+        "last_page" / cs.Int32ul,
+        "nr_badpages" / cs.Int32ul,
+        "uuid" / cs.Bytes(16),
+        "volume" / cs.Bytes(16),
+        "padding" / cs.Bytes(4 * 117),
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SWAP_INFO":
+        return _swap_info()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -46,14 +60,14 @@ def parse_swap_header(page: bytes, path: str | None = None) -> SwapHeader:
     if page[PAGE_SIZE - 10:PAGE_SIZE] != SWAP_MAGIC:
         raise FormatError("not a Linux swap area (no SWAPSPACE2 magic)", path=path,
                           offset=PAGE_SIZE - 10)
-    info = SWAP_INFO.parse(page)
+    info = _swap_info().parse(page)
     if info.version != 1:
         raise FormatError(f"unsupported swap header version {info.version}", path=path,
                           offset=1024)
     if info.nr_badpages > MAX_BADPAGES:
         raise FormatError(f"swap header lists {info.nr_badpages} bad pages (at most "
                           f"{MAX_BADPAGES} fit)", path=path, offset=1032)
-    bad_at = SWAP_INFO.sizeof()
+    bad_at = INFO_SIZE
     bad = frozenset(int.from_bytes(page[bad_at + 4 * i:bad_at + 4 * i + 4], "little")
                     for i in range(info.nr_badpages))
     u = info.uuid.hex()

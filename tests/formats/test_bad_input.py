@@ -10,11 +10,11 @@ import hashlib
 import struct
 import zlib
 
+import construct as cs
 import pytest
 
 import kvmfx
 from kvmfx.errors import FormatError, KvmError, MissingPageError
-from kvmfx_plugins.formats.elf import ELF64_EHDR, ELF64_PHDR
 from kvmfx_plugins.formats.kdump import (
     DISK_DUMP_HEADER,
     DUMP_DH_COMPRESSED_ZLIB,
@@ -85,6 +85,24 @@ def test_kdump_cut_inside_page_data_reports_missing_pages(fx, tmp_path):
 
 
 # -- synthetic ELF ---------------------------------------------------------------------
+#: Elf64_Ehdr and Elf64_Phdr as <elf.h> declares them (kvmfx reads them with struct)
+ELF64_EHDR = cs.Struct(
+    "magic" / cs.Const(b"\x7fELF"),
+    "ei_class" / cs.Int8ul, "ei_data" / cs.Int8ul, "ei_version" / cs.Int8ul,
+    "ei_pad" / cs.Bytes(9),
+    "e_type" / cs.Int16ul, "e_machine" / cs.Int16ul, "e_version" / cs.Int32ul,
+    "e_entry" / cs.Int64ul, "e_phoff" / cs.Int64ul, "e_shoff" / cs.Int64ul,
+    "e_flags" / cs.Int32ul, "e_ehsize" / cs.Int16ul, "e_phentsize" / cs.Int16ul,
+    "e_phnum" / cs.Int16ul, "e_shentsize" / cs.Int16ul, "e_shnum" / cs.Int16ul,
+    "e_shstrndx" / cs.Int16ul,
+)
+ELF64_PHDR = cs.Struct(
+    "p_type" / cs.Int32ul, "p_flags" / cs.Int32ul, "p_offset" / cs.Int64ul,
+    "p_vaddr" / cs.Int64ul, "p_paddr" / cs.Int64ul, "p_filesz" / cs.Int64ul,
+    "p_memsz" / cs.Int64ul, "p_align" / cs.Int64ul,
+)
+
+
 def _elf(loads: list[tuple[int, int, int]], size: int) -> bytes:
     eh = ELF64_EHDR.build(dict(ei_class=2, ei_data=1, ei_version=1, ei_pad=bytes(9), e_type=4,
                                e_machine=62, e_version=1, e_entry=0, e_phoff=64, e_shoff=0,

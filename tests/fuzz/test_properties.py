@@ -193,3 +193,9 @@ class _Into:
     def seek(self, pos: int, whence: int = 0) -> int:
         self.pos = pos if whence == 0 else self.pos + pos
         return self.pos
+
+
+def test_fixed_sizes_match_the_declarations():
+    from kvmfx_plugins.formats import swap
+
+    assert swap.INFO_SIZE == SWAP_INFO.sizeof() and LIME_HEADER.sizeof() == HEADER_SIZE

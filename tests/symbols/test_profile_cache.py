@@ -125,7 +125,7 @@ def test_a_profile_shipped_in_profiles_is_found_after_the_cache(profile_dir, tmp
 
 
 def test_sorted_symbols_behave_as_a_mapping():
-    from kvmfx.symbols import Symbol, SortedSymbols, SymbolTable, sorted_columns
+    from kvmfx.symbols import SortedSymbols, Symbol, SymbolTable, sorted_columns
 
     blob, offsets, addrs, kinds = sorted_columns(["zeta", "alpha", "mid", "é"],
                                                  [4, 1, 3, 9], "TdDt")
