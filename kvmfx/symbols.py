@@ -7,6 +7,7 @@ kernel, then _PATH_UNIX, then what the image itself carries (VMCOREINFO, kallsym
 from __future__ import annotations
 
 import bisect
+import itertools
 import os
 import struct
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
@@ -240,14 +241,17 @@ def sorted_columns(names: list[str], addresses: list[int], types: str
                    ) -> tuple[bytes, list[int], list[int], str]:
     """Unique-named columns in the form :class:`SortedSymbols` reads: the names sorted by
     their UTF-8 bytes, NUL-terminated in one blob, with their start offsets."""
-    encoded = [n.encode("utf-8", "surrogateescape") for n in names]
-    order = sorted(range(len(names)), key=encoded.__getitem__)
-    offsets, pos = [], 0
-    for i in order:
-        offsets.append(pos)
-        pos += len(encoded[i]) + 1
-    offsets.append(pos)
-    blob = b"\0".join([encoded[i] for i in order]) + b"\0" if order else b""
+    if not names:
+        return b"", [0], [], ""
+    encoded = "\0".join(names).encode("utf-8", "surrogateescape").split(b"\0")
+    if len(encoded) != len(names):  # a name holding NUL (no kernel's has one) is left out
+        keep = [i for i, n in enumerate(names) if "\0" not in n]
+        return sorted_columns([names[i] for i in keep], [addresses[i] for i in keep],
+                              "".join([types[i] for i in keep]))
+    order = sorted(range(len(encoded)), key=encoded.__getitem__)
+    ordered = [encoded[i] for i in order]
+    offsets = [0, *itertools.accumulate([len(e) + 1 for e in ordered])]
+    blob = b"\0".join(ordered) + b"\0"
     return blob, offsets, [addresses[i] for i in order], "".join([types[i] for i in order])
 
 

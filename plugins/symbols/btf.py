@@ -88,6 +88,8 @@ _PER_VLEN = [0] * 32
 for _k in _KINDS:
     _FIXED[_k] = 12 + _EXTRA_FIXED.get(_k, 0)
     _PER_VLEN[_k] = _EXTRA_PER_VLEN.get(_k, 0)
+_FIXED_WORDS = [-1 if n < 0 else n // 4 for n in _FIXED]
+_PER_VLEN_WORDS = [n // 4 for n in _PER_VLEN]
 _TAGGED = frozenset((4, 5, 6, 19))  # struct, union, enum, enum64 (7, FWD, kept apart)
 #: the index's parts, as a profile saves them (u32 arrays, little-endian)
 INDEX_PARTS = ("offsets", "tags", "fwds", "typedefs", "vars")
@@ -218,28 +220,36 @@ class BtfTypeModel(TypeModel):
 
     def _index(self, pos: int) -> array.array[int]:
         """Walk the type records once: where each starts, and the named ones by the offset
-        of their name (the first definition of each kept)."""
-        data, t_end, unpack = self._data, self._t_end, _U32x3.unpack_from
-        fixed, per_vlen = _FIXED, _PER_VLEN
+        of their name (the first definition of each kept). Records are whole u32 words, so
+        the walk reads the type section as one array of them."""
+        length = self._t_end - pos
+        if length % 4:
+            raise FormatError(f"BTF type section of {length} bytes is not whole records",
+                              offset=pos)
+        words = _from_u32(self._data[pos:self._t_end])
+        count = len(words)
+        fixed, per_vlen = _FIXED_WORDS, _PER_VLEN_WORDS
         tags, fwds, typedefs, var_types = self._tags, self._fwds, self._typedefs, \
             self._var_types
         offsets = array.array("I")
         add = offsets.append
         tid = 0
-        while pos < t_end:
-            if pos + 12 > t_end:
-                raise FormatError("BTF type record truncated", offset=pos)
-            name_off, info, target = unpack(data, pos)
+        w = 0
+        while w < count:
+            if w + 3 > count:
+                raise FormatError("BTF type record truncated", offset=pos + 4 * w)
+            info = words[w + 1]
             kind_no = (info >> 24) & 0x1F
             size = fixed[kind_no]
             if size < 0:
-                raise FormatError(f"unknown BTF kind {kind_no}", offset=pos)
-            nxt = pos + size + per_vlen[kind_no] * (info & 0xFFFF)
-            if nxt > t_end:
+                raise FormatError(f"unknown BTF kind {kind_no}", offset=pos + 4 * w)
+            nxt = w + size + per_vlen[kind_no] * (info & 0xFFFF)
+            if nxt > count:
                 raise FormatError(f"BTF {_KINDS[kind_no]} record runs past the type section",
-                                  offset=pos)
-            add(pos)
+                                  offset=pos + 4 * w)
+            add(pos + 4 * w)
             tid += 1
+            name_off = words[w]
             if name_off:
                 if kind_no in _TAGGED:
                     tags.setdefault(name_off, tid)
@@ -248,8 +258,8 @@ class BtfTypeModel(TypeModel):
                 elif kind_no == 7:
                     fwds.setdefault(name_off, tid)
                 elif kind_no == 14:
-                    var_types.setdefault(name_off, target)
-            pos = nxt
+                    var_types.setdefault(name_off, words[w + 2])
+            w = nxt
         if any(o >= len(self._strings) for o in (max(tags, default=0), max(fwds, default=0),
                                                   max(typedefs, default=0),
                                                   max(var_types, default=0))):
