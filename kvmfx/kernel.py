@@ -112,6 +112,31 @@ class KernelImage:
             pos += n
         return bytes(out)
 
+    def read(self, start: int, size: int) -> bytes:
+        """``size`` bytes of kernel virtual memory, exactly (a missing page raises as any
+        read does). Inside the kernel image, which the kernel maps linearly onto
+        physically contiguous memory, each 2 MiB run whose ends map contiguously is one
+        physical read; elsewhere it is read page by page."""
+        lo, hi = self.image_window
+        if not (lo <= start - self.kaslr_offset and start + size - self.kaslr_offset <= hi):
+            return self.layer.read(start, size)
+        out = bytearray()
+        step = 2 << 20
+        pos, end = start, start + size
+        while pos < end:
+            n = min(step - pos % step, end - pos)
+            try:
+                first, _ = self.layer.translate(pos)
+                last, _ = self.layer.translate(pos + n - 1)
+            except KvmError:
+                first = last = -1
+            if first >= 0 and last - first == n - 1:
+                out += self.layer.physical.read(first, n)
+            else:
+                out += self.layer.read(pos, n)
+            pos += n
+        return bytes(out)
+
     def identity(self) -> str:
         """The kernel as one phrase, for messages: ``the image is 6.1.0-57-amd64 build ...``."""
         return f"the image is {self.release or '?'}" + (

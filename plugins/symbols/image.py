@@ -226,7 +226,7 @@ class ImageKallsymsProvider:
                     symbols.add("__start_BTF", start, "R")
                     symbols.add("__stop_BTF", start + len(data), "R")
             else:
-                data = session.read(start, stop - start)
+                data = session.image.read(start, stop - start)  # 2 MiB runs
             data = data[:btf_size(data)]
             model = parse_btf(data, "image:BTF")
             if symbols.source == "image:kallsyms":
@@ -259,7 +259,7 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
         return None
     num = int.from_bytes(session.read(tables["kallsyms_num_syms"], 4), "little")
     lo, hi = kallsyms.tables_span(tables, num)
-    buf = session.read(lo, hi - lo)
+    buf = session.image.read(lo, hi - lo)  # 2 MiB runs
     layout = kallsyms.layout_from_tables(buf, lo, tables)
     names, kinds = kallsyms.decode_name_columns(buf, layout)
     try:
