@@ -131,8 +131,19 @@ def _read_markers(buf: bytes, table_start: int) -> tuple[int, int, list[int]]:
             pos = buf.rfind(zero, lo, hi)
             if pos < 0:
                 break
-            hi = pos + size - 1
-            if pos % size:
+            # Inside a run of zero bytes only one aligned word can start the array: the one
+            # whose next word reaches past the run (the second marker is at least 512).
+            # Find the run's start in C and go on from there.
+            run_end, run_start = pos + size, pos
+            while run_start > lo:
+                window = max(lo, run_start - 4096)
+                kept = len(buf[window:run_start].rstrip(b"\0"))
+                run_start = window + kept
+                if kept:
+                    break
+            hi = run_start
+            pos = run_end - size - (run_end - size) % size
+            if pos < run_start or pos + 2 * size <= run_end:
                 continue
             values = _marker_run(buf, pos, size, table_start)
             if len(values) < 2:
