@@ -32,7 +32,29 @@ class Symbol:
     type: str = "?"  # nm-style type letter: T, t, D, d, B, ...
 
 
-class LazySymbols(MutableMapping[str, Symbol]):
+class _Columns(MutableMapping[str, Symbol]):
+    """What the column-backed symbol maps share: a Symbol is made from column ``i`` when
+    a name is first asked for (its address moved by ``move`` when set)."""
+
+    _addresses: Sequence[int]
+    _types: str
+    _move: Callable[[int], int] | None
+    _made: dict[str, Symbol]
+
+    def _symbol(self, name: str, i: int) -> Symbol:
+        addr = self._addresses[i]
+        sym = self._made[name] = Symbol(name, self._move(addr) if self._move else addr,
+                                        self._types[i])
+        return sym
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+class LazySymbols(_Columns):
     """``name -> Symbol`` over columns (names, addresses, type letters), a Symbol made only
     when it is asked for: a table of 88,000 symbols opens without building them.
 
@@ -55,18 +77,7 @@ class LazySymbols(MutableMapping[str, Symbol]):
 
     def __getitem__(self, name: str) -> Symbol:
         sym = self._made.get(name)
-        if sym is None:
-            i = self._index[name]
-            addr = self._addresses[i]
-            sym = self._made[name] = Symbol(name, self._move(addr) if self._move else addr,
-                                            self._types[i])
-        return sym
-
-    def get(self, name: str, default: Any = None) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            return default
+        return sym if sym is not None else self._symbol(name, self._index[name])
 
     def __setitem__(self, name: str, sym: Symbol) -> None:
         if name not in self._index:
@@ -125,7 +136,7 @@ class LazySymbols(MutableMapping[str, Symbol]):
         return out
 
 
-class SortedSymbols(MutableMapping[str, Symbol]):
+class SortedSymbols(_Columns):
     """``name -> Symbol`` over a blob of unique names sorted by their UTF-8 bytes, each
     ending in NUL, with ``offsets`` (where each name starts, and one past the last): a
     name is found by binary search in the blob, so a table of 88,000 symbols opens with no
@@ -157,16 +168,7 @@ class SortedSymbols(MutableMapping[str, Symbol]):
         i = -1 if name in self._deleted else self._find(name)
         if i < 0:
             raise KeyError(name)
-        addr = self._addresses[i]
-        sym = self._made[name] = Symbol(name, self._move(addr) if self._move else addr,
-                                        self._types[i])
-        return sym
-
-    def get(self, name: str, default: Any = None) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            return default
+        return self._symbol(name, i)
 
     def __setitem__(self, name: str, sym: Symbol) -> None:
         self._by_hand[name] = sym
