@@ -198,4 +198,4 @@ class _Into:
 def test_fixed_sizes_match_the_declarations():
     from kvmfx_plugins.formats import swap
 
-    assert swap.INFO_SIZE == SWAP_INFO.sizeof() and LIME_HEADER.sizeof() == HEADER_SIZE
+    assert SWAP_INFO.sizeof() == swap.INFO_SIZE and LIME_HEADER.sizeof() == HEADER_SIZE
