@@ -1,0 +1,145 @@
+"""``kvmfx batch`` on a real Dask LocalCluster over the factory's dumps: the same rows as
+``kvmfx run`` on each dump alone, the corrupt dump reported and the rest complete, a worker
+killed mid-batch retried without duplicate or missing rows, a second run skipping all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmfx.batch import (
+    FAILED,
+    OK,
+    PARTIAL,
+    BatchState,
+    TaskOptions,
+    plan,
+    run_batch,
+    write_outputs,
+)
+from kvmfx.registry import load_registry
+from tests.batch.conftest import COMMANDS, strip_identity
+
+pytestmark = pytest.mark.slow
+
+
+def _registry() -> Any:
+    registry = load_registry()
+    registry.collect_all()
+    return registry
+
+
+def _batch(fleet: Any, outdir: Path, client: Any, **kw: Any) -> tuple[BatchState, Any]:
+    specs = plan(fleet.inputs, _registry())
+    return run_batch(specs, TaskOptions(COMMANDS), outdir, client, **kw)
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _check_against_single_runs(fleet: Any, reference: Any, outdir: Path) -> None:
+    """Every command's output: for each dump, row for row what ``kvmfx run`` gives alone;
+    no dump twice; the corrupt one absent from the rows and failed in the summary with
+    run's own error line."""
+    summary = json.loads((outdir / "batch.json").read_text())
+    entries = {e["path"]: e for e in summary["dumps"]}
+    assert sorted(entries) == sorted(fleet.paths)
+    for command in COMMANDS:
+        rows = _jsonl(outdir / f"{command}.jsonl")
+        by_dump: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            assert row["command"] == command and row["kvmfx_version"]
+            by_dump.setdefault(row["dump_path"], []).append(strip_identity(row))
+        for path in fleet.paths:
+            status, expected, stderr = reference[(path, command)]
+            entry = entries[path]
+            if status == 3:  # run refused the dump: so did the batch, with the same line
+                assert entry["status"] == FAILED and path not in by_dump
+                assert entry["error"] == stderr.strip()
+                continue
+            assert by_dump[path] == expected, (path, command)
+            assert entry["status"] == (PARTIAL if status == 4 else OK)
+            assert entry["counts"][command] == len(expected)
+        # each dump's rows once: (dump, pid) pairs are unique
+        pairs = Counter((r["dump_path"], r["pid"]) for r in rows)
+        assert max(pairs.values()) == 1
+
+
+def test_batch_rows_equal_single_runs_and_the_corrupt_dump_is_reported(
+        fleet, reference, dask_client, outdir):
+    state, outcome = _batch(fleet, outdir, dask_client)
+    write_outputs(state, COMMANDS, _registry())
+    assert outcome.planned == len(fleet.paths) and outcome.ran == len(fleet.paths)
+    assert outcome.failed == 1
+    _check_against_single_runs(fleet, reference, outdir)
+    entries = {e["path"]: e for e in json.loads((outdir / "batch.json").read_text())["dumps"]}
+    assert entries[str(fleet.corrupt)]["error"].startswith("kvmfx: ")
+    for path, host in fleet.hosts.items():  # the manifest's host names, in rows and summary
+        assert entries[path]["host"] == host
+    rows = _jsonl(outdir / "psaux.jsonl")
+    assert {r["dump_host"] for r in rows if r["dump_path"] in fleet.hosts} == \
+        set(fleet.hosts.values())
+    assert all(r["kernel_release"] and r["build_id"] for r in rows)
+    assert len({r["kernel_release"] for r in rows}) >= 3  # several kernels
+
+    # a second run skips every dump (the corrupt one too: it failed, and stays failed)
+    state2, again = _batch(fleet, outdir, dask_client)
+    assert again.ran == 0 and again.skipped == len(fleet.paths)
+    # --retry-failed runs the failed dump only
+    state3, retried = _batch(fleet, outdir, dask_client, retry_failed=True)
+    assert retried.ran == 1 and retried.failed == 1
+    write_outputs(state3, COMMANDS, _registry())
+    _check_against_single_runs(fleet, reference, outdir)
+
+
+def test_a_worker_killed_mid_batch_is_retried_without_duplicates(
+        fleet, reference, dask_client, outdir):
+    pids = dask_client.run(os.getpid)  # worker address -> pid
+    killed: dict[str, Any] = {}
+
+    def kill_a_busy_worker(entry: dict[str, Any], result: dict[str, Any]) -> None:
+        if killed:
+            return
+        busy = {w: keys for w, keys in dask_client.processing().items() if keys}
+        for worker, keys in busy.items():
+            if pids.get(worker) != result.get("worker_pid"):
+                killed.update(worker=worker, keys=list(keys), pid=pids[worker])
+                os.kill(pids[worker], signal.SIGKILL)
+                return
+
+    state, outcome = _batch(fleet, outdir, dask_client, on_result=kill_a_busy_worker)
+    assert killed, "no worker was busy to kill"
+    assert outcome.ran == len(fleet.paths) and outcome.failed == 1
+    write_outputs(state, COMMANDS, _registry())
+    _check_against_single_runs(fleet, reference, outdir)
+    # the cluster has its two workers again (the nanny restarted the killed one)
+    dask_client.wait_for_workers(2, timeout=60)
+
+
+def test_a_dump_changed_since_is_read_again(fleet, dask_client, tmp_path):
+    from kvmfx.batch import DumpSpec
+
+    copy = tmp_path / "copy.kdump"
+    copy.write_bytes(Path(fleet.paths[1]).read_bytes())
+    options = TaskOptions(("psaux",))
+    out = tmp_path / "out"
+    _, first = run_batch([DumpSpec(str(copy))], options, out, dask_client)
+    assert first.ran == 1
+    _, second = run_batch([DumpSpec(str(copy))], options, out, dask_client)
+    assert second.ran == 0
+    os.utime(copy, ns=(0, 0))
+    _, third = run_batch([DumpSpec(str(copy))], options, out, dask_client)
+    assert third.ran == 1
+    # more commands later: only they run, and the dump's earlier rows stay
+    state, fourth = run_batch([DumpSpec(str(copy))], TaskOptions(("psaux", "pslist")), out,
+                              dask_client)
+    assert fourth.ran == 1
+    assert state.dumps[str(copy)]["commands"] == ["psaux", "pslist"]
+    assert state.dumps[str(copy)]["counts"]["psaux"] > 0
