@@ -599,14 +599,37 @@ def worker_death_line(exc: BaseException, spec: DumpSpec) -> str:
     return error_line(exc)
 
 
+def run_shipped(spec: DumpSpec, data: bytes, options: TaskOptions) -> dict[str, Any]:
+    """:func:`run_dump` on a copy of the dump sent with the task (``--ship``): written to
+    the worker's temporary directory, read, and removed; the result names the original."""
+    fd, tmp = tempfile.mkstemp(prefix="kvmfx-shipped-", suffix=".dump")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        del data
+        result = run_dump(DumpSpec(tmp, spec.host, spec.execfile, spec.swapfile), options)
+    finally:
+        os.unlink(tmp)
+    result["path"] = spec.path
+    if result.get("identity"):
+        result["identity"]["path"] = spec.path
+    if result.get("error"):
+        result["error"] = result["error"].replace(tmp, spec.path)
+    return result
+
+
 def run_batch(specs: list[DumpSpec], options: TaskOptions, outdir: str | Path, client: Any,
-              *, retry_failed: bool = False,
+              *, retry_failed: bool = False, ship: bool = False,
               on_result: Callable[[dict[str, Any], dict[str, Any]], None] | None = None,
               on_start: Callable[[int, int], None] | None = None,
               meta: dict[str, Any] | None = None) -> tuple[BatchState, Outcome]:
     """Run the dumps of ``specs`` that are not done yet on ``client`` (a Dask Client), each
     as one task, keeping each result as it arrives. ``on_start(todo, skipped)`` is called
-    once; ``on_result(entry, result)`` after each dump."""
+    once; ``on_result(entry, result)`` after each dump.
+
+    With ``ship``, each dump's bytes go to the worker with its task (for workers that cannot
+    read the client's files); only twice as many dumps as there are workers are in flight,
+    so that the client holds a few dumps in memory at a time, not all."""
     from distributed import as_completed
 
     from kvmfx import __version__
@@ -621,8 +644,9 @@ def run_batch(specs: list[DumpSpec], options: TaskOptions, outdir: str | Path, c
     if on_start is not None:
         on_start(len(todo), outcome.skipped)
     by_key: dict[str, DumpSpec] = {}
-    futures = []
-    for spec in todo:
+    futures: list[Any] = []
+
+    def submit(spec: DumpSpec) -> Any:
         entry = state.dumps.get(spec.path)
         run_options = options
         if entry is not None and entry["status"] != FAILED and \
@@ -630,12 +654,30 @@ def run_batch(specs: list[DumpSpec], options: TaskOptions, outdir: str | Path, c
             missing = tuple(c for c in options.commands if c not in entry.get("commands", []))
             run_options = TaskOptions(missing or options.commands, options.plugin_dirs,
                                       options.types, options.hash)
-        future = client.submit(run_dump, spec, run_options, pure=False,
-                               key=f"kvmfx-dump-{spec.key}-{os.urandom(4).hex()}")
+        key = f"kvmfx-dump-{spec.key}-{os.urandom(4).hex()}"
+        if ship:
+            try:
+                data = Path(spec.path).read_bytes()
+            except OSError:  # unreadable here: the worker says so, as run would
+                future = client.submit(run_dump, spec, run_options, pure=False, key=key)
+            else:  # scattered, not embedded in the task graph (Dask warns of large graphs)
+                shipped = client.scatter(data, hash=False)
+                del data
+                future = client.submit(run_shipped, spec, shipped, run_options, pure=False,
+                                       key=key)
+                del shipped  # the task holds it; released with the task
+        else:
+            future = client.submit(run_dump, spec, run_options, pure=False, key=key)
         by_key[future.key] = spec
         futures.append(future)
+        return future
+
+    window = max(2, 2 * len(client.scheduler_info().get("workers", {}))) if ship else len(todo)
+    queue = iter(todo)
+    first = [submit(spec) for spec, _ in zip(queue, range(window), strict=False)]
     try:
-        for future in as_completed(futures):
+        running = as_completed(first)
+        for future in running:
             spec = by_key[future.key]
             try:
                 result = future.result()
@@ -648,6 +690,9 @@ def run_batch(specs: list[DumpSpec], options: TaskOptions, outdir: str | Path, c
             if on_result is not None:
                 on_result(entry, result)
             future.release()
+            following = next(queue, None)
+            if following is not None:
+                running.add(submit(following))
     finally:
         for future in futures:
             future.cancel()

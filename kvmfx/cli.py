@@ -485,6 +485,9 @@ def profile_list(ctx: click.Context) -> None:
 @click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
               help="Run on this Dask cluster (dump paths must be readable by its workers); "
                    "default: a local cluster on this machine.")
+@click.option("--ship", is_flag=True,
+              help="Send each dump's bytes to the worker with its task (workers that cannot "
+                   "read the dump paths; a few dumps in memory at a time).")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local cluster: worker processes (default: one per core).")
 @click.option("--memory-limit", default=None, metavar="SIZE",
@@ -498,7 +501,7 @@ def profile_list(ctx: click.Context) -> None:
 @click.pass_obj
 @_guarded
 def batch_cmd(state: _State, inputs: tuple[str, ...], commands: tuple[str, ...], outdir: str,
-              kinds: tuple[str, ...], file_format: str, scheduler: str | None,
+              kinds: tuple[str, ...], file_format: str, scheduler: str | None, ship: bool,
               workers: int | None, memory_limit: str | None, use_hash: bool,
               retry_failed: bool, report: bool, live: bool | None) -> None:
     """Run commands on many dumps (one Dask task per dump): INPUT is a dump, a directory
@@ -535,7 +538,8 @@ def batch_cmd(state: _State, inputs: tuple[str, ...], commands: tuple[str, ...],
     where = scheduler or f"local cluster, {len(client.scheduler_info()['workers'])} workers"
     try:
         result, outcome = batch.run_batch(
-            specs, options, outdir, client, retry_failed=retry_failed, on_start=view.start,
+            specs, options, outdir, client, retry_failed=retry_failed, ship=ship,
+            on_start=view.start,
             on_result=view.update, meta={"scheduler": where})
     finally:
         view.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,45 @@ def test_a_dump_changed_since_is_read_again(fleet, dask_client, tmp_path):
     assert fourth.ran == 1
     assert state.dumps[str(copy)]["commands"] == ["psaux", "pslist"]
     assert state.dumps[str(copy)]["counts"]["psaux"] > 0
+
+
+def test_a_manifest_gives_each_dump_its_swap_file(dask_client, tmp_path):
+    """-W per dump from the manifest: the rows equal ``kvmfx run psaux DUMP -W SWAP``."""
+    from click.testing import CliRunner
+
+    from kvmfx.cli import main
+    from tests.factory import get_fixture
+
+    fx = get_fixture("swap")
+    dump, swap = str(fx.path("kdump-zlib")), str(fx.path("swap"))
+    manifest = tmp_path / "hosts.csv"
+    manifest.write_text(f"path,host,W\n{dump},swapper,{swap}\n")
+    specs = plan([str(manifest)], _registry())
+    assert [(s.host, s.swapfile) for s in specs] == [("swapper", swap)]
+    state, outcome = run_batch(specs, TaskOptions(("psaux",)), tmp_path / "out", dask_client)
+    assert outcome.ran == 1
+    write_outputs(state, ("psaux",), _registry())
+    got = [strip_identity(r) for r in _jsonl(tmp_path / "out" / "psaux.jsonl")]
+    single = CliRunner().invoke(main, ["run", "psaux", dump, "-W", swap, "--format", "jsonl"])
+    assert got == [json.loads(line) for line in single.stdout.splitlines()]
+    without = CliRunner().invoke(main, ["run", "psaux", dump, "--format", "jsonl"])
+    assert got != [json.loads(line) for line in without.stdout.splitlines()]  # -W mattered
+
+
+def test_shipped_dumps_give_the_same_rows_under_their_own_names(
+        fleet, reference, dask_client, tmp_path):
+    """--ship: the bytes go with the task; rows, identity and errors name the original."""
+    from kvmfx.batch import DumpSpec
+
+    dumps = [fleet.paths[1], fleet.paths[3], str(fleet.corrupt)]
+    state, outcome = run_batch([DumpSpec(p) for p in dumps], TaskOptions(("psaux",)),
+                               tmp_path / "out", dask_client, ship=True)
+    assert outcome.ran == 3 and outcome.failed == 1
+    write_outputs(state, ("psaux",), _registry())
+    rows = _jsonl(tmp_path / "out" / "psaux.jsonl")
+    for path in dumps[:2]:
+        assert [strip_identity(r) for r in rows if r["dump_path"] == path] == \
+            reference[(path, "psaux")][1]
+    assert state.dumps[str(fleet.corrupt)]["error"] == \
+        reference[(str(fleet.corrupt), "psaux")][2].strip()
+    assert not list(Path(tempfile.gettempdir()).glob("kvmfx-shipped-*"))
