@@ -535,7 +535,8 @@ def batch_cmd(state: _State, inputs: tuple[str, ...], commands: tuple[str, ...],
                               lambda line: click.echo(line, err=True))
     client = batch.remote_client(scheduler) if scheduler else \
         batch.local_client(workers, memory_limit)
-    where = scheduler or f"local cluster, {len(client.scheduler_info()['workers'])} workers"
+    n_workers = len(client.scheduler_info()["workers"])
+    where = scheduler or f"local cluster, {n_workers} worker{'' if n_workers == 1 else 's'}"
     try:
         result, outcome = batch.run_batch(
             specs, options, outdir, client, retry_failed=retry_failed, ship=ship,

@@ -3,15 +3,23 @@ LocalCluster, and what ``kvmfx run`` gives for each dump alone."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Dask's scratch space (worker directories, locks) in a directory of this run, removed at
+# its end, for the clusters of these tests and of the kvmfx batch processes they start
+_DASK_DIR = tempfile.mkdtemp(prefix="kvmfx-dask-")
+os.environ["DASK_TEMPORARY_DIRECTORY"] = _DASK_DIR
+atexit.register(shutil.rmtree, _DASK_DIR, ignore_errors=True)
 
 pytest.importorskip("distributed")
 
