@@ -186,3 +186,49 @@ def test_shipped_dumps_give_the_same_rows_under_their_own_names(
     assert state.dumps[str(fleet.corrupt)]["error"] == \
         reference[(str(fleet.corrupt), "psaux")][2].strip()
     assert not list(Path(tempfile.gettempdir()).glob("kvmfx-shipped-*"))
+
+
+CRASHER = '''
+"""A command that kills the process running it on dumps named crash-*: a worker that dies."""
+import os
+
+from kvmfx import hookimpl
+from kvmfx.commands import Column, Command
+
+
+class Crash(Command):
+    def __init__(self):
+        super().__init__(name="crash", description="die on crash-* dumps",
+                         columns=[Column("pid", "int")])
+
+    def run(self, session, options):
+        if os.path.basename(session.corefile).startswith("crash-"):
+            os._exit(9)
+        yield {"pid": os.getpid()}
+
+
+@hookimpl
+def kvmfx_commands():
+    return [Crash()]
+'''
+
+
+def test_a_dump_that_kills_its_worker_every_try_fails_alone(fleet, dask_client, tmp_path):
+    """Dask retries the dump on a new worker until its allowed failures are spent, then
+    gives up on it; the summary says so in one line and the other dumps complete."""
+    from kvmfx.batch import DumpSpec
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "crasher.py").write_text(CRASHER)
+    crash = tmp_path / "crash-web01.kdump"
+    crash.symlink_to(fleet.paths[1])
+    specs = [DumpSpec(str(crash)), DumpSpec(fleet.paths[3])]
+    options = TaskOptions(("crash", "psaux"), plugin_dirs=(str(plugins),))
+    state, outcome = run_batch(specs, options, tmp_path / "out", dask_client)
+    assert outcome.failed == 1 and outcome.ok + outcome.partial == 1
+    entry = state.dumps[str(crash)]
+    assert entry["status"] == FAILED and "\n" not in entry["error"]
+    assert entry["error"].startswith(f"kvmfx: {crash}: the worker reading it died on every try")
+    assert state.dumps[fleet.paths[3]]["counts"]["crash"] == 1
+    dask_client.wait_for_workers(2, timeout=60)
