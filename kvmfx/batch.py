@@ -68,7 +68,7 @@ _MANIFEST_KEYS = {"path": "path", "host": "host", "hostname": "host", "execfile"
                   "-w": "swapfile"}
 
 
-def _spec_from(entry: dict[str, Any], base: Path, where: str) -> DumpSpec:
+def _spec_from(entry: dict[str, Any], base: Path, where: str, manifest: str) -> DumpSpec:
     fields: dict[str, str | None] = {}
     for key, value in entry.items():
         name = _MANIFEST_KEYS.get(str(key).strip().lower())
@@ -77,9 +77,12 @@ def _spec_from(entry: dict[str, Any], base: Path, where: str) -> DumpSpec:
         text = None if value is None else str(value).strip()
         fields[name] = text or None
     if not fields.get("path"):
-        raise KvmOpenError(f"manifest entry without a path ({where})", path=str(base))
+        raise KvmOpenError(f"manifest entry without a path ({where})", path=manifest)
     for name in ("path", "execfile", "swapfile"):
         value = fields.get(name)
+        if value is not None and "\0" in value:
+            raise KvmOpenError(f"manifest {name} with a NUL character ({where})",
+                               path=manifest)
         if value is not None:
             fields[name] = os.path.abspath(base / os.path.expanduser(value))
     return DumpSpec(**fields)  # type: ignore[arg-type]
@@ -103,11 +106,17 @@ def read_manifest(path: str) -> list[DumpSpec]:
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise KvmOpenError('a JSON manifest is a list of objects (or {"dumps": [...]})',
                                path=path)
-        return [_spec_from(e, base, f"entry {i}") for i, e in enumerate(entries)]
+        return [_spec_from(e, base, f"entry {i}", path) for i, e in enumerate(entries)]
     reader = csv.DictReader(io.StringIO(text))
-    if not reader.fieldnames or "path" not in [f.strip().lower() for f in reader.fieldnames]:
-        raise KvmOpenError("a CSV manifest needs a header row with a 'path' column", path=path)
-    return [_spec_from(row, base, f"line {reader.line_num}") for row in reader]
+    try:
+        if not reader.fieldnames or \
+                "path" not in [f.strip().lower() for f in reader.fieldnames]:
+            raise KvmOpenError("a CSV manifest needs a header row with a 'path' column",
+                               path=path)
+        return [_spec_from(row, base, f"line {reader.line_num}", path) for row in reader]
+    except csv.Error as exc:
+        raise KvmOpenError(f"manifest is not valid CSV: line {reader.line_num}: {exc}",
+                           path=path) from None
 
 
 #: In a directory, a file is taken as a dump when a format scores it at least this (a raw
@@ -283,7 +292,7 @@ def run_dump(spec: DumpSpec, options: TaskOptions) -> dict[str, Any]:
 def _stat_key(path: str) -> dict[str, int] | None:
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in a manifest's path
         return None
     return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
 

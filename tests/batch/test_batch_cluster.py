@@ -232,3 +232,28 @@ def test_a_dump_that_kills_its_worker_every_try_fails_alone(fleet, dask_client, 
     assert entry["error"].startswith(f"kvmfx: {crash}: the worker reading it died on every try")
     assert state.dumps[fleet.paths[3]]["counts"]["crash"] == 1
     dask_client.wait_for_workers(2, timeout=60)
+
+
+def test_an_interrupted_batch_resumes_where_it_stopped(fleet, reference, dask_client, outdir):
+    """Ctrl-C after the first dump: what finished is kept; the re-run reads the rest only,
+    and the outputs hold every dump's rows once."""
+    from kvmfx.batch import DumpSpec
+
+    specs = [DumpSpec(p) for p in fleet.paths[:4]]
+    options = TaskOptions(COMMANDS)
+
+    def interrupt(entry: dict[str, Any], result: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(specs, options, outdir, dask_client, on_result=interrupt)
+    kept = json.loads((outdir / "batch.json").read_text())["dumps"]
+    assert len(kept) == 1
+    state, outcome = run_batch(specs, options, outdir, dask_client)
+    assert outcome.skipped == 1 and outcome.ran == 3
+    write_outputs(state, COMMANDS, _registry())
+    for command in COMMANDS:
+        rows = _jsonl(outdir / f"{command}.jsonl")
+        for spec in specs:
+            assert [strip_identity(r) for r in rows if r["dump_path"] == spec.path] == \
+                reference[(spec.path, command)][1]

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kvmfx.batch import DumpSpec, plan, read_manifest
+from kvmfx.errors import KvmError
 from kvmfx.registry import load_registry
 
 
@@ -42,3 +48,25 @@ def test_manifests_name_hosts_and_files(tmp_path):
         DumpSpec(str(tmp_path / "b.core"), "db01"),
         DumpSpec(str(tmp_path / "a.core"), "web01", str(tmp_path / "vmlinux"),
                  str(tmp_path / "swap.img"))]
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(
+    lambda b: b.decode("latin-1"))), suffix=st.sampled_from([".csv", ".json"]))
+def test_any_manifest_is_read_or_refused_in_one_line(tmp_path, text, suffix):
+    manifest = tmp_path / f"m{suffix}"
+    manifest.write_text(text, encoding="utf-8")
+    try:
+        specs = read_manifest(str(manifest))
+    except KvmError as exc:
+        assert "\n" not in str(exc) and str(manifest) in str(exc)
+    else:
+        assert all(os.path.isabs(s.path) for s in specs)
+
+
+def test_a_nul_in_a_manifest_path_is_refused(tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,host\nweb\0.core,web01\n")
+    with pytest.raises(KvmError, match="manifest path with a NUL character"):
+        read_manifest(str(manifest))
