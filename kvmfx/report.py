@@ -70,6 +70,7 @@ kvmfx {{ version }}; {{ totals.ok }} ok, {{ totals.partial }} partial,
 <h2>Values seen once in the fleet</h2>
 <p class="note">Arguments and environment strings that occur in one process of one host
 only (of {{ rare_total }}; at most {{ max_listed }} listed each).</p>
+<div id="plot-rare" class="plot"></div>
 <h3>argv ({{ rare_argv|length }})</h3>
 <table><tr><th>value</th><th>host</th><th>pid</th><th>process</th></tr>
 {% for r in rare_argv[:max_listed] %}<tr><td><code>{{ r.value }}</code></td>
@@ -186,8 +187,16 @@ def _figures(views: dict[str, Any]) -> dict[str, Any]:
     spread.update_layout(title="How many hosts run each process", height=340,
                          xaxis_title="hosts running it", yaxis_title="processes",
                          xaxis={"type": "category"})
+    rare_hosts = [h["host"] for h in hosts]
+    rare = go.Figure([
+        go.Bar(name=name, x=rare_hosts,
+               y=[sum(1 for r in views[key] if r["host"] == h) for h in rare_hosts])
+        for name, key in (("argv", "rare_argv"), ("environment", "rare_env"))])
+    rare.update_layout(barmode="stack", title="Values seen once in the fleet, per host",
+                       height=340)
     return {"plot-hosts": json.loads(per_host.to_json()),
-            "plot-spread": json.loads(spread.to_json())}
+            "plot-spread": json.loads(spread.to_json()),
+            "plot-rare": json.loads(rare.to_json())}
 
 
 def write_report(state: Any, path: str | Path) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -119,7 +120,9 @@ def _render_in_chromium(page: Path) -> None:
                           "--dump-dom", page.as_uri()], capture_output=True, text=True,
                          timeout=120)
     assert 'id="kvmfx-status">rendered<' in dom.stdout, dom.stdout[-2000:]
-    assert dom.stdout.count('class="main-svg"') >= 2  # plotly drew both plots
+    for plot in ("plot-hosts", "plot-spread", "plot-rare"):  # plotly drew every plot
+        assert re.search(f'<div id="{plot}" class="[^"]*js-plotly-plot', dom.stdout), plot
+    assert dom.stdout.count('class="main-svg"') >= 3
     console_errors = [line for line in dom.stderr.splitlines()
                       if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
     assert console_errors == []
