@@ -34,7 +34,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from kvmfx.errors import KvmError, KvmOpenError
+from kvmfx.errors import KvmError, KvmOpenError, UsageError
 
 #: Statuses of one dump in the summary.
 OK, PARTIAL, FAILED = "ok", "partial", "failed"
@@ -710,6 +710,28 @@ def run_batch(specs: list[DumpSpec], options: TaskOptions, outdir: str | Path, c
         state.save()
     outcome.seconds = round(time.perf_counter() - t0, 3)
     return state, outcome
+
+
+def check_cluster_options(scheduler: str | None, memory_limit: str | None) -> None:
+    """Refuse, before any work, a scheduler that is no address and a memory limit that is
+    no size (UsageError)."""
+    if memory_limit is not None:
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(memory_limit)
+        except ValueError as exc:
+            raise UsageError(f"--memory-limit: {exc}") from None
+    if scheduler is not None:
+        from distributed.comm import parse_address
+        from distributed.comm.addressing import parse_host_port
+
+        try:
+            scheme, location = parse_address(scheduler)
+            if scheme in ("tcp", "tls"):
+                parse_host_port(location)
+        except ValueError as exc:
+            raise UsageError(f"--scheduler: {exc}") from None
 
 
 def local_client(workers: int | None = None, memory_limit: str | None = None) -> Any:

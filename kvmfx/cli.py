@@ -524,6 +524,7 @@ def batch_cmd(state: _State, inputs: tuple[str, ...], commands: tuple[str, ...],
                                "'kvmfx[batch]')")
     if os.path.exists(outdir) and not os.path.isdir(outdir):
         raise KvmOpenError("cannot write the outputs: not a directory", path=outdir)
+    batch.check_cluster_options(scheduler, memory_limit)
     commands = tuple(dict.fromkeys(commands))
     specs = batch.plan(inputs, state.registry)
     if not specs:

@@ -147,6 +147,8 @@ def test_batch_on_the_embedded_local_cluster_resumes(fleet, reference, outdir):
     (["-o", "OUT"], 2, "Missing option '-c'"),
     (["-c", "no-such", "-o", "OUT"], 2, "unknown command 'no-such'"),
     (["-c", "psaux", "-o", "OUT", "--format", "pdf"], 2, "'pdf' is not one of"),
+    (["-c", "psaux", "-o", "OUT", "--scheduler", "no port"], 2, "--scheduler: missing port"),
+    (["-c", "psaux", "-o", "OUT", "--memory-limit", "lots"], 2, "--memory-limit: Could not"),
 ])
 def test_usage_errors_are_one_line(tmp_path, args, status, words):
     r = kvmfx_batch(str(tmp_path), *[str(tmp_path / "out") if a == "OUT" else a for a in args])
