@@ -192,3 +192,4 @@ def _volatility_psaux(fx: Any, peer_py: str | None, k: dict[str, Any]
 
 SUITES = {"reads": reads, "startup": startup, "processes": processes,
           "kernels": headline.kernels, "cli": headline.startup}
+SUITES["batch"] = __import__("bench.batch", fromlist=["batch"]).batch  # bench/batch.py

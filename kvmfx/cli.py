@@ -469,5 +469,110 @@ def profile_list(ctx: click.Context) -> None:
         click.echo(f"{name:<{width}}  {description}")
 
 
+@main.command("batch", context_settings=_HELP)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-c", "--command", "commands", multiple=True, required=True,
+              help="A command to run on every dump (repeatable): -c psaux -c envars.")
+@click.option("-o", "--outdir", required=True, type=click.Path(),
+              help="Directory for the outputs, batch.json and the resume state.")
+@click.option("--format", "kinds", multiple=True, type=click.Choice(["rows", "timesketch", "ecs"]),
+              default=("rows",), show_default=True,
+              help="What to write per command (repeatable): rows (with the dump's identity), "
+                   "timesketch, ecs.")
+@click.option("--output-format", "file_format", type=click.Choice(["jsonl", "csv", "parquet"]),
+              default="jsonl", show_default=True,
+              help="File format of rows (timesketch: jsonl or csv; ecs: always jsonl).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
+              help="Run on this Dask cluster (dump paths must be readable by its workers); "
+                   "default: a local cluster on this machine.")
+@click.option("--ship", is_flag=True,
+              help="Send each dump's bytes to the worker with its task (workers that cannot "
+                   "read the dump paths; a few dumps in memory at a time).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local cluster: worker processes (default: one per core).")
+@click.option("--memory-limit", default=None, metavar="SIZE",
+              help="Local cluster: memory per worker, e.g. 4GB (default: Dask's auto).")
+@click.option("--hash", "use_hash", is_flag=True,
+              help="Record each dump's sha256 (in every row; resume by content).")
+@click.option("--retry-failed", is_flag=True, help="Run again the dumps that failed before.")
+@click.option("--report", is_flag=True, help="Write OUTDIR/report.html (fleet views).")
+@click.option("--progress/--no-progress", "live", default=None,
+              help="A live progress bar (default: when stderr is a terminal).")
+@click.pass_obj
+@_guarded
+def batch_cmd(state: _State, inputs: tuple[str, ...], commands: tuple[str, ...], outdir: str,
+              kinds: tuple[str, ...], file_format: str, scheduler: str | None, ship: bool,
+              workers: int | None, memory_limit: str | None, use_hash: bool,
+              retry_failed: bool, report: bool, live: bool | None) -> None:
+    """Run commands on many dumps (one Dask task per dump): INPUT is a dump, a directory
+    of dumps (recognised by content) or a manifest (CSV/JSON: path, host, execfile,
+    swapfile). Writes one file per command and OUTDIR/batch.json; a re-run skips what is
+    done. Exit status 4 when a dump failed or gave partial results (docs/batch.md)."""
+    import importlib.util
+
+    from kvmfx import batch
+
+    known = state.registry.commands
+    for name in commands:
+        if name not in known:
+            raise click.UsageError(f"unknown command {name!r} (known: {', '.join(sorted(known))})")
+    needed = ["distributed"] + (["pyarrow"] if file_format == "parquet" else []) + \
+        (["jinja2", "plotly"] if report else [])
+    absent = [m for m in needed if importlib.util.find_spec(m) is None]
+    if absent:
+        raise click.UsageError(f"kvmfx batch needs {', '.join(absent)} (pip install "
+                               "'kvmfx[batch]')")
+    if os.path.exists(outdir) and not os.path.isdir(outdir):
+        raise KvmOpenError("cannot write the outputs: not a directory", path=outdir)
+    batch.check_cluster_options(scheduler, memory_limit)
+    commands = tuple(dict.fromkeys(commands))
+    specs = batch.plan(inputs, state.registry)
+    if not specs:
+        raise KvmOpenError("no dumps found (no file a dump format recognises)",
+                           path=", ".join(inputs))
+    os.makedirs(outdir, exist_ok=True)
+    options = batch.TaskOptions(commands, state.plugin_dirs, state.types, use_hash)
+    view = batch.ProgressView(sys.stderr.isatty() if live is None else live,
+                              lambda line: click.echo(line, err=True))
+    client = batch.remote_client(scheduler) if scheduler else \
+        batch.local_client(workers, memory_limit)
+    n_workers = len(client.scheduler_info()["workers"])
+    where = scheduler or f"local cluster, {n_workers} worker{'' if n_workers == 1 else 's'}"
+    try:
+        result, outcome = batch.run_batch(
+            specs, options, outdir, client, retry_failed=retry_failed, ship=ship,
+            on_start=view.start,
+            on_result=view.update, meta={"scheduler": where})
+    finally:
+        view.stop()
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None and not scheduler:
+            cluster.close()
+    for written in batch.write_outputs(result, commands, state.registry, kinds=kinds,
+                                       file_format=file_format):
+        if written.left_out:
+            click.echo(f"kvmfx: batch: {written.path}: {written.left_out} rows without a "
+                       "time left out (processes whose start could not be read)", err=True)
+    if report:
+        from kvmfx.report import write_report
+
+        write_report(result, os.path.join(outdir, "report.html"))
+    entries = [result.dumps[s.path] for s in specs if s.path in result.dumps]
+    statuses = [e["status"] for e in entries]
+    failed, partial = statuses.count(batch.FAILED), statuses.count(batch.PARTIAL)
+    click.echo(f"kvmfx: batch: {len(specs)} dumps: {statuses.count(batch.OK)} ok, {partial} "
+               f"partial, {failed} failed ({outcome.skipped} skipped, done before); "
+               f"{outcome.seconds:.1f} s on {where}; "
+               f"{os.path.join(outdir, batch.SUMMARY)}", err=True)
+    for entry in entries:
+        if entry["status"] == batch.FAILED:  # run's line, after the dump it is about
+            click.echo(f"kvmfx: batch: failed: {entry['path']}: {entry['error']}", err=True)
+    if failed == len(entries):
+        sys.exit(EXIT_INPUT)
+    if failed or partial:
+        sys.exit(EXIT_PARTIAL)
+
+
 if __name__ == "__main__":
     main()
