@@ -29,6 +29,8 @@ ADDR_MASK = 0x000FFFFFFFFFF000
 PRESENT, PSE = 0x1, 0x80
 PTI_USER_BIT = 0x1000
 CR4_LA57 = 1 << 12
+#: large-page translations kept per address space (16 GiB of 2 MiB pages)
+LARGE_PAGES = 8192
 EM_X86_64 = 62
 #: x86_64 struct elf_prstatus: pr_reg (27 registers) starts at byte 112.
 PRSTATUS_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
@@ -80,6 +82,8 @@ class X86_64Layer(VirtualLayer):
         super().__init__(physical, dtb)
         self.levels = levels
         self._cache = BoundedCache(1 << 16)
+        #: (shift, vaddr >> shift) -> physical base of a 2 MiB / 1 GiB page walked
+        self._large: dict[tuple[int, int], int] = {}
 
     def _entry(self, table: int, index: int, vaddr: int, level: int) -> int:
         try:
@@ -91,9 +95,31 @@ class X86_64Layer(VirtualLayer):
 
     def translate(self, vaddr: int) -> tuple[int, int]:
         page = vaddr & ~0xFFF
-        hit = self._cache.get(page, lambda: self._walk(page))
+        hit = self._cache.get(page, lambda: self._large_or_walk(page))
         base, size = hit
         return base + (vaddr & (size - 1)), size
+
+    def read(self, vaddr: int, size: int, *, zero_fill: bool = False) -> bytes:
+        """As VirtualLayer.read; a read inside one page is one translation and one
+        physical read (errors are worded by the general path)."""
+        if not zero_fill and size > 0 and (vaddr & 0xFFF) + size <= PAGE_SIZE:
+            paddr, _ = self.translate(vaddr)
+            try:
+                return self.physical.read(paddr, size)
+            except MissingPageError:
+                pass
+        return super().read(vaddr, size, zero_fill=zero_fill)
+
+    def _large_or_walk(self, page: int) -> tuple[int, int]:
+        """A page inside a 2 MiB or 1 GiB mapping already walked (the kernel's direct map)
+        needs no walk of its own; any other page is walked."""
+        large = self._large
+        if large:
+            for shift in (21, 30):
+                base = large.get((shift, page >> shift))
+                if base is not None:
+                    return base + (page & ((1 << shift) - 1)), PAGE_SIZE
+        return self._walk(page)
 
     def _walk(self, vaddr: int) -> tuple[int, int]:
         if self.levels == 4:
@@ -118,6 +144,9 @@ class X86_64Layer(VirtualLayer):
             if level in (2, 3) and entry & PSE:
                 size = 1 << shift
                 base = (entry & ADDR_MASK) & ~(size - 1)
+                if len(self._large) >= LARGE_PAGES:
+                    self._large.clear()
+                self._large[(shift, vaddr >> shift)] = base
                 return base + (vaddr & (size - 1) & ~0xFFF), PAGE_SIZE
             table = entry & ADDR_MASK
         return table, PAGE_SIZE
