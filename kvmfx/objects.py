@@ -180,8 +180,9 @@ _INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 
 def member_at(types: TypeModel, type_name: str, path: str) -> tuple[int, int]:
     """``(byte offset, resolved type id)`` of a member path inside struct ``type_name``:
-    dotted names, each optionally indexed (``"rss_stat.count[2].counter"``); SymbolError when
-    the path does not exist or indexes past an array."""
+    dotted names, each optionally indexed (``"rss_stat.count[2].counter"``; a flexible array,
+    of no declared length, at any index); SymbolError when the path does not exist or
+    indexes past an array."""
     tid, off = types.find(type_name), 0
     for part in path.split("."):
         m = _PATH_PART.match(part)
@@ -197,7 +198,7 @@ def member_at(types: TypeModel, type_name: str, path: str) -> tuple[int, int]:
         tid = types.resolve(entry[1])
         for index in re.findall(r"\[(\d+)\]", m.group(2)):
             t = types.get(tid)
-            if t.kind != ARRAY or int(index) >= t.nelems:
+            if t.kind != ARRAY or (t.nelems and int(index) >= t.nelems):
                 raise SymbolError(f"{type_name}.{path}: {part} is not an array that long")
             off += int(index) * types.sizeof(t.target)
             tid = types.resolve(t.target)

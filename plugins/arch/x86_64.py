@@ -29,7 +29,7 @@ ADDR_MASK = 0x000FFFFFFFFFF000
 PRESENT, PSE = 0x1, 0x80
 PTI_USER_BIT = 0x1000
 CR4_LA57 = 1 << 12
-#: large-page translations kept per address space (16 GiB of 2 MiB pages)
+#: large-page translations kept per address space, of each size (16 GiB of 2 MiB pages)
 LARGE_PAGES = 8192
 EM_X86_64 = 62
 #: x86_64 struct elf_prstatus: pr_reg (27 registers) starts at byte 112.
@@ -82,8 +82,9 @@ class X86_64Layer(VirtualLayer):
         super().__init__(physical, dtb)
         self.levels = levels
         self._cache = BoundedCache(1 << 16)
-        #: (shift, vaddr >> shift) -> physical base of a 2 MiB / 1 GiB page walked
-        self._large: dict[tuple[int, int], int] = {}
+        #: vaddr >> 21 (>> 30) -> physical base of a 2 MiB (1 GiB) page walked
+        self._large_2m: dict[int, int] = {}
+        self._large_1g: dict[int, int] = {}
 
     def _entry(self, table: int, index: int, vaddr: int, level: int) -> int:
         try:
@@ -94,6 +95,10 @@ class X86_64Layer(VirtualLayer):
         return int.from_bytes(raw, "little")
 
     def translate(self, vaddr: int) -> tuple[int, int]:
+        if self._large_2m:  # inside a 2 MiB page already walked (the kernel's direct map)
+            base = self._large_2m.get(vaddr >> 21)
+            if base is not None:
+                return base + (vaddr & 0x1FFFFF), PAGE_SIZE
         page = vaddr & ~0xFFF
         hit = self._cache.get(page, lambda: self._large_or_walk(page))
         base, size = hit
@@ -111,14 +116,12 @@ class X86_64Layer(VirtualLayer):
         return super().read(vaddr, size, zero_fill=zero_fill)
 
     def _large_or_walk(self, page: int) -> tuple[int, int]:
-        """A page inside a 2 MiB or 1 GiB mapping already walked (the kernel's direct map)
-        needs no walk of its own; any other page is walked."""
-        large = self._large
-        if large:
-            for shift in (21, 30):
-                base = large.get((shift, page >> shift))
-                if base is not None:
-                    return base + (page & ((1 << shift) - 1)), PAGE_SIZE
+        """A page inside a 1 GiB mapping already walked needs no walk of its own (those
+        inside 2 MiB ones are found before the page cache); any other page is walked."""
+        if self._large_1g:
+            base = self._large_1g.get(page >> 30)
+            if base is not None:
+                return base + (page & 0x3FFFFFFF), PAGE_SIZE
         return self._walk(page)
 
     def _walk(self, vaddr: int) -> tuple[int, int]:
@@ -144,9 +147,10 @@ class X86_64Layer(VirtualLayer):
             if level in (2, 3) and entry & PSE:
                 size = 1 << shift
                 base = (entry & ADDR_MASK) & ~(size - 1)
-                if len(self._large) >= LARGE_PAGES:
-                    self._large.clear()
-                self._large[(shift, vaddr >> shift)] = base
+                large = self._large_2m if shift == 21 else self._large_1g
+                if len(large) >= LARGE_PAGES:
+                    large.clear()
+                large[vaddr >> shift] = base
                 return base + (vaddr & (size - 1) & ~0xFFF), PAGE_SIZE
             table = entry & ADDR_MASK
         return table, PAGE_SIZE

@@ -275,7 +275,7 @@ class KernelPages:
             except KvmError:
                 return None
             if len(self.pages) >= KERNEL_PAGES:
-                del self.pages[next(iter(self.pages))]
+                self.pages.clear()  # (a dict emptied from its front grows slow to iterate)
             self.pages[page] = data
         return data
 
@@ -322,7 +322,7 @@ class FastTasks:
                                                                  "egid", "sgid")])
         self.signal = Fields(types, "signal_struct", [
             f"pids[{k.pidtype_pgid}]", f"pids[{k.pidtype_sid}]", "nr_threads", "tty"])
-        self.pid_level = Fields(types, "pid", ["level"])
+        self.pid_level = Fields(types, "pid", ["level", "numbers[0].nr"])
         self.nr_off = types.offsetof("pid", "numbers") + types.offsetof("upid", "nr")
         self.upid_size = k.upid_size
         self.mm = Fields(types, "mm_struct", ["pgd", "arg_start", "arg_end", "env_start",
@@ -370,8 +370,10 @@ class FastTasks:
             nspid = None
             if self.has_thread_pid and vals[10]:
                 thread_pid = vals[10]
-                level = self.pid_level.read(read, thread_pid)[0]
-                if 0 <= level < 32:
+                level, nspid = self.pid_level.read(read, thread_pid)
+                if not 0 <= level < 32:
+                    nspid = None
+                elif level:  # the number in the task's own namespace, further on
                     nspid = _I32(read(thread_pid + self.nr_off + level * self.upid_size,
                                       4))[0]
             rss = 0
