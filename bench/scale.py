@@ -6,7 +6,8 @@
 every process and read its argv) and ``drgn-psaux`` (drgn 0.3 with the Debian debug vmlinux:
 every task and its cmdline). Each figure is the median of :data:`RUNS` fresh worker
 processes, timed whole (interpreter start, imports, open, walk): cold with an empty profile
-cache, warm with the profile the cold run left. The guest's own counts of processes and
+cache, warm with the profile the cold run left; each round runs kvmfx cold, kvmfx warm and
+drgn one after the other. The guest's own counts of processes and
 tasks (truth["counts"]) are printed beside what each tool listed.
 """
 
@@ -43,16 +44,22 @@ def _median(runs: list[dict[str, Any]], key: str) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def _kvmfx_runs(path: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """RUNS cold runs, each in a fresh profile directory, each followed by a warm run."""
-    cold, warm = [], []
+def _runs(path: str, peer_py: str | None, vmlinux: str | None
+          ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """RUNS rounds of: kvmfx cold (a fresh profile directory), kvmfx warm (the profile the
+    cold run left), drgn; a round's three runs are close in time, so a load that comes and
+    goes on the machine weighs on each tool alike."""
+    cold, warm, drgn = [], [], []
     for _ in range(RUNS):
         with tempfile.TemporaryDirectory() as profiles:
             env = {**ENV, "KVMFX_PROFILE_DIR": profiles}
             task = {"kind": "kvmfx-psaux", "path": path}
             cold.append(run_worker(sys.executable, task, env))
             warm.append(run_worker(sys.executable, task, env))
-    return cold, warm
+        if peer_py and vmlinux:
+            drgn.append(run_worker(peer_py, {"kind": "drgn-psaux", "path": path,
+                                             "vmlinux": vmlinux}, ENV))
+    return cold, warm, drgn
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
@@ -77,13 +84,10 @@ def scale(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any
         path = str(sfx.path("elf"))
         counts = sfx.truth.get("counts", {})
         n = counts.get("processes") or 0
-        cold, warm = _kvmfx_runs(path)
         vmlinux = _vmlinux(sfx.truth["kernel"]["release"]) if peer_py else None
-        drgn: list[dict[str, Any]] = []
-        if peer_py and vmlinux:
-            task = {"kind": "drgn-psaux", "path": path, "vmlinux": vmlinux}
-            run_worker(peer_py, task, ENV)  # untimed: the debug vmlinux in the page cache
-            drgn = [run_worker(peer_py, task, ENV) for _ in range(RUNS)]
+        if peer_py and vmlinux:  # untimed: the debug vmlinux in the page cache
+            run_worker(peer_py, {"kind": "drgn-psaux", "path": path, "vmlinux": vmlinux}, ENV)
+        cold, warm, drgn = _runs(path, peer_py, vmlinux)
         c, w, d = _median(cold, "wall"), _median(warm, "wall"), _median(drgn, "wall")
         per = [f"{t / n * 1e6:,.0f}" if t and n else "-" for t in (c, w, d)]
         marginal = "-"
