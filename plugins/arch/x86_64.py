@@ -29,6 +29,8 @@ ADDR_MASK = 0x000FFFFFFFFFF000
 PRESENT, PSE = 0x1, 0x80
 PTI_USER_BIT = 0x1000
 CR4_LA57 = 1 << 12
+#: reads up to this size are made of as few physical reads as the mapping allows
+MAX_COALESCED = 1 << 20
 #: large-page translations kept per address space, of each size (16 GiB of 2 MiB pages)
 LARGE_PAGES = 8192
 EM_X86_64 = 62
@@ -106,14 +108,36 @@ class X86_64Layer(VirtualLayer):
 
     def read(self, vaddr: int, size: int, *, zero_fill: bool = False) -> bytes:
         """As VirtualLayer.read; a read inside one page is one translation and one
-        physical read (errors are worded by the general path)."""
-        if not zero_fill and size > 0 and (vaddr & 0xFFF) + size <= PAGE_SIZE:
-            paddr, _ = self.translate(vaddr)
-            try:
-                return self.physical.read(paddr, size)
-            except MissingPageError:
-                pass
+        physical read, and pages that follow each other in physical memory too (the
+        direct map) are one physical read. Errors are worded by the general path."""
+        if not zero_fill and size > 0:
+            if (vaddr & 0xFFF) + size <= PAGE_SIZE:
+                paddr, _ = self.translate(vaddr)
+                try:
+                    return self.physical.read(paddr, size)
+                except MissingPageError:
+                    pass
+            elif size <= MAX_COALESCED:
+                try:
+                    return self._read_runs(vaddr, size)
+                except KvmError:
+                    pass
         return super().read(vaddr, size, zero_fill=zero_fill)
+
+    def _read_runs(self, vaddr: int, size: int) -> bytes:
+        runs: list[list[int]] = []
+        pos, end = vaddr, vaddr + size
+        while pos < end:
+            paddr, _ = self.translate(pos)
+            stop = min(end, (pos | 0xFFF) + 1)
+            if runs and runs[-1][0] + runs[-1][1] == paddr:
+                runs[-1][1] += stop - pos
+            else:
+                runs.append([paddr, stop - pos])
+            pos = stop
+        if len(runs) == 1:
+            return self.physical.read(runs[0][0], runs[0][1])
+        return b"".join(self.physical.read(p, n) for p, n in runs)
 
     def _large_or_walk(self, page: int) -> tuple[int, int]:
         """A page inside a 1 GiB mapping already walked needs no walk of its own (those

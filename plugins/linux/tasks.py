@@ -173,11 +173,13 @@ class LinuxKernel:
         return Object(self.types, type_name, address, self.read)
 
     def list_entries(self, head: int, member_off: int, limit: int = MAX_TASKS,
-                     what: str = "list", broken: list[int] | None = None) -> Iterator[int]:
+                     what: str = "list", broken: list[int] | None = None,
+                     before: Callable[[int], None] | None = None) -> Iterator[int]:
         """Addresses of the structures on a list_head ring, excluding the head.
 
         A ring that loops back on itself (anywhere but its head), runs past ``limit`` or
-        leads into unreadable memory ends the walk with a session warning.
+        leads into unreadable memory ends the walk with a session warning. ``before`` is
+        called with each structure's address before its link is read (a prefetch).
         """
         seen: set[int] = set()
         try:
@@ -195,6 +197,8 @@ class LinuxKernel:
                                              "entries: the rest is not listed")
                 return
             seen.add(node)
+            if before is not None:
+                before(node - member_off)
             try:
                 nxt = int.from_bytes(self.read(node, 8), "little")
             except KvmError as exc:
@@ -278,6 +282,23 @@ class KernelPages:
                 self.pages.clear()  # (a dict emptied from its front grows slow to iterate)
             self.pages[page] = data
         return data
+
+    def prefetch(self, vaddr: int, size: int) -> None:
+        """Read the pages of a range not read yet, in one read of the layer when they
+        follow each other (a structure about to be read); nothing is kept on an error."""
+        first = vaddr & ~(PAGE_SIZE - 1)
+        pages = self.pages
+        todo = [p for p in range(first, vaddr + size, PAGE_SIZE) if p not in pages]
+        if len(todo) < 2 or todo[-1] - todo[0] != (len(todo) - 1) * PAGE_SIZE:
+            return  # one page (read when asked for) or not one run
+        try:
+            data = self.layer.read(todo[0], len(todo) * PAGE_SIZE)
+        except KvmError:
+            return
+        if len(pages) + len(todo) > KERNEL_PAGES:
+            pages.clear()
+        for i, p in enumerate(todo):
+            pages[p] = data[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]
 
     def read(self, vaddr: int, size: int) -> bytes:
         page = vaddr & ~(PAGE_SIZE - 1)
@@ -483,8 +504,16 @@ def for_each_task_address(k: LinuxKernel) -> Iterator[tuple[int, Object | None]]
     yield init, None
     seen = {init}
     broken: list[int] = []
+    prefetch: Callable[[int], None] | None = None
+    fast = k.fast()
+    if k.pages is not None and fast is not None:  # the task's members with its link
+        pages, start, size = k.pages, fast.task.start, fast.task.size
+
+        def prefetch(task: int) -> None:
+            pages.prefetch(task + start, size)
+
     for addr in k.list_entries(init + k.tasks_off, k.tasks_off, what="task list",
-                               broken=broken):
+                               broken=broken, before=prefetch):
         seen.add(addr)
         yield addr, None
     if broken:
