@@ -11,6 +11,7 @@ from typing import Any
 
 from bench import headline
 from bench.__main__ import run_worker
+from bench.scale import scale
 
 MB = 1 << 20
 READ_FORMATS = ["raw", "elf", "lime", "mdf-zlib", "mdf-lzo", "flattened", "kdump-zlib"]
@@ -193,3 +194,4 @@ def _volatility_psaux(fx: Any, peer_py: str | None, k: dict[str, Any]
 SUITES = {"reads": reads, "startup": startup, "processes": processes,
           "kernels": headline.kernels, "cli": headline.startup}
 SUITES["batch"] = __import__("bench.batch", fromlist=["batch"]).batch  # bench/batch.py
+SUITES["scale"] = scale  # bench/scale.py: psaux from 100 to 20,000 processes

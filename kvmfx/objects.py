@@ -8,7 +8,10 @@ lists.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import struct
+from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
 from kvmfx.errors import KvmError, MissingPageError, SymbolError
@@ -168,3 +171,118 @@ def cstring(data: bytes) -> bytes:
     """Bytes up to the first NUL."""
     end = data.find(b"\0")
     return data if end < 0 else data[:end]
+
+
+#: a member path: names, each with optional ``[index]`` (``"uid.val"``, ``"pids[2]"``)
+_PATH_PART = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)((?:\[\d+\])*)$")
+_INT_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+
+
+def member_at(types: TypeModel, type_name: str, path: str) -> tuple[int, int]:
+    """``(byte offset, resolved type id)`` of a member path inside struct ``type_name``:
+    dotted names, each optionally indexed (``"rss_stat.count[2].counter"``; a flexible array,
+    of no declared length, at any index); SymbolError when the path does not exist or
+    indexes past an array."""
+    tid, off = types.find(type_name), 0
+    for part in path.split("."):
+        m = _PATH_PART.match(part)
+        if m is None:
+            raise SymbolError(f"bad member path {path!r}")
+        t = types.get(tid)
+        if t.kind not in (STRUCT, UNION):
+            raise SymbolError(f"{type_name}.{path}: {part} is not in a struct")
+        entry = types.layout_of(tid).get(m.group(1))
+        if entry is None or entry[2]:
+            raise SymbolError(f"{type_name} has no whole member {path!r} ({types.source})")
+        off += entry[0] // 8
+        tid = types.resolve(entry[1])
+        for index in re.findall(r"\[(\d+)\]", m.group(2)):
+            t = types.get(tid)
+            if t.kind != ARRAY or (t.nelems and int(index) >= t.nelems):
+                raise SymbolError(f"{type_name}.{path}: {part} is not an array that long")
+            off += int(index) * types.sizeof(t.target)
+            tid = types.resolve(t.target)
+    return off, tid
+
+
+class Fields:
+    """Chosen members of one struct, decoded together from a single read of the bytes they
+    span (``struct.unpack_from`` with a format made once): the fast way to read the same
+    few members of many structures of one type. Members decode as :meth:`Object.member`
+    would: integers and enums by their size and sign, pointers unsigned, ``char`` arrays as
+    bytes. Bitfields, nested structs and other arrays are not taken (SymbolError).
+
+    :meth:`read` reads nothing but the span and raises the reader's error when any byte of
+    it cannot be read: callers that must report a partly readable structure member by member
+    read it with :class:`Object` instead.
+    """
+
+    __slots__ = ("type_name", "names", "start", "size", "_unpack")
+    _unpack: Callable[..., tuple[Any, ...]]
+
+    def __init__(self, types: TypeModel, type_name: str, paths: Iterable[str]) -> None:
+        self.type_name = type_name
+        decoded: list[tuple[int, str, int, str]] = []  # (offset, code, size, path)
+        for path in paths:
+            off, tid = member_at(types, type_name, path)
+            t = types.get(tid) if tid else None
+            if t is None:
+                raise SymbolError(f"{type_name}.{path} has type void")
+            if t.kind in (INT, ENUM):
+                size = t.size or 4
+                code = _INT_CODES.get(size)
+                if code is None:
+                    raise SymbolError(f"{type_name}.{path}: {size}-byte integer")
+                code = code if t.signed else code.upper()
+            elif t.kind == PTR:
+                size = types.pointer_size
+                code = _INT_CODES[size].upper()
+            elif t.kind == ARRAY and types.sizeof(t.target) == 1 and \
+                    types.get(types.resolve(t.target)).kind == INT:
+                size = t.nelems
+                code = f"{size}s"
+            else:
+                raise SymbolError(f"{type_name}.{path}: not an integer, pointer or char array")
+            decoded.append((off, code, size, path))
+        if not decoded:
+            raise SymbolError(f"no members of {type_name} asked for")
+        self.names = tuple(path for *_, path in decoded)
+        self.start = min(off for off, *_ in decoded)
+        self.size = max(off + size for off, _, size, _ in decoded) - self.start
+        order = sorted(range(len(decoded)), key=lambda i: decoded[i][0])
+        fmt, pos, overlap = "<", self.start, False
+        for i in order:
+            off, code, size, _ = decoded[i]
+            if off < pos:
+                overlap = True
+                break
+            fmt += (f"{off - pos}x" if off > pos else "") + code
+            pos = off + size
+        if not overlap and order == list(range(len(decoded))):
+            self._unpack = struct.Struct(fmt).unpack_from
+        elif not overlap:  # named out of offset order: unpacked in order, then put back
+            in_order = struct.Struct(fmt).unpack_from
+            back = itemgetter(*(order.index(i) for i in range(len(decoded))))
+            if len(decoded) == 1:
+                self._unpack = in_order
+            else:
+                def permuted(buf: bytes, offset: int = 0) -> tuple[Any, ...]:
+                    return back(in_order(buf, offset))
+
+                self._unpack = permuted
+        else:  # members out of order or overlapping (a union): one format each
+            single = [(struct.Struct("<" + code).unpack_from, off - self.start)
+                      for off, code, _, _ in decoded]
+
+            def unpack(buf: bytes, offset: int = 0) -> tuple[Any, ...]:
+                return tuple(u(buf, offset + at)[0] for u, at in single)
+
+            self._unpack = unpack
+
+    def read(self, read: Reader, address: int) -> tuple[Any, ...]:
+        """The members of the structure at ``address``, in the order they were named."""
+        return self._unpack(read(address + self.start, self.size))
+
+    def decode(self, buf: bytes, offset: int = 0) -> tuple[Any, ...]:
+        """The members from ``buf``, in which the structure starts at ``offset``."""
+        return self._unpack(buf, offset + self.start)

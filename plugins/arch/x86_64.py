@@ -29,6 +29,10 @@ ADDR_MASK = 0x000FFFFFFFFFF000
 PRESENT, PSE = 0x1, 0x80
 PTI_USER_BIT = 0x1000
 CR4_LA57 = 1 << 12
+#: reads up to this size are made of as few physical reads as the mapping allows
+MAX_COALESCED = 1 << 20
+#: large-page translations kept per address space, of each size (16 GiB of 2 MiB pages)
+LARGE_PAGES = 8192
 EM_X86_64 = 62
 #: x86_64 struct elf_prstatus: pr_reg (27 registers) starts at byte 112.
 PRSTATUS_REGS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
@@ -80,6 +84,9 @@ class X86_64Layer(VirtualLayer):
         super().__init__(physical, dtb)
         self.levels = levels
         self._cache = BoundedCache(1 << 16)
+        #: vaddr >> 21 (>> 30) -> physical base of a 2 MiB (1 GiB) page walked
+        self._large_2m: dict[int, int] = {}
+        self._large_1g: dict[int, int] = {}
 
     def _entry(self, table: int, index: int, vaddr: int, level: int) -> int:
         try:
@@ -90,10 +97,56 @@ class X86_64Layer(VirtualLayer):
         return int.from_bytes(raw, "little")
 
     def translate(self, vaddr: int) -> tuple[int, int]:
+        if self._large_2m:  # inside a 2 MiB page already walked (the kernel's direct map)
+            base = self._large_2m.get(vaddr >> 21)
+            if base is not None:
+                return base + (vaddr & 0x1FFFFF), PAGE_SIZE
         page = vaddr & ~0xFFF
-        hit = self._cache.get(page, lambda: self._walk(page))
+        hit = self._cache.get(page, lambda: self._large_or_walk(page))
         base, size = hit
         return base + (vaddr & (size - 1)), size
+
+    def read(self, vaddr: int, size: int, *, zero_fill: bool = False) -> bytes:
+        """As VirtualLayer.read; a read inside one page is one translation and one
+        physical read, and pages that follow each other in physical memory too (the
+        direct map) are one physical read. Errors are worded by the general path."""
+        if not zero_fill and size > 0:
+            if (vaddr & 0xFFF) + size <= PAGE_SIZE:
+                paddr, _ = self.translate(vaddr)
+                try:
+                    return self.physical.read(paddr, size)
+                except MissingPageError:
+                    pass
+            elif size <= MAX_COALESCED:
+                try:
+                    return self._read_runs(vaddr, size)
+                except KvmError:
+                    pass
+        return super().read(vaddr, size, zero_fill=zero_fill)
+
+    def _read_runs(self, vaddr: int, size: int) -> bytes:
+        runs: list[list[int]] = []
+        pos, end = vaddr, vaddr + size
+        while pos < end:
+            paddr, _ = self.translate(pos)
+            stop = min(end, (pos | 0xFFF) + 1)
+            if runs and runs[-1][0] + runs[-1][1] == paddr:
+                runs[-1][1] += stop - pos
+            else:
+                runs.append([paddr, stop - pos])
+            pos = stop
+        if len(runs) == 1:
+            return self.physical.read(runs[0][0], runs[0][1])
+        return b"".join(self.physical.read(p, n) for p, n in runs)
+
+    def _large_or_walk(self, page: int) -> tuple[int, int]:
+        """A page inside a 1 GiB mapping already walked needs no walk of its own (those
+        inside 2 MiB ones are found before the page cache); any other page is walked."""
+        if self._large_1g:
+            base = self._large_1g.get(page >> 30)
+            if base is not None:
+                return base + (page & 0x3FFFFFFF), PAGE_SIZE
+        return self._walk(page)
 
     def _walk(self, vaddr: int) -> tuple[int, int]:
         if self.levels == 4:
@@ -118,6 +171,10 @@ class X86_64Layer(VirtualLayer):
             if level in (2, 3) and entry & PSE:
                 size = 1 << shift
                 base = (entry & ADDR_MASK) & ~(size - 1)
+                large = self._large_2m if shift == 21 else self._large_1g
+                if len(large) >= LARGE_PAGES:
+                    large.clear()
+                large[vaddr >> shift] = base
                 return base + (vaddr & (size - 1) & ~0xFFF), PAGE_SIZE
             table = entry & ADDR_MASK
         return table, PAGE_SIZE

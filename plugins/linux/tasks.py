@@ -7,6 +7,7 @@ pointer into unmapped memory or an absurd length stops the walk and is reported,
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from kvmfx.errors import (
 )
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE
-from kvmfx.objects import Object, cstring
+from kvmfx.objects import Fields, Object, cstring
 from kvmfx.process import ArgVector, OSProfile, Process, split_nul_block
 from kvmfx.session import Session
 from kvmfx_plugins.linux.pageflags import excluded_summary, install_zero_pages
@@ -41,8 +42,13 @@ NSEC = 1_000_000_000
 def task_state(task: Object) -> str:
     """The state letter /proc/PID/stat shows (fs/proc/array.c task_state_index)."""
     raw = task.member("__state") if task.has("__state") else task.member("state")
+    return state_letter(raw, task.exit_state)
+
+
+def state_letter(raw: int, exit_state: int) -> str:
+    """task_state's letter from the raw ``__state`` and ``exit_state`` values."""
     raw &= 0xFFFFFFFF
-    exit_state = task.exit_state & 0xFFFFFFFF
+    exit_state &= 0xFFFFFFFF
     state = (raw | exit_state) & TASK_REPORT
     if raw == TASK_IDLE:
         state = TASK_REPORT + 1
@@ -69,7 +75,7 @@ class LinuxKernel:
         self.session = session
         self.types = session.types
         self.symbols = session.symbols
-        self.read = session.read
+        self.read: Callable[[int, int], bytes] = session.read
         self.task_size = self.types.struct_size("task_struct")
         self.tasks_off = self.types.offsetof("task_struct", "tasks")
         self.thread_node_off = (self.types.offsetof("task_struct", "thread_node")
@@ -81,6 +87,52 @@ class LinuxKernel:
         self.upid_size = self.types.struct_size("upid")
         self._boot_wall: float | None | bool = False
         install_zero_pages(session)
+        #: this listing's reader (:meth:`begin_pass`): kernel pages read once, on a dump
+        self.pages: KernelPages | None = None
+        self._fast: FastTasks | None | bool = False
+        #: per listing, on a dump: task address -> (mm, pgd, arg/env start and end), and
+        #: the tgid of each task and the number of each struct pid decoded so far
+        self.mm_info: dict[int, tuple[int, int, int, int, int, int]] = {}
+        self.tgids: dict[int, int] = {}
+        self.pid_nrs: dict[int, int | None] = {}
+        self._user_layers: dict[int, Any] = {}
+        #: the last argv read on a dump: (its address space, start, bytes), which run on
+        #: through the environment (get_mm_cmdline reads to env_end)
+        self.last_user: tuple[Any, int, bytes] | None = None
+
+    def begin_pass(self) -> None:
+        """Start a listing: on a dump (memory that does not change) kernel pages are read
+        once for the listing and what it decodes is kept for argv/envv; live memory (a
+        memory device, /proc/kcore) is read afresh each time, as before."""
+        self.mm_info, self.tgids, self.pid_nrs, self._user_layers = {}, {}, {}, {}
+        self.last_user = None
+        physical = self.session.physical
+        live = physical.format_name == "devmem" or physical.details.get("producer") == "kcore"
+        self.pages = None if live else KernelPages(self.session.kernel)
+        self.read = self.pages.read if self.pages is not None else self.session.read
+
+    def fast(self) -> FastTasks | None:
+        """The members the listing reads, laid out once (None: this kernel's structures
+        are not all covered; each task is then read member by member)."""
+        if self._fast is False:
+            try:
+                self._fast = FastTasks(self)
+            except KvmError:
+                self._fast = None
+        return self._fast  # type: ignore[return-value]
+
+    def user_layer(self, pgd: int) -> Any:
+        """A process's address space by its mm->pgd, kept for the listing on a dump (argv
+        and envv of one process share its translations)."""
+        layer = self._user_layers.get(pgd) if self.pages is not None else None
+        if layer is None:
+            pgd_paddr, _ = self.session.kernel.translate(pgd)
+            layer = self.session.arch.process_space(self.session.kernel, pgd_paddr)
+            if self.pages is not None:
+                if len(self._user_layers) >= USER_LAYERS:
+                    self._user_layers.clear()
+                self._user_layers[pgd] = layer
+        return layer
 
     def variable(self, name: str, required: bool = True) -> int | None:
         """The address of kernel variable ``name``: its symbol, else, for kernels whose
@@ -121,11 +173,13 @@ class LinuxKernel:
         return Object(self.types, type_name, address, self.read)
 
     def list_entries(self, head: int, member_off: int, limit: int = MAX_TASKS,
-                     what: str = "list", broken: list[int] | None = None) -> Iterator[int]:
+                     what: str = "list", broken: list[int] | None = None,
+                     before: Callable[[int], None] | None = None) -> Iterator[int]:
         """Addresses of the structures on a list_head ring, excluding the head.
 
         A ring that loops back on itself (anywhere but its head), runs past ``limit`` or
-        leads into unreadable memory ends the walk with a session warning.
+        leads into unreadable memory ends the walk with a session warning. ``before`` is
+        called with each structure's address before its link is read (a prefetch).
         """
         seen: set[int] = set()
         try:
@@ -143,6 +197,8 @@ class LinuxKernel:
                                              "entries: the rest is not listed")
                 return
             seen.add(node)
+            if before is not None:
+                before(node - member_off)
             try:
                 nxt = int.from_bytes(self.read(node, 8), "little")
             except KvmError as exc:
@@ -201,6 +257,188 @@ class LinuxKernel:
         return self._boot_wall if self._boot_wall is not False else None
 
 
+#: Kernel pages a listing keeps (16 MiB), and the user address spaces
+KERNEL_PAGES = 4096
+USER_LAYERS = 256
+
+
+class KernelPages:
+    """Kernel virtual pages read once for one listing of a dump: a structure read is a
+    slice of a page already read. Only whole pages read without error are kept; a read that
+    touches any other page is the layer's own read (same bytes, same error)."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+        self.pages: dict[int, bytes] = {}
+
+    def _page(self, page: int) -> bytes | None:
+        data = self.pages.get(page)
+        if data is None:
+            try:
+                data = self.layer.read(page, PAGE_SIZE)
+            except KvmError:
+                return None
+            if len(self.pages) >= KERNEL_PAGES:
+                self.pages.clear()  # (a dict emptied from its front grows slow to iterate)
+            self.pages[page] = data
+        return data
+
+    def prefetch(self, vaddr: int, size: int) -> None:
+        """Read the pages of a range not read yet, in one read of the layer when they
+        follow each other (a structure about to be read); nothing is kept on an error."""
+        first = vaddr & ~(PAGE_SIZE - 1)
+        pages = self.pages
+        todo = [p for p in range(first, vaddr + size, PAGE_SIZE) if p not in pages]
+        if len(todo) < 2 or todo[-1] - todo[0] != (len(todo) - 1) * PAGE_SIZE:
+            return  # one page (read when asked for) or not one run
+        try:
+            data = self.layer.read(todo[0], len(todo) * PAGE_SIZE)
+        except KvmError:
+            return
+        if len(pages) + len(todo) > KERNEL_PAGES:
+            pages.clear()
+        for i, p in enumerate(todo):
+            pages[p] = data[i * PAGE_SIZE:(i + 1) * PAGE_SIZE]
+
+    def read(self, vaddr: int, size: int) -> bytes:
+        page = vaddr & ~(PAGE_SIZE - 1)
+        end = vaddr + size
+        if size > 0 and end <= page + PAGE_SIZE:
+            data = self.pages.get(page) or self._page(page)
+            if data is not None:
+                return data[vaddr - page:end - page]
+        elif size > 0:
+            parts = []
+            for p in range(page, end, PAGE_SIZE):
+                data = self.pages.get(p) or self._page(p)
+                if data is None:
+                    break
+                parts.append(data)
+            else:
+                return b"".join(parts)[vaddr - page:end - page]
+        return self.layer.read(vaddr, size)
+
+
+_I32 = struct.Struct("<i").unpack_from
+_U64 = struct.Struct("<Q").unpack_from
+
+
+class FastTasks:
+    """What task_to_process reads of a task and the structures it points to, as
+    :class:`~kvmfx.objects.Fields`: each structure is one read, decoded in one call."""
+
+    def __init__(self, k: LinuxKernel) -> None:
+        types = k.types
+        layout = types.layout("task_struct")
+        names = ["tgid", "__state" if "__state" in layout else "state", "exit_state", "flags",
+                 "real_cred", "signal", "real_parent", "comm",
+                 "start_boottime" if "start_boottime" in layout else "real_start_time", "mm"]
+        self.has_thread_pid = "thread_pid" in layout
+        if self.has_thread_pid:
+            names.append("thread_pid")
+        self.task = Fields(types, "task_struct", names)
+        self.tgid_off = types.offsetof("task_struct", "tgid")
+        self.mm_off = types.offsetof("task_struct", "mm")
+        self.cred = Fields(types, "cred", [f"{n}.val" for n in ("uid", "euid", "suid", "gid",
+                                                                 "egid", "sgid")])
+        self.signal = Fields(types, "signal_struct", [
+            f"pids[{k.pidtype_pgid}]", f"pids[{k.pidtype_sid}]", "nr_threads", "tty"])
+        self.pid_level = Fields(types, "pid", ["level", "numbers[0].nr"])
+        self.nr_off = types.offsetof("pid", "numbers") + types.offsetof("upid", "nr")
+        self.upid_size = k.upid_size
+        self.mm = Fields(types, "mm_struct", ["pgd", "arg_start", "arg_end", "env_start",
+                                              "env_end", *_rss_paths(k)])
+
+    def pid_nr(self, k: LinuxKernel, pid_ptr: int) -> int | None:
+        """LinuxKernel.pid_nr at level 0, each struct pid read once per listing."""
+        if not pid_ptr:
+            return None
+        nr = k.pid_nrs.get(pid_ptr)
+        if nr is None:
+            nr = _I32(k.read(pid_ptr + self.nr_off, 4))[0]
+            k.pid_nrs[pid_ptr] = nr
+        return nr
+
+    def process(self, k: LinuxKernel, address: int) -> Process | None:
+        """task_to_process of the task at ``address`` when every structure it reads is
+        wholly readable; None otherwise (the member-by-member path then says what is
+        missing, field by field)."""
+        read = k.read
+        try:
+            vals = self.task.read(read, address)
+            pid, raw_state, exit_state, flags, real_cred, signal, parent, comm, start, mm = \
+                vals[:10]
+            if parent:
+                ppid = k.tgids.get(parent)
+                if ppid is None:
+                    ppid = _I32(read(parent + self.tgid_off, 4))[0]
+            else:
+                ppid = 0
+            if flags & PF_KTHREAD:
+                name = task_comm(k, k.task(address))
+            else:
+                name = cstring(comm).decode("utf-8", "backslashreplace")
+            if real_cred:
+                uid, euid, suid, gid, egid, sgid = self.cred.read(read, real_cred)
+            else:
+                uid = euid = suid = gid = egid = sgid = None
+            if signal:
+                pgid_ptr, sid_ptr, nthreads, tty_ptr = self.signal.read(read, signal)
+                pgid, sid = self.pid_nr(k, pgid_ptr), self.pid_nr(k, sid_ptr)
+                tty = _tty_nr(k, tty_ptr) if tty_ptr else 0
+            else:
+                pgid = sid = nthreads = tty = None
+            nspid = None
+            if self.has_thread_pid and vals[10]:
+                thread_pid = vals[10]
+                level, nspid = self.pid_level.read(read, thread_pid)
+                if not 0 <= level < 32:
+                    nspid = None
+                elif level:  # the number in the task's own namespace, further on
+                    nspid = _I32(read(thread_pid + self.nr_off + level * self.upid_size,
+                                      4))[0]
+            rss = 0
+            if mm:
+                mvals = self.mm.read(read, mm)
+                if k.pages is not None:
+                    k.mm_info[address] = (mm, *mvals[:5])
+                for i, v in enumerate(mvals[5:]):
+                    if i != MM_SWAPENTS and v > 0:
+                        rss += v
+            elif k.pages is not None:
+                k.mm_info[address] = (0, 0, 0, 0, 0, 0)
+        except KvmError:
+            return None
+        if k.pages is not None:
+            k.tgids[address] = pid
+        start_boot = start / NSEC
+        boot = k.boot_wall_time()
+        flags &= 0xFFFFFFFF
+        return Process(
+            pid=pid, tgid=pid, ppid=ppid, comm=name, state=state_letter(raw_state, exit_state),
+            pgid=pgid, sid=sid, uid=uid, euid=euid, suid=suid, gid=gid, egid=egid, sgid=sgid,
+            flags=flags, nthreads=nthreads, tty=tty, rss=rss, start_boot=start_boot,
+            start_time=(boot + start_boot) if boot is not None else None,
+            kernel_thread=bool(flags & PF_KTHREAD), nspid=nspid, source="task_list",
+            handle=address)
+
+
+def _rss_paths(k: LinuxKernel) -> list[str]:
+    """The counters _rss reads, as member paths of mm_struct: ``rss_stat[i].count``
+    (percpu_counter, 6.2+) or ``rss_stat.count[i].counter`` (atomic_long_t, before)."""
+    types = k.types
+    tid = types.resolve(types.member("mm_struct", "rss_stat")[1])
+    t = types.get(tid)
+    if t.kind == "array":
+        prefix, n, elem = "rss_stat", t.nelems, types.resolve(t.target)
+    else:
+        inner = types.resolve(types.layout_of(tid)["count"][1])
+        it = types.get(inner)
+        prefix, n, elem = "rss_stat.count", it.nelems, types.resolve(it.target)
+    member = "count" if "count" in types.layout_of(elem) else "counter"
+    return [f"{prefix}[{i}].{member}" for i in range(min(n, 4096))]
+
+
 #: The comm of CPU 0's idle task (INIT_TASK_COMM, renamed "swapper/0" at boot on SMP).
 _INIT_COMMS = (b"swapper/0\0", b"swapper\0")
 #: How far past the kernel text init_task is searched for (its .data).
@@ -250,23 +488,45 @@ def for_each_task(k: LinuxKernel) -> Iterator[Object]:
     of every task reached (list neighbours, children, parents), then through the pid
     numbers: a task any readable link leads to is listed; last, the task cache's slabs
     are scanned for live thread-group leaders that nothing readable links to."""
-    init = k.symbols.address_of("init_task")
-    yield k.task(init)
-    seen = {init}
-    broken: list[int] = []
-    for addr in k.list_entries(init + k.tasks_off, k.tasks_off, what="task list",
-                               broken=broken):
-        seen.add(addr)
-        task = k.task_or_warn(addr)
+    for address, task in for_each_task_address(k):
+        if task is None:
+            task = k.task(address) if address == k.symbols.address_of("init_task") \
+                else k.task_or_warn(address)
         if task is not None:
             yield task
+
+
+def for_each_task_address(k: LinuxKernel) -> Iterator[tuple[int, Object | None]]:
+    """for_each_task's tasks by address: (address, None) where the walk read nothing of
+    the task_struct but its list links (the task list itself), (address, task) where it
+    read the task to reach it (the ways past a broken list)."""
+    init = k.symbols.address_of("init_task")
+    yield init, None
+    seen = {init}
+    broken: list[int] = []
+    prefetch: Callable[[int], None] | None = None
+    fast = k.fast()
+    if k.pages is not None and fast is not None:  # the task's members with its link
+        pages, start, size = k.pages, fast.task.start, fast.task.size
+
+        def prefetch(task: int) -> None:
+            pages.prefetch(task + start, size)
+
+    for addr in k.list_entries(init + k.tasks_off, k.tasks_off, what="task list",
+                               broken=broken, before=prefetch):
+        seen.add(addr)
+        yield addr, None
     if broken:
-        yield from _tasks_by_links(k, init, seen)
+        for task in _tasks_by_links(k, init, seen):
+            yield task.address, task
         before = len(seen)
-        yield from _tasks_by_pid(k, seen)
+        for task in _tasks_by_pid(k, seen):
+            yield task.address, task
         if len(seen) > before:  # what the pid numbers found may link to more
-            yield from _tasks_by_links(k, init, seen)
-        yield from _tasks_by_scan(k, seen)
+            for task in _tasks_by_links(k, init, seen):
+                yield task.address, task
+        for task in _tasks_by_scan(k, seen):
+            yield task.address, task
 
 
 def _tasks_by_scan(k: LinuxKernel, seen: set[int]) -> Iterator[Object]:
@@ -624,17 +884,47 @@ def _read_user(k: LinuxKernel, layer: Any, start: int, size: int
     return bytes(out), missing, why
 
 
-def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
-    task = k.task(proc.handle)
-    mm = k.obj("mm_struct", task.mm)
-    if mm is None:
-        return ArgVector([])  # kernel threads have no argv, as in /proc
-    arg_start, arg_end = mm.arg_start, mm.arg_end
-    env_start, env_end = mm.env_start, mm.env_end
+def _mm_fast(k: LinuxKernel, task: int) -> tuple[int, int, int, int, int, int] | None:
+    """(mm, pgd, arg_start, arg_end, env_start, env_end) of a task, as the listing
+    decoded them or read now in one piece; None when any of it is unreadable."""
+    info = k.mm_info.get(task)
+    if info is not None:
+        return info
+    fast = k.fast()
+    if fast is None:
+        return None
     try:
-        layer = _user_layer(k, mm)
-    except KvmError as exc:
-        return ArgVector([], partial=True, missing=f"page tables unreadable: {exc}")
+        mm = _U64(k.read(task + fast.mm_off, 8))[0]
+        if not mm:
+            return (0, 0, 0, 0, 0, 0)
+        pgd, arg_start, arg_end, env_start, env_end = fast.mm.read(k.read, mm)[:5]
+    except KvmError:
+        return None
+    return mm, pgd, arg_start, arg_end, env_start, env_end
+
+
+def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
+    layer = None
+    info = _mm_fast(k, proc.handle)
+    if info is not None:
+        mm_ptr, pgd, arg_start, arg_end, env_start, env_end = info
+        if not mm_ptr:
+            return ArgVector([])  # kernel threads have no argv, as in /proc
+        try:
+            layer = k.user_layer(pgd)
+        except KvmError:
+            layer = None  # the member-by-member path says why
+    if layer is None:
+        task = k.task(proc.handle)
+        mm = k.obj("mm_struct", task.mm)
+        if mm is None:
+            return ArgVector([])  # kernel threads have no argv, as in /proc
+        arg_start, arg_end = mm.arg_start, mm.arg_end
+        env_start, env_end = mm.env_start, mm.env_end
+        try:
+            layer = _user_layer(k, mm)
+        except KvmError as exc:
+            return ArgVector([], partial=True, missing=f"page tables unreadable: {exc}")
     if which == "argv":
         if arg_start >= arg_end:
             return ArgVector([])
@@ -646,6 +936,8 @@ def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
             return ArgVector([], partial=True,
                              missing=f"argv area of {length} bytes exceeds {MAX_ARG_BYTES}")
         data, missing, why = _read_user(k, layer, arg_start, length)
+        if k.pages is not None and not missing:  # the environment is read with it
+            k.last_user = (layer, arg_start, data)
         args_len = arg_end - arg_start
         if len(data) >= args_len:
             if data[args_len - 1:args_len] == b"\0":
@@ -660,7 +952,12 @@ def _vector(k: LinuxKernel, proc: Process, which: str) -> ArgVector:
         if env_end - env_start > MAX_ARG_BYTES:
             return ArgVector([], partial=True, missing=f"environment area of "
                              f"{env_end - env_start} bytes exceeds {MAX_ARG_BYTES}")
-        data, missing, why = _read_user(k, layer, env_start, env_end - env_start)
+        last = k.last_user
+        if last is not None and last[0] is layer and last[1] <= env_start and \
+                env_end <= last[1] + len(last[2]):  # read whole with argv, a moment ago
+            data, missing, why = last[2][env_start - last[1]:env_end - last[1]], [], []
+        else:
+            data, missing, why = _read_user(k, layer, env_start, env_end - env_start)
     if missing:
         pages = ", ".join(f"{m:#x}" for m in missing[:4])
         # what was read before the first hole; its last string may be cut short
@@ -698,7 +995,21 @@ class LinuxDumpProfile:
 
     def processes(self, session: Session) -> Iterator[Process]:
         k = self._kernel(session)
-        for task in for_each_task(k):
+        k.begin_pass()
+        fast = k.fast()
+        init = k.symbols.address_of("init_task")
+        for address, task in for_each_task_address(k):
+            if fast is not None:
+                proc = fast.process(k, address)
+                if proc is not None:
+                    yield proc
+                    continue
+            # member by member: what cannot be read is None, with why (or the task is
+            # skipped, with a warning, when not even its tgid can be read)
+            if task is None:
+                task = k.task(address) if address == init else k.task_or_warn(address)
+                if task is None:
+                    continue
             try:
                 yield task_to_process(k, task)
             except KvmError as exc:

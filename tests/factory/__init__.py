@@ -1083,6 +1083,12 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
         if line.startswith("=== LOADAVG "):
             *loadavg, flag = line.split()[2:6]
             moved = flag == "yes"
+    # the guest's own counts (scenarios.COUNT_AFTER): processes and tasks at dump time
+    counts = {}
+    for line in text.decode(errors="replace").splitlines():
+        if line.startswith("=== COUNT "):
+            _, _, what, n = line.split()[:4]
+            counts[what] = int(n)
     btime = next(int(ln.split()[1]) for ln in files["gt/stat"].decode().splitlines()
                  if ln.startswith("btime "))
     cpuinfo = files["gt/cpuinfo"].decode()
@@ -1113,6 +1119,8 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
         "processes": processes,
         "swapped_kb": swapped,
     }
+    if counts:  # (scenarios without COUNT_AFTER keep the truth they had)
+        truth["counts"] = counts
     if "gt/machine" in files:  # a guest other than x86_64 (Arch.truth)
         _arch_truth(truth["kernel"], files, files["gt/kallsyms"].decode())
     return truth
@@ -1169,11 +1177,20 @@ def kernel_config(path: Path) -> dict[str, str]:
 
 
 # -- orchestration -----------------------------------------------------------------------
+#: what every fixture's guest is built from besides its scenario (whose repr covers
+#: scenarios.py's part): this file (the build), the guest's programs, the host's packages.
+#: scenarios.py and __main__.py are left out, so that adding or changing one scenario does
+#: not invalidate the others' fixtures.
+def _factory_sources() -> list[Path]:
+    return [HERE / "__init__.py", HERE / "apt-packages.txt",
+            *sorted(f for f in (HERE / "guest").rglob("*")
+                    if f.is_file() and f.suffix in (".py", ".c", ".sh", ".txt"))]
+
+
 def _factory_digest(scenario: Scenario, pkg: str) -> str:
     h = hashlib.sha256(repr(scenario).encode() + pkg.encode())
-    for f in sorted(HERE.rglob("*")):
-        if f.is_file() and f.suffix in (".py", ".c", ".sh", ".txt"):
-            h.update(f.read_bytes())
+    for f in _factory_sources():
+        h.update(f.relative_to(HERE).as_posix().encode() + b"\0" + f.read_bytes())
     if scenario.python:  # the guest runs kvmfx itself: its answers change with kvmfx's code
         import kvmfx
         import kvmfx_plugins

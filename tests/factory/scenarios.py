@@ -75,6 +75,33 @@ def many(n: int) -> tuple[Proc, ...]:
                  for i in range(n))
 
 
+#: after the ground truth, with shell builtins only (nothing forks from here to the dump):
+#: the guest's own count of processes (/proc/PID: thread-group leaders, kernel threads
+#: included) and of tasks (/proc/PID/task/TID: every thread), for exact assertions at scale
+COUNT_AFTER = """
+set -- /proc/[0-9]*
+echo "=== COUNT processes $#" > /dev/ttyS1
+set -- /proc/[0-9]*/task/[0-9]*
+echo "=== COUNT tasks $#" > /dev/ttyS1
+"""
+
+
+def spawn_many(n: int, started: int = len(distinctive())) -> str:
+    """init lines: start ``n`` sleepers (kvmfx-helper spawnmany: kvmfx-scale-I, --slot=I,
+    KVMFX_SCALE=I) and wait (at most 5 minutes) until every one has exec'd kvmfx-pause, as
+    the ``started`` processes of the scenario's own list have."""
+    return f"""echo 65536 > /proc/sys/kernel/threads-max
+kvmfx-helper spawnmany {n}
+i=0
+while [ "$(cat /proc/[0-9]*/comm 2>/dev/null | grep -c '^kvmfx-pause$')" -lt {n + started} ]
+do
+    [ $i -ge 300 ] && break
+    sleep 1
+    i=$((i + 1))
+done
+sleep 2"""
+
+
 VIRTIO_BLK = ("drivers/virtio/virtio_ring.ko", "drivers/virtio/virtio.ko",
               "drivers/virtio/virtio_pci_modern_dev.ko",
               "drivers/virtio/virtio_pci_legacy_dev.ko", "drivers/virtio/virtio_pci.ko",
@@ -113,11 +140,22 @@ SCENARIOS = {
                      after=SWAP_AFTER, swap_mb=64,
                      modules=("drivers/firmware/qemu_fw_cfg.ko", *VIRTIO_BLK),
                      dumps=("elf", "kdump-zlib")),
-    # for benchmarks: 5,000 processes (only init's view is recorded: reading /proc for each
-    # would take the TCG guest minutes)
+    # for benchmarks (python -m bench --suite scale): ~100, ~1,000, ~5,000 and ~20,000
+    # processes (kvmfx-helper spawnmany beside the basic set; only init's /proc is recorded
+    # past 100: reading /proc for each would take the TCG guest minutes), with the guest's
+    # own counts of processes and tasks (truth["counts"])
+    "scale-100": Scenario("scale-100", 256, "qemu64", procs=distinctive(),
+                          extra=spawn_many(40), after=COUNT_AFTER, dumps=("elf",)),
+    "scale-1k": Scenario("scale-1k", 512, "qemu64", procs=distinctive(),
+                         extra=spawn_many(940), after=COUNT_AFTER, truth_glob="/proc/1",
+                         dumps=("elf",)),
     "scale": Scenario("scale", 2048, "qemu64", procs=distinctive(),
-                      extra="kvmfx-helper spawnmany 5000\nsleep 5", truth_glob="/proc/1",
+                      extra=spawn_many(5000), after=COUNT_AFTER, truth_glob="/proc/1",
                       dumps=("elf", "kdump-zlib")),
+    # 20,000 processes: ~1.6 GiB of kernel stacks, page tables and task structures
+    "scale-20k": Scenario("scale-20k", 3072, "qemu64", procs=distinctive(),
+                          extra=spawn_many(19940), after=COUNT_AFTER, truth_glob="/proc/1",
+                          dumps=("elf",)),
     # another kernel build: PREEMPT_RT changes task_struct, locks and the scheduler
     "rt": Scenario("rt", 256, "qemu64", procs=distinctive(), flavour="rt",
                    dumps=("elf", "kdump-zlib", "mdf-lzo", "lime")),
