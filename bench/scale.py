@@ -2,12 +2,12 @@
 
 ``python -m bench --suite scale``: for each of the factory's scale scenarios (``scale-100``,
 ``scale-1k``, ``scale``, ``scale-20k``: ~100, ~1,000, ~5,063 and ~20,000 processes, Debian
-12's kernel), the worker kinds ``kvmfx-psaux`` (open the dump from the image alone, list
-every process and read its argv) and ``drgn-psaux`` (drgn 0.3 with the Debian debug vmlinux:
-every task and its cmdline). Each figure is the median of :data:`RUNS` fresh worker
-processes, timed whole (interpreter start, imports, open, walk): cold with an empty profile
-cache, warm with the profile the cold run left; each round runs kvmfx cold, kvmfx warm and
-drgn one after the other. The guest's own counts of processes and
+12's kernel), the headline job (bench/job.py: every process's pid, ppid, comm, argv and
+environment as JSON) by kvmfx as installed (bench/.kvmfx, from the image alone) and by drgn
+0.3 with the Debian debug vmlinux. Each figure is the median of :data:`RUNS` whole
+processes (interpreter start, imports, open, walk): cold with an empty profile cache, warm
+with the profile the cold run left; each round runs kvmfx cold, kvmfx warm and drgn one
+after the other. The guest's own counts of processes and
 tasks (truth["counts"]) are printed beside what each tool listed.
 """
 
@@ -18,15 +18,12 @@ import sys
 import tempfile
 from typing import Any
 
-from bench.__main__ import run_worker
+from bench.headline import JOB, _env, kvmfx_python, timed
 
 #: scenario -> what it holds
 SIZES = {"scale-100": "~100 processes", "scale-1k": "~1,000", "scale": "~5,000",
          "scale-20k": "~20,000"}
 RUNS = 3
-#: the workers write their bytecode once (PYTHONDONTWRITEBYTECODE=1 would make every run
-#: compile kvmfx's sources: ~0.17 s of each figure)
-ENV = {"PYTHONDONTWRITEBYTECODE": ""}
 
 
 def _vmlinux(release: str) -> str | None:
@@ -40,7 +37,7 @@ def _vmlinux(release: str) -> str | None:
 
 
 def _median(runs: list[dict[str, Any]], key: str) -> float | None:
-    vals = [r[key] for r in runs if key in r and "error" not in r]
+    vals = [r[key] for r in runs if key in r and r.get("status") == 0]
     return statistics.median(vals) if vals else None
 
 
@@ -49,17 +46,24 @@ def _runs(path: str, peer_py: str | None, vmlinux: str | None
     """RUNS rounds of: kvmfx cold (a fresh profile directory), kvmfx warm (the profile the
     cold run left), drgn; a round's three runs are close in time, so a load that comes and
     goes on the machine weighs on each tool alike."""
+    py = kvmfx_python()
     cold, warm, drgn = [], [], []
     for _ in range(RUNS):
         with tempfile.TemporaryDirectory() as profiles:
-            env = {**ENV, "KVMFX_PROFILE_DIR": profiles}
-            task = {"kind": "kvmfx-psaux", "path": path}
-            cold.append(run_worker(sys.executable, task, env))
-            warm.append(run_worker(sys.executable, task, env))
+            env = _env(KVMFX_PROFILE_DIR=profiles)
+            cold.append(_counted(timed([py, JOB, "kvmfx", path], env)))
+            warm.append(_counted(timed([py, JOB, "kvmfx", path], env)))
         if peer_py and vmlinux:
-            drgn.append(run_worker(peer_py, {"kind": "drgn-psaux", "path": path,
-                                             "vmlinux": vmlinux}, ENV))
+            drgn.append(_counted(timed([peer_py, JOB, "drgn", path, vmlinux], _env())))
     return cold, warm, drgn
+
+
+def _counted(result: dict[str, Any]) -> dict[str, Any]:
+    """A run's figures, its rows counted (not kept)."""
+    rows = result.pop("rows", None)
+    if rows is not None:
+        result["processes"] = len(rows)
+    return result
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
@@ -75,9 +79,7 @@ def scale(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any
               "marginal µs/process warm / drgn", "peak RSS MiB cold / warm / drgn",
               "drgn / kvmfx cold", "drgn / kvmfx warm"]
     rows, data = [], {}
-    # one untimed run first: every worker's bytecode written, the dump in the page cache
-    first = get_fixture(next(iter(SIZES)))
-    run_worker(sys.executable, {"kind": "kvmfx-psaux", "path": str(first.path("elf"))}, ENV)
+    py = kvmfx_python()
     prev: tuple[int, float | None, float | None] | None = None
     for name in SIZES:
         sfx = get_fixture(name)
@@ -85,10 +87,11 @@ def scale(fx: Any, peer_py: str | None) -> tuple[list[str], list[list[str]], Any
         counts = sfx.truth.get("counts", {})
         n = counts.get("processes") or 0
         vmlinux = _vmlinux(sfx.truth["kernel"]["release"]) if peer_py else None
+        timed([py, JOB, "kvmfx", path], _env())  # untimed: the dump in the page cache
         if peer_py and vmlinux:  # untimed: the debug vmlinux in the page cache
-            run_worker(peer_py, {"kind": "drgn-psaux", "path": path, "vmlinux": vmlinux}, ENV)
+            timed([peer_py, JOB, "drgn", path, vmlinux], _env())
         cold, warm, drgn = _runs(path, peer_py, vmlinux)
-        c, w, d = _median(cold, "wall"), _median(warm, "wall"), _median(drgn, "wall")
+        c, w, d = (_median(r, "seconds") for r in (cold, warm, drgn))
         per = [f"{t / n * 1e6:,.0f}" if t and n else "-" for t in (c, w, d)]
         marginal = "-"
         if prev is not None and n > prev[0] and w and prev[1]:
