@@ -143,7 +143,7 @@ def _installed_state() -> list[list[object]]:
     with the mtime and size of each one's entry_points.txt (installing, removing or editing
     a distribution changes them; other files coming and going do not)."""
     state: list[list[object]] = []
-    for folder in sys.path:
+    for k, folder in enumerate(sys.path):
         found: list[list[object]] = []
         try:
             with os.scandir(folder or ".") as it:
@@ -157,7 +157,9 @@ def _installed_state() -> list[list[object]]:
                         found.append([entry.name, ep.st_mtime_ns, ep.st_size])
         except OSError:  # not a folder (a zip), gone, or unreadable
             continue
-        state.append([folder, sorted(found, key=str)])
+        # sys.path[0] is the running script's folder (or the working directory): what
+        # counts there is the distributions it holds, not which folder it is
+        state.append(["" if k == 0 else folder, sorted(found, key=str)])
     return state
 
 

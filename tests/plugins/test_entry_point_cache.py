@@ -92,3 +92,23 @@ def test_an_unreadable_or_corrupt_cache_is_only_a_cache(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("")
     assert "pslist" in _probe(site, blocked / "entry-points.json")["commands"]  # type: ignore
+
+
+def test_scripts_in_different_folders_share_the_remembered_entry_points(tmp_path):
+    """sys.path[0] is the running script's folder: two scripts elsewhere (a console script
+    and a program of the user's) find the same distributions and read the metadata once."""
+    import json
+
+    cache = tmp_path / "entry-points.json"
+    seen = []
+    for folder in ("one", "two", "one"):
+        where = tmp_path / folder
+        where.mkdir(exist_ok=True)
+        script = where / "probe.py"
+        script.write_text(PROBE.replace("sys.path.insert(0, sys.argv[1])", ""))
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                           env=dict(os.environ, KVMFX_ENTRY_POINT_CACHE=str(cache)),
+                           timeout=120, cwd=where)
+        assert r.returncode == 0, r.stderr
+        seen.append(json.loads(r.stdout)["metadata"])
+    assert seen[1:] == [False, False]
