@@ -388,6 +388,20 @@ class Session:
             self._symbols = self._once("symbols", self._load_symbols)
         return self._symbols
 
+    def found_symbol(self, name: str, address: int, kind: str = "d") -> None:
+        """A symbol found by other means than the symbol source (where code uses it, a
+        structure's shape): added to the table, and offered to every symbol provider that
+        remembers what is found (``remember_symbol(session, name, address, kind)``: a cached
+        profile keeps it, so the next open of this kernel need not search again)."""
+        self.symbols.add(name, address, kind)
+        for provider in self.registry.symbol_providers:
+            keep = getattr(provider, "remember_symbol", None)
+            if keep is not None:
+                try:
+                    keep(self, name, address, kind)
+                except (KvmError, OSError):
+                    pass  # a cache: the search is made again next time
+
     def relocate_symbols(self, table: SymbolTable) -> SymbolTable:
         """Check a symbol file against the image and slide it by the image's KASLR offset.
 

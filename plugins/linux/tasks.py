@@ -150,7 +150,8 @@ class LinuxKernel:
                     refs = []
                 if len(refs) > index:
                     addr = refs[index]
-                    self.symbols.add(name, addr, "d")  # found through the code: lower case
+                    # found through the code: lower case
+                    self.session.found_symbol(name, addr, "d")
         if addr is None and required:
             raise SymbolError(f"kernel variable {name!r}: not in {self.symbols.source}, and "
                               "no code that uses it was found")
@@ -988,7 +989,7 @@ class LinuxDumpProfile:
                 found = find_init_task(session)
                 if found is None:
                     return 0
-                session.symbols.add("init_task", found, "D")
+                session.found_symbol("init_task", found, "D")
         except KvmError:
             return 0
         return 80

@@ -27,6 +27,7 @@ from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
 from kvmfx.symbols import (
     SortedSymbols,
+    Symbol,
     SymbolProvider,
     SymbolTable,
     columns_of,
@@ -186,9 +187,37 @@ class ProfileCacheProvider:
                 info.osrelease, info.build_id):
             raise SymbolError(f"profile is of {meta.get('release')} ({meta.get('build_id')}), "
                               f"not of this dump's kernel", path=str(where))
+        for name, (address, kind) in self._found(session).items():
+            if name not in table.symbols:
+                table.symbols[name] = Symbol(name, session.image.slide(address), kind)
         session.plugin_data["profile-btf"] = (btf, table.source, meta.get("btf_index"))
         session.plugin_data["profile-table"] = session.relocate_symbols(table)
         return session.plugin_data["profile-table"]
+
+    def _found_path(self, session: Session) -> Path | None:
+        key = kernel_key(session)
+        return None if key is None else cache_dir() / f"{key}-v{PROFILE_VERSION}.found.json"
+
+    def _found(self, session: Session) -> dict[str, tuple[int, str]]:
+        """Symbols an earlier open of this kernel found by searching (unslid)."""
+        where = self._found_path(session)
+        try:
+            raw = json.loads(where.read_text()) if where is not None else {}
+            return {str(n): (int(a), str(k)[:1] or "?") for n, (a, k) in raw.items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return {}
+
+    def remember_symbol(self, session: Session, name: str, address: int, kind: str) -> None:
+        """Keep a symbol found by searching beside this kernel's profile (the next open
+        reads it with the profile instead of searching)."""
+        where, profile = self._found_path(session), self._path(session)
+        if where is None or profile is None or not profile.exists():
+            return
+        found = self._found(session)
+        found[name] = (session.image.unslide(address), kind)
+        tmp = where.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({n: list(v) for n, v in sorted(found.items())}))
+        os.replace(tmp, where)
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
         if "profile-btf" not in session.plugin_data:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -62,7 +63,6 @@ def test_a_corrupt_profile_is_skipped(profile_dir):
 
 
 def test_profile_build_command_reports_the_cached_file(profile_dir):
-    import json
     import subprocess
     import sys
 
@@ -147,3 +147,26 @@ def test_sorted_symbols_behave_as_a_mapping():
     assert "zeta" not in moved
     empty = SortedSymbols(*sorted_columns([], [], ""))
     assert len(empty) == 0 and "a" not in empty and empty.columns() == ([], [], "")
+
+
+def test_symbols_found_by_searching_are_kept_with_the_profile(profile_dir, monkeypatch):
+    """Debian 12's arm64 kallsyms lists code only: init_task is found by its shape and
+    tk_core where the code reaches it; the next open of that kernel reads both with the
+    profile and searches for neither."""
+    from kvmfx_plugins.linux import tasks
+
+    fx = get_fixture("arm64")
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        first = [(p.pid, p.comm) for p in s.processes()]
+        found = {n: s.symbols.lookup(n) for n in ("init_task", "tk_core")}
+    assert all(found.values())
+    (kept,) = profile_dir.glob("*.found.json")
+    assert set(json.loads(kept.read_text())) >= {"init_task"}
+
+    def no_search(session):
+        raise AssertionError("init_task searched for again")
+
+    monkeypatch.setattr(tasks, "find_init_task", no_search)
+    with kvmfx.open(str(fx.path("kdump-zlib"))) as s:  # another file of the same kernel
+        assert [(p.pid, p.comm) for p in s.processes()] == first
+        assert s.symbols.lookup("init_task") == found["init_task"]
