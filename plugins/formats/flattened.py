@@ -97,6 +97,16 @@ class FlatReader:
         if offset < 0 or offset + size > self.size:
             raise FormatError(f"read of {size} bytes at logical offset {offset:#x} past the "
                               "end of the flattened data", path=self.path)
+        # bytes inside one record (a page's data, usually: records hold whole writes)
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i >= 0:
+            s, e, o = self._pieces[i]
+            if offset + size <= e:
+                return self.source.read(o + (offset - s), size)
+        return self._read_pieces(offset, size)
+
+    def _read_pieces(self, offset: int, size: int) -> bytes:
+        """``read`` across records and the holes between them."""
         out = bytearray()
         pos, end = offset, offset + size
         i = bisect.bisect_right(self._starts, pos) - 1
