@@ -15,6 +15,7 @@ file offset. The header parsers are pure functions of bytes.
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from collections import OrderedDict
@@ -87,12 +88,20 @@ _PAGE_DESC = struct.Struct("<qIIQ")  # PAGE_DESC, unpacked on the hot path
 
 
 class Reader(Protocol):
-    """Random access to the (logical) dump file: a FileSource, or a flattened file's map."""
+    """Random access to the (logical) dump file: a FileSource, or a flattened file's map.
+
+    A reader may also offer ``extent(offset)``: the stretch ``(lo, hi, mapping, at)`` of the
+    dump file around ``offset`` that lies contiguously in a memory map (at ``at``), or None;
+    page data inside it is then sliced from the map rather than read."""
 
     path: str
     size: int
 
     def read(self, offset: int, size: int) -> bytes: ...
+
+
+#: (lo, hi, mapping, at): dump file offsets [lo, hi) are ``mapping[at:at + hi - lo]``
+Extent = tuple[int, int, "mmap.mmap", int]
 
 
 @dataclass
@@ -303,9 +312,18 @@ class KdumpLayer(PhysicalLayer):
         path = reader.path
         reader_size = reader.size
         read_file = reader.read
-        # the file's memory map, sliced directly (descriptors are checked against the
-        # file's size first); FileSource.read otherwise (pread, flattened files)
-        mapped = reader.mapping if isinstance(reader, FileSource) else None
+        # Page data is sliced directly from a memory map where the reader has one (the
+        # descriptor was checked against the file's size first): the extent in use, a
+        # stretch [lo, hi) of the dump file stored at ``at`` of ``mapped``; reader.read
+        # otherwise (pread of a file too large to map, or the map is closed)
+        extent: Callable[[int], Extent | None]
+        if isinstance(reader, FileSource):
+            whole = None if reader.mapping is None else (0, reader.size, reader.mapping, 0)
+            extent = lambda offset: whole  # noqa: E731
+        else:
+            extent = getattr(reader, "extent", lambda offset: None)
+        ext_lo, ext_hi, ext_at = 0, 0, 0
+        mapped: mmap.mmap | None = None
         truncated = self.truncated
         desc_index = self._desc_index
         desc_block_raw = self._desc_block_raw
@@ -329,6 +347,7 @@ class KdumpLayer(PhysicalLayer):
 
         def read(paddr: int, size: int, keep: bool = False) -> bytes | None:
             nonlocal last_pfn, last_index, block_no, block, aside_pfn, aside_page
+            nonlocal ext_lo, ext_hi, mapped, ext_at
             off = paddr & mask
             if size <= 0 or off + size > bs or paddr < 0:
                 return None
@@ -372,10 +391,15 @@ class KdumpLayer(PhysicalLayer):
                 raise FormatError(f"page descriptor of physical {pfn * bs:#x} points "
                                   f"outside the file ({d_size} bytes at {d_offset:#x})",
                                   path=path, offset=desc_offset + index * PAGE_DESC_SIZE)
-            if mapped is not None:
+            d_end = d_offset + d_size
+            if not ext_lo <= d_offset or d_end > ext_hi:
+                found = extent(d_offset)
+                if found is not None:
+                    ext_lo, ext_hi, mapped, ext_at = found
+            if ext_lo <= d_offset and d_end <= ext_hi and mapped is not None:
                 try:
-                    data = mapped[d_offset:d_offset + d_size]
-                except ValueError:  # the map is closed: FileSource says so as a KvmError
+                    data = mapped[ext_at + d_offset - ext_lo:ext_at + d_end - ext_lo]
+                except ValueError:  # the map is closed: reader.read says so, as a KvmError
                     data = read_file(d_offset, d_size)
             else:
                 data = read_file(d_offset, d_size)

@@ -4,6 +4,7 @@ the same bytes, the same errors, and a page cache that a scan does not flush."""
 from __future__ import annotations
 
 import random
+import struct
 import zlib
 
 import lzallright
@@ -11,6 +12,7 @@ import pytest
 
 import kvmfx
 from kvmfx.errors import MissingPageError
+from kvmfx_plugins.formats.flattened import HEADER_SIZE, SIGNATURE
 from kvmfx_plugins.formats.kdump import (
     DESC_BATCH,
     DUMP_DH_COMPRESSED_LZO,
@@ -37,11 +39,28 @@ def _encode(pfn: int, data: bytes) -> tuple[bytes, int]:
     return data, 0
 
 
-@pytest.fixture(scope="module")
-def dump(tmp_path_factory):
-    path = tmp_path_factory.mktemp("kdump") / "mixed.kdump"
-    path.write_bytes(_kdump({pfn: _encode(pfn, _content(pfn)) for pfn in DUMPED},
-                            max_mapnr=MAX_MAPNR))
+def _flatten(data: bytes, rng: random.Random) -> bytes:
+    """makedumpfile -F's form of ``data``: records of assorted sizes (page data often
+    spans two), out of order, the first block written twice (the later copy wins)."""
+    out = [SIGNATURE, struct.pack(">qq", 1, 1)]
+    out[0] = out[0].ljust(16, b"\0")
+    head = b"".join(out).ljust(HEADER_SIZE, b"\0")
+    pieces, pos = [], 0
+    while pos < len(data):
+        n = min(len(data) - pos, rng.choice([100, 3000, 4096, 40000]))
+        pieces.append((pos, data[pos:pos + n]))
+        pos += n
+    rng.shuffle(pieces)
+    pieces.insert(0, (0, b"\xee" * PAGE))  # overwritten by the real first block
+    records = b"".join(struct.pack(">qq", off, len(d)) + d for off, d in pieces)
+    return head + records + struct.pack(">qq", -1, 0)
+
+
+@pytest.fixture(scope="module", params=["kdump", "flattened"])
+def dump(request, tmp_path_factory):
+    data = _kdump({pfn: _encode(pfn, _content(pfn)) for pfn in DUMPED}, max_mapnr=MAX_MAPNR)
+    path = tmp_path_factory.mktemp("kdump") / f"mixed.{request.param}"
+    path.write_bytes(data if request.param == "kdump" else _flatten(data, random.Random(5)))
     return path
 
 
@@ -81,6 +100,7 @@ def _shapes(rng: random.Random) -> list[tuple[int, int]]:
 def test_every_read_shape_gives_the_pages_bytes_or_missing(dump, seed):
     with kvmfx.open(str(dump)) as s:
         layer = s.physical
+        assert layer.format_name == dump.suffix[1:]
         for addr, size in _shapes(random.Random(seed)):
             want = _expected(addr, size)
             if want is None:
