@@ -344,10 +344,14 @@ class KdumpLayer(PhysicalLayer):
         block_no, block = -1, b""
         # the last page a scan read, not cached (see below)
         aside_pfn, aside_page = -1, b""
+        # the data offset of the last page decoded; the data several descriptors share
+        last_offset = shared_offset = shared_size = shared_flags = -1
+        shared_page = b""
 
         def read(paddr: int, size: int, keep: bool = False) -> bytes | None:
             nonlocal last_pfn, last_index, block_no, block, aside_pfn, aside_page
-            nonlocal ext_lo, ext_hi, mapped, ext_at
+            nonlocal ext_lo, ext_hi, mapped, ext_at, last_offset
+            nonlocal shared_offset, shared_size, shared_flags, shared_page
             off = paddr & mask
             if size <= 0 or off + size > bs or paddr < 0:
                 return None
@@ -391,41 +395,50 @@ class KdumpLayer(PhysicalLayer):
                 raise FormatError(f"page descriptor of physical {pfn * bs:#x} points "
                                   f"outside the file ({d_size} bytes at {d_offset:#x})",
                                   path=path, offset=desc_offset + index * PAGE_DESC_SIZE)
-            d_end = d_offset + d_size
-            if not ext_lo <= d_offset or d_end > ext_hi:
-                found = extent(d_offset)
-                if found is not None:
-                    ext_lo, ext_hi, mapped, ext_at = found
-            if ext_lo <= d_offset and d_end <= ext_hi and mapped is not None:
-                try:
-                    data = mapped[ext_at + d_offset - ext_lo:ext_at + d_end - ext_lo]
-                except ValueError:  # the map is closed: reader.read says so, as a KvmError
+            if d_offset == shared_offset and d_size == shared_size and d_flags == shared_flags:
+                page = shared_page
+            else:
+                d_end = d_offset + d_size
+                if not ext_lo <= d_offset or d_end > ext_hi:
+                    found = extent(d_offset)
+                    if found is not None:
+                        ext_lo, ext_hi, mapped, ext_at = found
+                if ext_lo <= d_offset and d_end <= ext_hi and mapped is not None:
+                    try:
+                        data = mapped[ext_at + d_offset - ext_lo:ext_at + d_end - ext_lo]
+                    except ValueError:  # the map is closed: reader.read says so, as a KvmError
+                        data = read_file(d_offset, d_size)
+                else:
                     data = read_file(d_offset, d_size)
-            else:
-                data = read_file(d_offset, d_size)
-            codec = d_flags & any_codec
-            if not codec:
-                if d_size != bs:
-                    raise FormatError(f"uncompressed page of physical {pfn * bs:#x} has "
-                                      f"{d_size} bytes, not {bs}", path=path,
-                                      offset=d_offset)
-                page = data
-            else:
-                if codec not in named:
-                    named.add(codec)
-                    codecs_seen.add(CODECS.get(codec, hex(codec)))
-                try:
-                    page = _decompress(codec, data, bs)
-                except FormatError:
-                    raise
-                except Exception as exc:  # codec libraries raise their own error types
-                    raise FormatError(f"page of physical {pfn * bs:#x} does not decompress "
-                                      f"({CODECS.get(codec, codec)}: {exc})", path=path,
-                                      offset=d_offset) from None
-                if len(page) != bs:
-                    raise FormatError(f"page of physical {pfn * bs:#x} decompresses to "
-                                      f"{len(page)} bytes, not {bs}", path=path,
-                                      offset=d_offset)
+                codec = d_flags & any_codec
+                if not codec:
+                    if d_size != bs:
+                        raise FormatError(f"uncompressed page of physical {pfn * bs:#x} has "
+                                          f"{d_size} bytes, not {bs}", path=path,
+                                          offset=d_offset)
+                    page = data
+                else:
+                    if codec not in named:
+                        named.add(codec)
+                        codecs_seen.add(CODECS.get(codec, hex(codec)))
+                    try:
+                        page = _decompress(codec, data, bs)
+                    except FormatError:
+                        raise
+                    except Exception as exc:  # codec libraries raise their own error types
+                        raise FormatError(f"page of physical {pfn * bs:#x} does not decompress "
+                                          f"({CODECS.get(codec, codec)}: {exc})", path=path,
+                                          offset=d_offset) from None
+                    if len(page) != bs:
+                        raise FormatError(f"page of physical {pfn * bs:#x} decompresses to "
+                                          f"{len(page)} bytes, not {bs}", path=path,
+                                          offset=d_offset)
+                if d_offset == last_offset:
+                    # data another descriptor points at too (a dump stores one page of
+                    # zeros for all its pages of zeros): kept, decoded, for the next ones
+                    shared_offset, shared_size, shared_flags = d_offset, d_size, d_flags
+                    shared_page = page
+                last_offset = d_offset
             if size == bs and in_order and not keep:
                 # a scan (whole pages, in order; the reader holds each): the page is kept
                 # aside rather than cached, so that reading memory page by page evicts

@@ -11,7 +11,7 @@ import lzallright
 import pytest
 
 import kvmfx
-from kvmfx.errors import MissingPageError
+from kvmfx.errors import FormatError, MissingPageError
 from kvmfx_plugins.formats.flattened import HEADER_SIZE, SIGNATURE
 from kvmfx_plugins.formats.kdump import (
     DESC_BATCH,
@@ -155,3 +155,27 @@ def test_a_truncated_page_is_missing_or_zeros_when_asked(tmp_path):
             assert "truncated" in str(exc.value)
             assert layer.read(7 * PAGE, size, zero_fill=True) == bytes(size)
         assert layer.read(6 * PAGE, 2 * PAGE, zero_fill=True) == _content(6) + bytes(PAGE)
+
+
+def test_pages_sharing_one_stored_page_read_as_it(tmp_path):
+    """makedumpfile and QEMU store one page of zeros that every page of zeros points at."""
+    zero = zlib.compress(bytes(PAGE))
+    pfns = list(range(1, 40))
+    pages = {pfn: (zero, DUMP_DH_COMPRESSED_ZLIB) if pfn % 4 else
+             _encode(pfn, _content(pfn)) for pfn in pfns}
+    # a descriptor at the shared data with other flags is decoded as what it says: an
+    # uncompressed page of the wrong size
+    pages[41] = (b"", 0)
+    shared = 4 * PAGE + len(pages) * 24  # pfn 1's data: the first stored, after descriptors
+    override = {pfn: (shared, len(zero)) for pfn in [*pfns, 41] if pfn % 4 and pfn != 1}
+    path = tmp_path / "shared.kdump"
+    path.write_bytes(_kdump(pages, desc_override=override))
+    want = {pfn: bytes(PAGE) if pfn % 4 else _content(pfn) for pfn in pfns}
+    for order in (pfns, random.Random(7).sample(pfns, len(pfns))):
+        with kvmfx.open(str(path)) as s:
+            for pfn in order:
+                assert s.read_physical(pfn * PAGE, PAGE) == want[pfn]
+                assert s.read_physical(pfn * PAGE + 5, 9) == want[pfn][5:14]
+            with pytest.raises(FormatError) as exc:
+                s.read_physical(41 * PAGE, PAGE)
+            assert "has" in str(exc.value) and "not 4096" in str(exc.value)
