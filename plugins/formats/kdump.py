@@ -328,6 +328,7 @@ class KdumpLayer(PhysicalLayer):
         desc_index = self._desc_index
         desc_block_raw = self._desc_block_raw
         unpack_desc = _PAGE_DESC.unpack_from
+        batch, desc_size, decompress = DESC_BATCH, PAGE_DESC_SIZE, _decompress
         cache_pages = self._cache_pages
         pages = self._pages
         cached = pages.get
@@ -364,7 +365,7 @@ class KdumpLayer(PhysicalLayer):
                 page, aside_pfn = aside_page, -1
                 pages[pfn] = page
                 if len(pages) > cache_pages:
-                    evict(last=False)
+                    evict(False)
                 return page if size == bs else page[off:off + size]
             if pfn >= max_mapnr or not (dumped[pfn >> 3] >> (pfn & 7)) & 1:
                 return None
@@ -372,7 +373,7 @@ class KdumpLayer(PhysicalLayer):
             in_order = pfn == last_pfn + 1
             index = last_index + 1 if in_order else desc_index(pfn)
             last_pfn, last_index = pfn, index
-            b = index // DESC_BATCH
+            b = index // batch
             if b != block_no:
                 got = descs.get(b)
                 if got is None:
@@ -383,8 +384,8 @@ class KdumpLayer(PhysicalLayer):
                 else:
                     move_desc(b)
                 block_no, block = b, got
-            within = (index % DESC_BATCH) * PAGE_DESC_SIZE
-            if within + PAGE_DESC_SIZE > len(block):
+            within = (index % batch) * desc_size
+            if within + desc_size > len(block):
                 raise MissingPageError("page's descriptor lies past the end of the file "
                                        "(truncated dump)", path=path, address=pfn * bs)
             d_offset, d_size, d_flags, _pf = unpack_desc(block, within)
@@ -422,7 +423,7 @@ class KdumpLayer(PhysicalLayer):
                         named.add(codec)
                         codecs_seen.add(CODECS.get(codec, hex(codec)))
                     try:
-                        page = _decompress(codec, data, bs)
+                        page = decompress(codec, data, bs)
                     except FormatError:
                         raise
                     except Exception as exc:  # codec libraries raise their own error types
@@ -447,7 +448,7 @@ class KdumpLayer(PhysicalLayer):
                 return page
             pages[pfn] = page
             if len(pages) > cache_pages:
-                evict(last=False)
+                evict(False)
             return page if size == bs else page[off:off + size]
 
         return read
