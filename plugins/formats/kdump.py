@@ -389,16 +389,16 @@ class KdumpLayer(PhysicalLayer):
                 raise MissingPageError("page's descriptor lies past the end of the file "
                                        "(truncated dump)", path=path, address=pfn * bs)
             d_offset, d_size, d_flags, _pf = unpack_desc(block, within)
-            if d_offset < 0 or d_size == 0 or d_size > bs or d_offset + d_size > reader_size:
-                if truncated and d_offset + d_size > reader_size and d_offset < (1 << 50):
-                    raise MissingPageError("page's data lies past the end of the file "
-                                           "(truncated dump)", path=path, address=pfn * bs)
-                raise FormatError(f"page descriptor of physical {pfn * bs:#x} points "
-                                  f"outside the file ({d_size} bytes at {d_offset:#x})",
-                                  path=path, offset=desc_offset + index * PAGE_DESC_SIZE)
             if d_offset == shared_offset and d_size == shared_size and d_flags == shared_flags:
-                page = shared_page
+                page = shared_page  # (a descriptor checked and decoded before)
             else:
+                if d_offset < 0 or d_size == 0 or d_size > bs or d_offset + d_size > reader_size:
+                    if truncated and d_offset + d_size > reader_size and d_offset < (1 << 50):
+                        raise MissingPageError("page's data lies past the end of the file "
+                                               "(truncated dump)", path=path, address=pfn * bs)
+                    raise FormatError(f"page descriptor of physical {pfn * bs:#x} points "
+                                      f"outside the file ({d_size} bytes at {d_offset:#x})",
+                                      path=path, offset=desc_offset + index * PAGE_DESC_SIZE)
                 d_end = d_offset + d_size
                 if not ext_lo <= d_offset or d_end > ext_hi:
                     found = extent(d_offset)
