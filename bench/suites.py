@@ -14,7 +14,8 @@ from bench.__main__ import run_worker
 from bench.scale import scale
 
 MB = 1 << 20
-READ_FORMATS = ["raw", "elf", "lime", "mdf-zlib", "mdf-lzo", "flattened", "kdump-zlib"]
+READ_FORMATS = ["raw", "elf", "lime", "mdf-zlib", "mdf-lzo", "mdf-zstd", "flattened",
+                "kdump-zlib"]
 
 
 def _mbps(nbytes: float, seconds: float) -> str:

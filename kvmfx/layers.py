@@ -101,6 +101,12 @@ class FileSource:
             return b""
         return self.read(offset, min(size, self.size - offset))
 
+    @property
+    def mapping(self) -> mmap.mmap | None:
+        """The file's read-only memory map (None when it is read with pread); slicing it
+        past the end gives fewer bytes, and after :meth:`close` raises ValueError."""
+        return self._map
+
     def view(self) -> memoryview | None:
         """A zero-copy view of the whole file, if it is memory-mapped."""
         return memoryview(self._map) if self._map is not None else None
@@ -155,6 +161,11 @@ class PhysicalLayer:
     format_name = "unknown"
     #: whether addresses are physical (False for virtual-address ELF such as /proc/kcore).
     physical = True
+    #: A format's fast path for reads inside one of its pages: given (paddr, size), the bytes,
+    #: or None for a read it leaves to the general path (which finds the ranges and gaps and
+    #: says why a page is missing); it raises what :meth:`_read_chunk` would for the page.
+    #: Page-granular formats set it.
+    _read_in_page: Callable[[int, int], bytes | None] | None = None
 
     def __init__(self, source: FileSource | None, ranges: list[Range] | None = None) -> None:
         self.source = source
@@ -256,6 +267,16 @@ class PhysicalLayer:
         Bytes the dump does not hold raise MissingPageError naming the first missing
         address; with ``zero_fill=True`` they read as zeroes instead (explicitly requested).
         """
+        fast = self._read_in_page
+        if fast is not None:
+            try:
+                data = fast(paddr, size)
+            except MissingPageError:
+                if not zero_fill:
+                    raise
+                data = None  # the general path fills it with zeros
+            if data is not None:
+                return data
         if size < 0 or paddr < 0:
             raise MissingPageError("negative physical read", address=paddr)
         out = bytearray()

@@ -10,6 +10,7 @@ overlap), and the result is decoded as kdump-compressed.
 from __future__ import annotations
 
 import bisect
+import mmap
 import struct
 
 from kvmfx.errors import FormatError
@@ -97,6 +98,27 @@ class FlatReader:
         if offset < 0 or offset + size > self.size:
             raise FormatError(f"read of {size} bytes at logical offset {offset:#x} past the "
                               "end of the flattened data", path=self.path)
+        # bytes inside one record (a page's data, usually: records hold whole writes)
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i >= 0:
+            s, e, o = self._pieces[i]
+            if offset + size <= e:
+                return self.source.read(o + (offset - s), size)
+        return self._read_pieces(offset, size)
+
+    def extent(self, offset: int) -> tuple[int, int, mmap.mmap, int] | None:
+        """The record holding logical ``offset`` as ``(lo, hi, mapping, at)``: logical
+        ``[lo, hi)`` is ``mapping[at:at + hi - lo]``; None in a hole or if the file is not
+        memory-mapped."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        mapping = self.source.mapping
+        if i < 0 or mapping is None:
+            return None
+        lo, hi, at = self._pieces[i]
+        return (lo, hi, mapping, at) if offset < hi else None
+
+    def _read_pieces(self, offset: int, size: int) -> bytes:
+        """``read`` across records and the holes between them."""
         out = bytearray()
         pos, end = offset, offset + size
         i = bisect.bisect_right(self._starts, pos) - 1

@@ -15,11 +15,12 @@ file offset. The header parsers are pure functions of bytes.
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Protocol
 
 import construct as cs
@@ -29,7 +30,7 @@ import zstandard
 
 from kvmfx.errors import FormatError, MissingPageError
 from kvmfx.hookspecs import hookimpl
-from kvmfx.layers import BoundedCache, DumpFormat, FileSource, PhysicalLayer, Range
+from kvmfx.layers import DumpFormat, FileSource, PhysicalLayer, Range
 from kvmfx_plugins.formats.elf import parse_notes
 
 KDUMP_SIGNATURE = b"KDUMP   "
@@ -50,6 +51,8 @@ MAX_BITMAP_BYTES = 512 << 20
 RANK_STEP = 512
 #: page descriptors are read and unpacked this many at a time
 DESC_BATCH = 512
+#: descriptor blocks kept (raw, 12 KiB each: at most 48 MiB)
+DESC_BLOCKS = 4096
 
 NEW_UTSNAME = cs.Struct(*(f / cs.Bytes(65) for f in (
     "sysname", "nodename", "release", "version", "machine", "domainname")))
@@ -85,12 +88,20 @@ _PAGE_DESC = struct.Struct("<qIIQ")  # PAGE_DESC, unpacked on the hot path
 
 
 class Reader(Protocol):
-    """Random access to the (logical) dump file: a FileSource, or a flattened file's map."""
+    """Random access to the (logical) dump file: a FileSource, or a flattened file's map.
+
+    A reader may also offer ``extent(offset)``: the stretch ``(lo, hi, mapping, at)`` of the
+    dump file around ``offset`` that lies contiguously in a memory map (at ``at``), or None;
+    page data inside it is then sliced from the map rather than read."""
 
     path: str
     size: int
 
     def read(self, offset: int, size: int) -> bytes: ...
+
+
+#: (lo, hi, mapping, at): dump file offsets [lo, hi) are ``mapping[at:at + hi - lo]``
+Extent = tuple[int, int, "mmap.mmap", int]
 
 
 @dataclass
@@ -203,8 +214,9 @@ class KdumpLayer(PhysicalLayer):
         self._dumped_bytes = bitmap[header.bitmap_bytes:] + b"\0"
         dumped = int.from_bytes(self._dumped_bytes, "little")
         self._rank = self._rank_index()
-        self._cache = BoundedCache(cache_pages)
-        self._descs = BoundedCache(4096)  # raw 12 KiB blocks: at most 48 MiB
+        #: decoded pages by pfn, least recently used first (at most ``cache_pages``)
+        self._pages: OrderedDict[int, bytes] = OrderedDict()
+        self._cache_pages = max(1, cache_pages)
         self.codecs: set[str] = set()
         self.ranges = self._runs(dumped, header.max_mapnr, bs)
         # A file that ends inside its descriptor table, or whose last page's data runs past
@@ -213,6 +225,8 @@ class KdumpLayer(PhysicalLayer):
         self._probe_codec()
         self.page_size = bs
         self.incomplete = bool(header.status & DUMP_DH_COMPRESSED_INCOMPLETE)
+        self._page_reader = self._in_page_reader()
+        self._read_in_page = self._page_reader
 
     def _rank_index(self) -> list[int]:
         """Set bits of the dumped bitmap before each RANK_STEP-bit block."""
@@ -265,49 +279,179 @@ class KdumpLayer(PhysicalLayer):
         return self._rank[block] + count
 
     def _page(self, pfn: int) -> bytes:
-        bs = self.h.block_size
-        if pfn >= self.h.max_mapnr or not (self._dumped_bytes[pfn >> 3] >> (pfn & 7)) & 1:
+        """Page ``pfn``, decoded (through the page cache); MissingPageError when the dump
+        does not hold it."""
+        page = self._page_reader(pfn * self.page_size, self.page_size, True)
+        if page is None:
             raise MissingPageError("page not in the dump (excluded or not captured)",
-                                   address=pfn * bs, path=self.reader.path)
-        index = self._desc_index(pfn)
-        at = self.h.desc_offset + index * PAGE_DESC_SIZE
-        block: bytes = self._descs.get(index // DESC_BATCH,
-                                       partial(self._desc_block_raw, index // DESC_BATCH))
-        within = (index % DESC_BATCH) * PAGE_DESC_SIZE
-        if within + PAGE_DESC_SIZE > len(block):
-            raise MissingPageError("page's descriptor lies past the end of the file "
-                                   "(truncated dump)", path=self.reader.path,
-                                   address=pfn * bs)
-        d_offset, d_size, d_flags, _pf = _PAGE_DESC.unpack_from(block, within)
-        if self.truncated and d_offset + d_size > self.reader.size and d_offset < (1 << 50):
-            raise MissingPageError("page's data lies past the end of the file (truncated "
-                                   "dump)", path=self.reader.path, address=pfn * bs)
-        if d_offset < 0 or d_size == 0 or d_size > bs or d_offset + d_size > self.reader.size:
-            raise FormatError(f"page descriptor of physical {pfn * bs:#x} points outside "
-                              f"the file ({d_size} bytes at {d_offset:#x})",
-                              path=self.reader.path, offset=at)
-        data = self.reader.read(d_offset, d_size)
-        codec = d_flags & (DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO |
-                           DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD)
-        if not codec:
-            if d_size != bs:
-                raise FormatError(f"uncompressed page of physical {pfn * bs:#x} has "
-                                  f"{d_size} bytes, not {bs}", path=self.reader.path,
-                                  offset=d_offset)
-            return data
-        self.codecs.add(CODECS.get(codec, hex(codec)))
-        try:
-            page = _decompress(codec, data, bs)
-        except FormatError:
-            raise
-        except Exception as exc:  # codec libraries raise their own error types
-            raise FormatError(f"page of physical {pfn * bs:#x} does not decompress "
-                              f"({CODECS.get(codec, codec)}: {exc})", path=self.reader.path,
-                              offset=d_offset) from None
-        if len(page) != bs:
-            raise FormatError(f"page of physical {pfn * bs:#x} decompresses to {len(page)} "
-                              f"bytes, not {bs}", path=self.reader.path, offset=d_offset)
+                                   address=pfn * self.page_size, path=self.reader.path)
         return page
+
+    def _in_page_reader(self) -> Callable[..., bytes | None]:
+        """The reader of bytes inside one dumped page (:attr:`PhysicalLayer._read_in_page`,
+        the hot path of every read of a compressed dump): ``read(paddr, size, keep=False)``
+        gives None when the dump does not hold the page, or the read is not inside one page
+        (the general path then reads or explains it); MissingPageError for a page a
+        truncated file lost, FormatError for a corrupt one.
+
+        Decoded pages are kept in a bounded LRU cache, except the pages of a scan: a page
+        read whole, right after the page before it, unless ``keep`` (the general path's
+        reads of several pages, which small reads often come back to).
+
+        A page's descriptor is found by rank in the dumped bitmap, or as the one after the
+        previous page's when pages are read in order; it is checked against the file before
+        the page's data is decompressed with the codec it names. Everything the function
+        needs is bound here, once, so the per-page work looks nothing up on ``self``."""
+        bs = self.h.block_size
+        shift = bs.bit_length() - 1
+        mask = bs - 1
+        max_mapnr = self.h.max_mapnr
+        dumped = self._dumped_bytes
+        desc_offset = self.h.desc_offset
+        reader = self.reader
+        path = reader.path
+        reader_size = reader.size
+        read_file = reader.read
+        # Page data is sliced directly from a memory map where the reader has one (the
+        # descriptor was checked against the file's size first): the extent in use, a
+        # stretch [lo, hi) of the dump file stored at ``at`` of ``mapped``; reader.read
+        # otherwise (pread of a file too large to map, or the map is closed)
+        extent: Callable[[int], Extent | None]
+        if isinstance(reader, FileSource):
+            whole = None if reader.mapping is None else (0, reader.size, reader.mapping, 0)
+            extent = lambda offset: whole  # noqa: E731
+        else:
+            extent = getattr(reader, "extent", lambda offset: None)
+        ext_lo, ext_hi, ext_at = 0, 0, 0
+        mapped: mmap.mmap | None = None
+        truncated = self.truncated
+        desc_index = self._desc_index
+        desc_block_raw = self._desc_block_raw
+        unpack_desc = _PAGE_DESC.unpack_from
+        batch, desc_size, decompress = DESC_BATCH, PAGE_DESC_SIZE, _decompress
+        cache_pages = self._cache_pages
+        pages = self._pages
+        cached = pages.get
+        move = pages.move_to_end
+        evict = pages.popitem
+        descs: OrderedDict[int, bytes] = OrderedDict()  # raw blocks, most recent last
+        move_desc = descs.move_to_end
+        codecs_seen = self.codecs
+        named: set[int] = set()
+        any_codec = (DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO |
+                     DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD)
+        # the last page decoded and its descriptor's index; the descriptor block last used
+        last_pfn, last_index = -2, -2
+        block_no, block = -1, b""
+        # the last page a scan read, not cached (see below)
+        aside_pfn, aside_page = -1, b""
+        # the data offset of the last page decoded; the data several descriptors share
+        last_offset = shared_offset = shared_size = shared_flags = -1
+        shared_page = b""
+
+        def read(paddr: int, size: int, keep: bool = False) -> bytes | None:
+            nonlocal last_pfn, last_index, block_no, block, aside_pfn, aside_page
+            nonlocal ext_lo, ext_hi, mapped, ext_at, last_offset
+            nonlocal shared_offset, shared_size, shared_flags, shared_page
+            off = paddr & mask
+            if size <= 0 or off + size > bs or paddr < 0:
+                return None
+            pfn = paddr >> shift
+            page = cached(pfn)
+            if page is not None:
+                move(pfn)
+                return page if size == bs else page[off:off + size]
+            if pfn == aside_pfn:  # the page kept aside (below), read again: cached now
+                page, aside_pfn = aside_page, -1
+                pages[pfn] = page
+                if len(pages) > cache_pages:
+                    evict(False)
+                return page if size == bs else page[off:off + size]
+            if pfn >= max_mapnr or not (dumped[pfn >> 3] >> (pfn & 7)) & 1:
+                return None
+            # a dumped page right after the last one decoded has the next descriptor
+            in_order = pfn == last_pfn + 1
+            index = last_index + 1 if in_order else desc_index(pfn)
+            last_pfn, last_index = pfn, index
+            b = index // batch
+            if b != block_no:
+                got = descs.get(b)
+                if got is None:
+                    got = desc_block_raw(b)
+                    descs[b] = got
+                    if len(descs) > DESC_BLOCKS:
+                        descs.popitem(last=False)
+                else:
+                    move_desc(b)
+                block_no, block = b, got
+            within = (index % batch) * desc_size
+            if within + desc_size > len(block):
+                raise MissingPageError("page's descriptor lies past the end of the file "
+                                       "(truncated dump)", path=path, address=pfn * bs)
+            d_offset, d_size, d_flags, _pf = unpack_desc(block, within)
+            if d_offset == shared_offset and d_size == shared_size and d_flags == shared_flags:
+                page = shared_page  # (a descriptor checked and decoded before)
+            else:
+                if d_offset < 0 or d_size == 0 or d_size > bs or d_offset + d_size > reader_size:
+                    if truncated and d_offset + d_size > reader_size and d_offset < (1 << 50):
+                        raise MissingPageError("page's data lies past the end of the file "
+                                               "(truncated dump)", path=path, address=pfn * bs)
+                    raise FormatError(f"page descriptor of physical {pfn * bs:#x} points "
+                                      f"outside the file ({d_size} bytes at {d_offset:#x})",
+                                      path=path, offset=desc_offset + index * PAGE_DESC_SIZE)
+                d_end = d_offset + d_size
+                if not ext_lo <= d_offset or d_end > ext_hi:
+                    found = extent(d_offset)
+                    if found is not None:
+                        ext_lo, ext_hi, mapped, ext_at = found
+                if ext_lo <= d_offset and d_end <= ext_hi and mapped is not None:
+                    try:
+                        data = mapped[ext_at + d_offset - ext_lo:ext_at + d_end - ext_lo]
+                    except ValueError:  # the map is closed: reader.read says so, as a KvmError
+                        data = read_file(d_offset, d_size)
+                else:
+                    data = read_file(d_offset, d_size)
+                codec = d_flags & any_codec
+                if not codec:
+                    if d_size != bs:
+                        raise FormatError(f"uncompressed page of physical {pfn * bs:#x} has "
+                                          f"{d_size} bytes, not {bs}", path=path,
+                                          offset=d_offset)
+                    page = data
+                else:
+                    if codec not in named:
+                        named.add(codec)
+                        codecs_seen.add(CODECS.get(codec, hex(codec)))
+                    try:
+                        page = decompress(codec, data, bs)
+                    except FormatError:
+                        raise
+                    except Exception as exc:  # codec libraries raise their own error types
+                        raise FormatError(f"page of physical {pfn * bs:#x} does not decompress "
+                                          f"({CODECS.get(codec, codec)}: {exc})", path=path,
+                                          offset=d_offset) from None
+                    if len(page) != bs:
+                        raise FormatError(f"page of physical {pfn * bs:#x} decompresses to "
+                                          f"{len(page)} bytes, not {bs}", path=path,
+                                          offset=d_offset)
+                if d_offset == last_offset:
+                    # data another descriptor points at too (a dump stores one page of
+                    # zeros for all its pages of zeros): kept, decoded, for the next ones
+                    shared_offset, shared_size, shared_flags = d_offset, d_size, d_flags
+                    shared_page = page
+                last_offset = d_offset
+            if size == bs and in_order and not keep:
+                # a scan (whole pages, in order; the reader holds each): the page is kept
+                # aside rather than cached, so that reading memory page by page evicts
+                # none of the pages small reads come back to; read again, it is cached
+                aside_pfn, aside_page = pfn, page
+                return page
+            pages[pfn] = page
+            if len(pages) > cache_pages:
+                evict(False)
+            return page if size == bs else page[off:off + size]
+
+        return read
 
     def _desc_block_raw(self, block: int) -> bytes:
         """The bytes of descriptors ``block * DESC_BATCH`` onwards (fewer at the end of
@@ -322,16 +466,15 @@ class KdumpLayer(PhysicalLayer):
         return list(_PAGE_DESC.iter_unpack(self._desc_block_raw(block)))
 
     def _read_chunk(self, paddr: int, size: int) -> bytes:
-        bs = self.h.block_size
+        bs = self.page_size
+        read = self._page_reader
         out = bytearray()
         pos, end = paddr, paddr + size
         while pos < end:
-            pfn = pos // bs
-            page: bytes = self._cache.get(pfn, partial(self._page, pfn))
-            lo = pos - pfn * bs
-            hi = min(bs, end - pfn * bs)
-            out += page[lo:hi]
-            pos = pfn * bs + hi
+            stop = min(end, (pos // bs + 1) * bs)
+            data = read(pos, stop - pos, True)
+            out += data if data is not None else self._page(pos // bs)
+            pos = stop
         return bytes(out)
 
     def _looks_truncated(self) -> bool:
