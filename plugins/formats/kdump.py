@@ -15,18 +15,15 @@ file offset. The header parsers are pure functions of bytes.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Protocol
-
-import construct as cs
-import cramjam
-import lzallright
-import zstandard
 
 from kvmfx.errors import FormatError, MissingPageError
 from kvmfx.hookspecs import hookimpl
@@ -54,36 +51,54 @@ DESC_BATCH = 512
 #: descriptor blocks kept (raw, 12 KiB each: at most 48 MiB)
 DESC_BLOCKS = 4096
 
-NEW_UTSNAME = cs.Struct(*(f / cs.Bytes(65) for f in (
-    "sysname", "nodename", "release", "version", "machine", "domainname")))
-DISK_DUMP_HEADER = cs.Struct(
-    "signature" / cs.Bytes(8),
-    "header_version" / cs.Int32sl,
-    "utsname" / NEW_UTSNAME,
-    cs.Padding(6),
-    "tv_sec" / cs.Int64sl, "tv_usec" / cs.Int64sl,
-    "status" / cs.Int32ul,
-    "block_size" / cs.Int32sl,
-    "sub_hdr_size" / cs.Int32sl,
-    "bitmap_blocks" / cs.Int32ul,
-    "max_mapnr" / cs.Int32ul,
-    "total_ram_blocks" / cs.Int32ul,
-    "device_blocks" / cs.Int32ul,
-    "written_blocks" / cs.Int32ul,
-    "current_cpu" / cs.Int32ul,
-    "nr_cpus" / cs.Int32sl,
-)
-KDUMP_SUB_HEADER = cs.Struct(
-    "phys_base" / cs.Int64ul, "dump_level" / cs.Int32sl, "split" / cs.Int32sl,
-    "start_pfn" / cs.Int64ul, "end_pfn" / cs.Int64ul,
-    "offset_vmcoreinfo" / cs.Int64sl, "size_vmcoreinfo" / cs.Int64ul,
-    "offset_note" / cs.Int64sl, "size_note" / cs.Int64ul,
-    "offset_eraseinfo" / cs.Int64sl, "size_eraseinfo" / cs.Int64ul,
-    "start_pfn_64" / cs.Int64ul, "end_pfn_64" / cs.Int64ul, "max_mapnr_64" / cs.Int64ul,
-)
-PAGE_DESC = cs.Struct("offset" / cs.Int64sl, "size" / cs.Int32ul, "flags" / cs.Int32ul,
-                      "page_flags" / cs.Int64ul)
-PAGE_DESC_SIZE = PAGE_DESC.sizeof()
+PAGE_DESC_SIZE = 24  # the size of PAGE_DESC
+
+
+@functools.cache
+def _layouts() -> SimpleNamespace:
+    """The kdump headers and page descriptor as construct declarations, built when a kdump
+    file is first read (construct is not imported at start-up)."""
+    import construct as cs
+
+    NEW_UTSNAME = cs.Struct(*(f / cs.Bytes(65) for f in (
+        "sysname", "nodename", "release", "version", "machine", "domainname")))
+    DISK_DUMP_HEADER = cs.Struct(
+        "signature" / cs.Bytes(8),
+        "header_version" / cs.Int32sl,
+        "utsname" / NEW_UTSNAME,
+        cs.Padding(6),
+        "tv_sec" / cs.Int64sl, "tv_usec" / cs.Int64sl,
+        "status" / cs.Int32ul,
+        "block_size" / cs.Int32sl,
+        "sub_hdr_size" / cs.Int32sl,
+        "bitmap_blocks" / cs.Int32ul,
+        "max_mapnr" / cs.Int32ul,
+        "total_ram_blocks" / cs.Int32ul,
+        "device_blocks" / cs.Int32ul,
+        "written_blocks" / cs.Int32ul,
+        "current_cpu" / cs.Int32ul,
+        "nr_cpus" / cs.Int32sl,
+    )
+    KDUMP_SUB_HEADER = cs.Struct(
+        "phys_base" / cs.Int64ul, "dump_level" / cs.Int32sl, "split" / cs.Int32sl,
+        "start_pfn" / cs.Int64ul, "end_pfn" / cs.Int64ul,
+        "offset_vmcoreinfo" / cs.Int64sl, "size_vmcoreinfo" / cs.Int64ul,
+        "offset_note" / cs.Int64sl, "size_note" / cs.Int64ul,
+        "offset_eraseinfo" / cs.Int64sl, "size_eraseinfo" / cs.Int64ul,
+        "start_pfn_64" / cs.Int64ul, "end_pfn_64" / cs.Int64ul, "max_mapnr_64" / cs.Int64ul,
+    )
+    PAGE_DESC = cs.Struct("offset" / cs.Int64sl, "size" / cs.Int32ul, "flags" / cs.Int32ul,
+                          "page_flags" / cs.Int64ul)
+    return SimpleNamespace(NEW_UTSNAME=NEW_UTSNAME, DISK_DUMP_HEADER=DISK_DUMP_HEADER,
+                           KDUMP_SUB_HEADER=KDUMP_SUB_HEADER, PAGE_DESC=PAGE_DESC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("NEW_UTSNAME", "DISK_DUMP_HEADER", "KDUMP_SUB_HEADER", "PAGE_DESC"):
+        return getattr(_layouts(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 _PAGE_DESC = struct.Struct("<qIIQ")  # PAGE_DESC, unpacked on the hot path
 
 
@@ -132,10 +147,11 @@ def parse_kdump_header(data: bytes, file_size: int) -> KdumpHeader:
     """Parse and check block 0 and the sub header (``data`` = at least two blocks)."""
     if data[:8] not in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE):
         raise FormatError("not a kdump-compressed dump (no KDUMP signature)", offset=0)
-    if len(data) < DISK_DUMP_HEADER.sizeof():
+    layouts = _layouts()
+    if len(data) < layouts.DISK_DUMP_HEADER.sizeof():
         raise FormatError(f"kdump header truncated ({len(data)} of "
-                          f"{DISK_DUMP_HEADER.sizeof()} bytes)", offset=0)
-    h = DISK_DUMP_HEADER.parse(data)
+                          f"{layouts.DISK_DUMP_HEADER.sizeof()} bytes)", offset=0)
+    h = layouts.DISK_DUMP_HEADER.parse(data)
     if not 0 < h.block_size <= MAX_BLOCK_SIZE or h.block_size & (h.block_size - 1):
         raise FormatError(f"block size {h.block_size} is impossible", offset=428)
     if not 0 < h.sub_hdr_size < 1 << 16:
@@ -144,10 +160,10 @@ def parse_kdump_header(data: bytes, file_size: int) -> KdumpHeader:
         raise FormatError(f"header version {h.header_version} is unknown", offset=8)
     sub: dict[str, int] = {}
     if data[:8] == KDUMP_SIGNATURE:
-        need = h.block_size + KDUMP_SUB_HEADER.sizeof()
+        need = h.block_size + layouts.KDUMP_SUB_HEADER.sizeof()
         if len(data) < need:
             raise FormatError("kdump sub header is truncated", offset=h.block_size)
-        s = KDUMP_SUB_HEADER.parse(data[h.block_size:need])
+        s = layouts.KDUMP_SUB_HEADER.parse(data[h.block_size:need])
         sub = {k: v for k, v in s.items() if not k.startswith("_")}
     max_mapnr = h.max_mapnr
     if h.header_version >= 6 and sub.get("max_mapnr_64"):
@@ -176,6 +192,8 @@ def _decompress(codec: int, data: bytes, block_size: int) -> bytes:
         d = zlib.decompressobj()
         return d.decompress(data, block_size + 1)  # bounded: a bomb stops at one page
     if codec == DUMP_DH_COMPRESSED_LZO:
+        import lzallright  # the codecs are imported when a page needs them
+
         return bytes(lzallright.LZOCompressor.decompress(data, output_size_hint=block_size))
     if codec == DUMP_DH_COMPRESSED_SNAPPY:
         # raw snappy starts with the uncompressed length (a varint), which the library
@@ -190,8 +208,12 @@ def _decompress(codec: int, data: bytes, block_size: int) -> bytes:
                 claimed = block_size + 1
         if claimed > block_size:
             raise ValueError(f"claims {claimed} bytes, more than one {block_size}-byte page")
+        import cramjam
+
         return bytes(cramjam.snappy.decompress_raw(data))
     if codec == DUMP_DH_COMPRESSED_ZSTD:
+        import zstandard
+
         return zstandard.ZstdDecompressor().decompress(data, max_output_size=block_size)
     raise FormatError(f"unknown compression flags {codec:#x}")
 
