@@ -372,8 +372,11 @@ def decode_name_columns(buf: bytes, layout: KallsymsLayout) -> tuple[list[str], 
     # index to its token; the type letter is each name's first character.
     pos = start = layout.names
     size = len(buf)
-    bounds: list[tuple[int, int]] = []
-    add = bounds.append
+    # the names table ends before the token table in every layout: decode up to it once
+    limit = layout.token_table if layout.token_table > start else size
+    region = bytes(buf[start:limit]).decode("latin-1")
+    pieces: list[str] = []
+    add = pieces.append
     for _ in range(layout.num_syms):
         if pos >= size:
             raise FormatError("kallsyms names run past the data", offset=pos)
@@ -386,21 +389,24 @@ def decode_name_columns(buf: bytes, layout: KallsymsLayout) -> tuple[list[str], 
         else:
             pos += 1
         if not n:
-            raise FormatError(f"kallsyms entry {len(bounds)} is empty", offset=pos)
-        add((pos - start, pos - start + n))
+            raise FormatError(f"kallsyms entry {len(pieces)} is empty", offset=pos)
+        if pos + n > limit:
+            raise FormatError("kallsyms names run past their table", offset=pos)
+        add(region[pos - start:pos - start + n])
         pos += n
-    if pos > size:
-        raise FormatError("kallsyms names run past the data", offset=size)
-    region = bytes(buf[start:pos]).decode("latin-1")
+    del region
     table = {i: tok.decode("latin-1") for i, tok in enumerate(tokens)}
-    joined = "\u0100".join([region[a:b] for a, b in bounds]).translate(table)
+    joined = "\u0100".join(pieces).translate(table)
+    del pieces
+    ascii_only = joined.isascii()
     full = joined.split("\u0100")
+    del joined
     if "" in full:
-        i = full.index("")
-        raise FormatError(f"kallsyms entry {i} is empty", offset=start + bounds[i][0])
+        raise FormatError(f"kallsyms entry {full.index('')} is empty", offset=start)
     kinds = "".join([name[0] for name in full])
     names = [name[1:] for name in full]
-    if not joined.isascii():  # tokens hold UTF-8 bytes: decode the names that have any
+    del full
+    if not ascii_only:  # tokens hold UTF-8 bytes: decode the names that have any
         names = [n if n.isascii() else n.encode("latin-1").decode("utf-8", "replace")
                  for n in names]
     return names, kinds
