@@ -238,15 +238,30 @@ class LinuxKernel:
         upid = self.obj("upid", at)
         return int(upid.nr) if upid is not None else None
 
+    def _timekeeper(self) -> int | None:
+        """Where the kernel's timekeeper is: in ``tk_core`` after its seqcount (an unnamed
+        struct, so the offset is the seqcount's size rounded to 8), or, since Linux 6.17,
+        in ``timekeeper_data[TIMEKEEPER_CORE]`` (index 0), a ``struct tk_data``."""
+        addr = self.variable("tk_core", required=False)
+        if addr is not None:
+            seq = self.types.struct_size("seqcount_raw_spinlock")
+            return addr + ((seq + 7) // 8) * 8
+        data = self.symbols.lookup("timekeeper_data")
+        if data is not None and self.types.has("tk_data"):
+            return data + self.types.offsetof("tk_data", "timekeeper")
+        return None
+
     def boot_wall_time(self) -> float | None:
         """Wall-clock boot time (what /proc/stat calls btime), from the timekeeper."""
         if self._boot_wall is False:
             self._boot_wall = None
-            addr = self.variable("tk_core", required=False)
-            if addr is not None:
+            try:
+                tk_at = self._timekeeper()
+            except KvmError:
+                tk_at = None
+            if tk_at is not None:
                 try:
-                    seq = self.types.struct_size("seqcount_raw_spinlock")
-                    tk = self.obj("timekeeper", addr + ((seq + 7) // 8) * 8)
+                    tk = self.obj("timekeeper", tk_at)
                     if tk is not None:
                         offs_real = tk.offs_real
                         offs_boot = tk.offs_boot

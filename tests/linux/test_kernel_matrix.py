@@ -155,3 +155,17 @@ def test_image_symbols_equal_the_debug_packages_system_map(name, no_profile):
     assert sorted(n for n in set(image) - names if not n.startswith(".L"))[:20] == []
     wrong = {n: (hex(image[n]), hex(a)) for n, a in want.items() if image[n] != a}
     assert dict(list(wrong.items())[:20]) == {}, f"{len(wrong)} of {len(want)} differ"
+
+
+@pytest.mark.parametrize("name", list(KERNELS))
+def test_boot_time_and_process_start_times_match_the_guest(name, no_profile):
+    """The timekeeper is found on every kernel (tk_core, or timekeeper_data[0] since
+    Linux 6.17), so boot time and every process's start time are known."""
+    fx = get_fixture(name)
+    k = fx.truth["kernel"]
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        assert s.boot_time() is not None and abs(s.boot_time() - k["btime"]) <= 1
+        started = [p for p in s.processes() if p.pid > 0]
+        assert started and all(p.start_time is not None for p in started)
+        assert all(k["btime"] - 1 <= p.start_time <= k["btime"] + k["uptime"] + 1
+                   for p in started)
