@@ -226,18 +226,56 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _identity(session: Any, spec: DumpSpec) -> dict[str, Any]:
+def capture_time(session: Any) -> str | None:
+    """When the dump was taken (ISO 8601 UTC), as the ``boottime`` command says
+    (``capture_time``: its crash time, else the kernel's clock at its last update); None
+    when no such command is installed or it cannot tell."""
+    command = session.registry.commands.get("boottime")
+    if command is None:
+        return None
+    try:
+        for row in command.run(session, {}):
+            value = row.get("capture_time")
+            return value if isinstance(value, str) and value else None
+    except KvmError:
+        return None
+    return None
+
+
+def dump_identity(session: Any, path: str | None, host: str | None = None) -> dict[str, Any]:
+    """What a row's identity fields say of the dump open in ``session`` (the fields of
+    :class:`kvmfx.exporters.DumpId`): ``path`` (absolute; None for the live system), the
+    host (``host`` if given, else the kernel's own host name, uname nodename, where known),
+    the kernel's release and build id, kvmfx's version, the machine and the capture time.
+    What cannot be read is None; ``sha256`` is left None (``--hash`` fills it)."""
     from kvmfx import __version__
 
-    image = session.image
+    release = build_id = nodename = machine = None
+    if not session.live:
+        try:
+            image = session.image
+            release, build_id = image.release, image.build_id
+            machine = getattr(session.arch, "name", None)
+        except KvmError:
+            pass
     try:
-        nodename = session.uname().get("nodename") or None
+        uts = session.uname()
+        nodename = uts.get("nodename") or None
+        release = release or uts.get("release") or None
+        machine = machine or uts.get("machine") or None
     except KvmError:
-        nodename = None
-    return {"path": spec.path, "host": spec.host or nodename,
-            "kernel_release": image.release, "build_id": image.build_id, "sha256": None,
-            "kvmfx_version": __version__, "machine": getattr(session.arch, "name", None),
-            "nodename": nodename}
+        pass
+    return {"path": os.path.abspath(path) if path is not None else None,
+            "host": host or nodename, "kernel_release": release, "build_id": build_id,
+            "sha256": None, "kvmfx_version": __version__, "machine": machine,
+            "nodename": nodename, "captured": capture_time(session)}
+
+
+def _identity(session: Any, spec: DumpSpec) -> dict[str, Any]:
+    _ = session.image  # a dump whose kernel cannot be found fails here, with that reason
+    identity = dump_identity(session, spec.path, spec.host)
+    identity["path"] = spec.path
+    return identity
 
 
 def run_dump(spec: DumpSpec, options: TaskOptions) -> dict[str, Any]:
@@ -425,7 +463,8 @@ def _dump_id(identity: dict[str, Any]) -> Any:
     from kvmfx.exporters import DumpId
 
     fields = {k: identity.get(k) for k in DumpId.__dataclass_fields__ if k != "path"}
-    return DumpId(path=str(identity.get("path")), **fields)
+    path = identity.get("path")
+    return DumpId(path=str(path) if path is not None else None, **fields)
 
 
 def _columns(registry: Any, command: str) -> list[Any]:

@@ -2,7 +2,8 @@
 
 Exit status: 0 success; 1 internal error (a bug: rerun with --debug); 2 usage error;
 3 unreadable or unusable input (the one-line message names file, offset or address);
-4 partial result (output written, some rows flagged ``partial``).
+4 partial result (output written, some rows flagged ``partial``, or Timesketch events
+without a time).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from kvmfx.commands import OUTPUT_FORMATS, Column
+from kvmfx.commands import IDENTIFIED_FORMATS, OUTPUT_FORMATS, Column
 from kvmfx.errors import KvmError, KvmOpenError
 from kvmfx.symbols import TYPE_FORMATS
 
 if TYPE_CHECKING:  # the rest is imported when a command runs (kvmfx --help stays quick)
+    from kvmfx.exporters import DumpId
     from kvmfx.registry import Registry
     from kvmfx.session import Session
 
@@ -366,24 +368,68 @@ def _option_to_click(opt: Any) -> Any:
     return click.option(decl, opt.name, type=kind, default=opt.default, help=opt.help)
 
 
+def _dump_identity(session: Session, path: str | None, host: str | None,
+                   use_hash: bool) -> DumpId:
+    """The identity ``kvmfx batch`` gives this dump's rows (kvmfx/batch.py)."""
+    from kvmfx.batch import dump_identity, file_sha256
+    from kvmfx.exporters import DumpId
+
+    identity = dump_identity(session, path, host)
+    if use_hash and path is not None:
+        identity["sha256"] = file_sha256(path)
+    return DumpId(**identity)
+
+
+def _process_starts(session: Session, plugin: str, command: Any) -> dict[int, str]:
+    """pid -> start time for the rows of a process command without a start of their own
+    (envars, threads, pstree): from pslist on the same session, as ``kvmfx batch`` takes
+    them from the commands run with it; none when pslist cannot tell."""
+    from kvmfx.exporters import PROCESS_COMMANDS, process_starts
+
+    if plugin not in PROCESS_COMMANDS or any(c.name == "start_time" for c in command.columns):
+        return {}
+    pslist = session.registry.commands.get("pslist")
+    if pslist is None:
+        return {}
+    try:
+        return process_starts({"pslist": list(pslist.run(session, {}))})
+    except KvmError:
+        return {}
+
+
 def _command_for(plugin: str, command: Any, name: str) -> click.Command:
     """The click command that runs plugin command ``command`` (shown as ``name``)."""
 
     @_guarded
     def invoke(corefile: str | None, core_opt: str | None, execfile: str | None,
-               swapfile: str | None, fmt: str, output: str | None, **opts: Any) -> None:
+               swapfile: str | None, fmt: str, output: str | None, id_host: str | None,
+               use_hash: bool, **opts: Any) -> None:
         state = click.get_current_context().find_object(_State)
         assert state is not None
         path = _corefile(corefile, core_opt)
+        if (id_host is not None or use_hash) and fmt not in IDENTIFIED_FORMATS:
+            which = "--host" if id_host is not None else "--hash"
+            raise click.UsageError(f"{which} labels the rows of --format "
+                                   f"{', '.join(IDENTIFIED_FORMATS)} (not {fmt})")
+        if use_hash and path is None:
+            raise click.UsageError("--hash needs a dump (the live system is no file)")
         _check_output(output)
+        untimed = 0
         with _session(state, path, execfile, swapfile) as session:
             partial = [False]
-            from kvmfx.render import render, tee_partial
+            from kvmfx.render import render, render_exported, tee_partial
 
             rows = tee_partial(command.run(session, opts), partial)
+            columns = list(command.columns) or [Column("value")]
             out = _open_output(output)
             try:
-                render(fmt, list(command.columns) or [Column("value")], rows, out)
+                if fmt in IDENTIFIED_FORMATS:
+                    untimed = render_exported(
+                        fmt, plugin, list(command.columns), rows, out,
+                        dump=lambda: _dump_identity(session, path, id_host, use_hash),
+                        starts=lambda: _process_starts(session, plugin, command)).untimed
+                else:
+                    render(fmt, columns, rows, out)
             finally:
                 if out is not sys.stdout:
                     out.close()
@@ -392,16 +438,27 @@ def _command_for(plugin: str, command: Any, name: str) -> click.Command:
             warnings = list(session.warnings)
         for warning in warnings:
             click.echo(f"kvmfx: warning: {warning}", err=True)
-        if partial[0] or warnings:
-            what = "rows flagged partial" if partial[0] else "see the warnings"
+        if untimed:
+            events = "1 event" if untimed == 1 else f"{untimed} events"
+            click.echo(f"kvmfx: {plugin}: {events} without a time (datetime null; the "
+                       "reason in no_time_reason)", err=True)
+        if partial[0] or warnings or untimed:
+            what = "rows flagged partial" if partial[0] else \
+                "see the warnings" if warnings else "events without a time"
             click.echo(f"kvmfx: {plugin}: partial result ({what})", err=True)
             sys.exit(EXIT_PARTIAL)
 
     params = [click.argument("corefile", required=False, type=click.Path()), *_COMMON,
               click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text",
-                           help="Output format."),
+                           help="Output format (jsonl, timesketch and ecs: each row with the "
+                                "dump's identity, as kvmfx batch writes it; docs/output.md)."),
               click.option("-o", "--output", type=click.Path(), default=None,
                            help="Write to FILE instead of stdout."),
+              click.option("--host", "id_host", default=None, metavar="NAME",
+                           help="jsonl/timesketch/ecs: the host name rows carry (default: "
+                                "the dump's own, uname nodename, where known)."),
+              click.option("--hash", "use_hash", is_flag=True,
+                           help="jsonl/timesketch/ecs: the dump's sha256 in every row."),
               *(_option_to_click(o) for o in command.options)]
     return click.command(name, help=command.description, context_settings=_HELP)(
         _apply(params, invoke))
@@ -553,7 +610,7 @@ def batch_cmd(state: _State, inputs: tuple[str, ...], commands: tuple[str, ...],
                                        file_format=file_format):
         if written.left_out:
             click.echo(f"kvmfx: batch: {written.path}: {written.left_out} rows without a "
-                       "time left out (processes whose start could not be read)", err=True)
+                       "time left out (no process start and no capture time known)", err=True)
     if report:
         from kvmfx.report import write_report
 

@@ -25,7 +25,10 @@ class Column:
 
 
 #: Output formats of command rows (kvmfx/render.py).
-OUTPUT_FORMATS = ("text", "json", "jsonl", "csv")
+OUTPUT_FORMATS = ("text", "json", "jsonl", "csv", "timesketch", "ecs")
+#: The formats whose rows carry the dump's identity (``kvmfx run --host``, ``--hash``):
+#: the lines ``kvmfx batch`` writes (kvmfx/exporters.py).
+IDENTIFIED_FORMATS = ("jsonl", "timesketch", "ecs")
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,14 @@ reads a dump: ``kvmfx batch`` and tests call them on rows (docs/batch.md).
   ``dump_host``, ``kernel_release``, ``build_id``, ``dump_sha256``, ``kvmfx_version``,
   ``command``), so that lines from many hosts can be concatenated.
 * :func:`timesketch_event`: Timesketch's required ``message``, ``datetime`` (ISO 8601 UTC) and
-  ``timestamp_desc``, then the identity and the row's fields.
+  ``timestamp_desc``, then the identity and the row's fields. The time is the row's own
+  (its process's start); a row without one takes the dump's capture time
+  (:attr:`DumpId.captured`), and says so in ``timestamp_desc``; no time is ever made up.
 * :func:`ecs_document`: an Elastic Common Schema document (``@timestamp``, ``ecs.version``,
   ``event.*``, ``process.*``, ``host.*``, ``user.id``); kvmfx's provenance under ``kvmfx.*``.
+
+``kvmfx batch`` and ``kvmfx run --format jsonl|timesketch|ecs`` both write through these, so a
+dump's lines are the same whichever wrote them (docs/output.md).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ PROCESS_COMMANDS = frozenset({"pslist", "psaux", "envars", "pstree", "threads", 
 class DumpId:
     """Who a row came from: the dump file and the kernel in it."""
 
-    path: str
+    #: the dump file (absolute); None for the live system
+    path: str | None
     host: str | None = None
     kernel_release: str | None = None
     build_id: str | None = None
@@ -48,6 +54,9 @@ class DumpId:
     machine: str | None = None
     #: the kernel's own host name (uname nodename), for ECS ``host.hostname``
     nodename: str | None = None
+    #: when the dump was taken (ISO 8601 UTC), where the dump says: the time of rows that
+    #: have none of their own
+    captured: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +94,14 @@ def utc_iso(value: str) -> str | None:
     return when.astimezone(_dt.UTC).isoformat(timespec="seconds")
 
 
+#: ``timestamp_desc`` of an event timed by its process's start / by the dump's capture time.
+PROCESS_START = "Process Start Time"
+DUMP_CAPTURE = "Dump Capture Time"
+#: ``timestamp_desc`` of an event for which no time is known (``datetime`` null; only written
+#: by ``kvmfx run``: :func:`timesketch_event` with ``keep_untimed``).
+NO_TIME = "No Time Known"
+
+
 def _event_time(row: dict[str, Any], starts: dict[int, str]) -> str | None:
     start = row.get("start_time")
     if not isinstance(start, str):
@@ -109,7 +126,7 @@ def _text(value: Any) -> str:
 
 def message(row: dict[str, Any], dump: DumpId, command: str) -> str:
     """One line a timeline reader understands: host, what, which process, its command line."""
-    host = dump.host or dump.path
+    host = dump.host or dump.path or "live system"
     if command in PROCESS_COMMANDS and "pid" in row:
         who = f"{row.get('comm') or '?'} (pid {row.get('pid')}"
         who += f", ppid {row['ppid']}" if row.get("ppid") is not None else ""
@@ -129,20 +146,39 @@ def message(row: dict[str, Any], dump: DumpId, command: str) -> str:
 
 #: Timesketch's own fields: a row field of the same name is kept as ``kvmfx_<name>``.
 _TIMESKETCH_RESERVED = frozenset({"message", "datetime", "timestamp", "timestamp_desc",
-                                  "data_type"})
+                                  "data_type", "no_time_reason"})
+
+
+def untimed_reason(row: dict[str, Any], dump: DumpId, command: str) -> str:
+    """Why a row has no time: what is missing, for the event's ``no_time_reason``."""
+    capture = "the live system has no capture time" if dump.path is None else \
+        "the dump's capture time is not known"
+    if "start_time" in row or (command in PROCESS_COMMANDS and "pid" in row):
+        return f"the process's start time could not be read and {capture}"
+    return f"{command} rows have no time and {capture}"
 
 
 def timesketch_event(row: dict[str, Any], dump: DumpId, command: str,
-                     starts: dict[int, str]) -> dict[str, Any] | None:
-    """A Timesketch event for ``row``: ``message``, ``datetime`` (the process's start, ISO
-    8601 UTC), ``timestamp_desc``, ``data_type``, then the identity and the row's fields.
-    None when the row has no time (Timesketch requires one)."""
-    when = _event_time(row, starts)
-    if when is None:
+                     starts: dict[int, str], *,
+                     keep_untimed: bool = False) -> dict[str, Any] | None:
+    """A Timesketch event for ``row``: ``message``, ``datetime`` (ISO 8601 UTC),
+    ``timestamp_desc``, ``data_type``, then the identity and the row's fields.
+
+    ``datetime`` is the process's start (``Process Start Time``); for a row without one
+    (a command without times, a process whose start could not be read) the dump's capture
+    time (``Dump Capture Time``). When neither is known the row is None (Timesketch requires
+    a time), or with ``keep_untimed`` an event whose ``datetime`` is null, ``timestamp_desc``
+    ``No Time Known`` and ``no_time_reason`` says why."""
+    when, desc = _event_time(row, starts), PROCESS_START
+    if when is None and dump.captured is not None:
+        when, desc = utc_iso(dump.captured), DUMP_CAPTURE
+    if when is None and not keep_untimed:
         return None
     event: dict[str, Any] = {"message": message(row, dump, command), "datetime": when,
-                             "timestamp_desc": "Process Start Time",
+                             "timestamp_desc": desc if when is not None else NO_TIME,
                              "data_type": f"kvmfx:{command}"}
+    if when is None:
+        event["no_time_reason"] = untimed_reason(row, dump, command)
     for key, value in with_identity(row, dump, command).items():
         name = key.lstrip("_") or "field"  # Timesketch drops fields starting with "_"
         event[f"kvmfx_{name}" if name in _TIMESKETCH_RESERVED else name] = value
@@ -168,10 +204,11 @@ def _drop_none(doc: dict[str, Any]) -> dict[str, Any]:
 
 def ecs_document(row: dict[str, Any], dump: DumpId, command: str, starts: dict[int, str],
                  created: str) -> dict[str, Any]:
-    """An ECS document for ``row``. ``@timestamp`` is the process's start when known,
-    else ``created`` (when kvmfx wrote the document: ECS's rule for events without a time
-    of their own). Fields kvmfx does not know are left out (``process.executable``: a dump
-    holds argv[0], which a process may set to anything)."""
+    """An ECS document for ``row``. ``@timestamp`` is the process's start when known, else
+    the dump's capture time when known, else ``created`` (when kvmfx wrote the document:
+    ECS's rule for events without a time of their own). Fields kvmfx does not know are left
+    out (``process.executable``: a dump holds argv[0], which a process may set to
+    anything)."""
     when = _event_time(row, starts)
     is_process = command in PROCESS_COMMANDS and _int(row.get("pid")) is not None
     argv = _vector(row.get("argv"))
@@ -201,7 +238,7 @@ def ecs_document(row: dict[str, Any], dump: DumpId, command: str, starts: dict[i
         process["real_user"] = {"id": str(uid)} if uid is not None else None
         process["real_group"] = {"id": str(gid)} if gid is not None else None
     doc = {
-        "@timestamp": when or created,
+        "@timestamp": when or (utc_iso(dump.captured) if dump.captured else None) or created,
         "message": message(row, dump, command),
         "ecs": {"version": ECS_VERSION},
         "event": {"kind": "state", "category": ["process" if is_process else "host"],

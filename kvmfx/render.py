@@ -1,6 +1,9 @@
-"""Renderers: rows from a command to an aligned table, JSON, JSON lines or CSV.
+"""Renderers: rows from a command to an aligned table, JSON, JSON lines, CSV, Timesketch
+events or ECS documents.
 
-All formats carry the same columns under the same names (docs/output.md). Lists (argv, envv)
+All formats carry the same columns under the same names (docs/output.md); ``jsonl`` puts the
+dump's identity in front of them, and ``timesketch`` and ``ecs`` are the mappings of
+:mod:`kvmfx.exporters` (:func:`render_exported`), as ``kvmfx batch`` writes them. Lists (argv, envv)
 are JSON arrays in json/jsonl, JSON-encoded strings in CSV cells, and space-joined in text.
 Text cells show control characters escaped (``a\\tb``), so that a table row is one line and no
 character of a value is expanded, interpreted by the terminal or dropped.
@@ -11,12 +14,16 @@ from __future__ import annotations
 import csv
 import json
 import unicodedata
-from collections.abc import Iterable, Iterator
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 
-from kvmfx.commands import OUTPUT_FORMATS, Column
+from kvmfx.commands import IDENTIFIED_FORMATS, OUTPUT_FORMATS, Column
+
+if TYPE_CHECKING:
+    from kvmfx.exporters import DumpId
 
 FORMATS = OUTPUT_FORMATS
 
@@ -135,8 +142,70 @@ RENDERERS = {"text": render_text, "json": render_json, "jsonl": render_jsonl,
 
 def render(fmt: str, columns: list[Column], rows: Iterable[dict[str, Any]],
            out: IO[str]) -> int:
-    """Write ``rows`` in format ``fmt``; returns the number of rows."""
+    """Write ``rows`` in format ``fmt`` (one of :data:`RENDERERS`); returns the number of
+    rows."""
     return RENDERERS[fmt](columns, rows, out)
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What :func:`render_exported` wrote: rows, and of them the Timesketch events that
+    carry no time (``datetime`` null: no time of their own and no capture time known)."""
+
+    rows: int
+    untimed: int = 0
+
+
+def _line(record: dict[str, Any], out: IO[str]) -> None:
+    out.write(json.dumps(record, ensure_ascii=False))  # as kvmfx batch writes its JSONL
+    out.write("\n")
+
+
+def render_exported(fmt: str, command: str, columns: list[Column],
+                    rows: Iterable[dict[str, Any]], out: IO[str], *,
+                    dump: Callable[[], DumpId],
+                    starts: Callable[[], dict[int, str]] = dict,
+                    created: str | None = None) -> Exported:
+    """Write ``rows`` of ``command`` in one of :data:`IDENTIFIED_FORMATS`, through the
+    mappings of :mod:`kvmfx.exporters` (the lines ``kvmfx batch`` writes for that dump):
+
+    * ``jsonl``: the identity fields, then the declared columns, one object per line;
+    * ``timesketch``: one event per row (a row without any known time is written with
+      ``datetime`` null and ``no_time_reason``, and counted in ``untimed``);
+    * ``ecs``: one ECS document per row (``created``: ``event.created``, default now).
+
+    ``dump`` and ``starts`` (pid -> process start, for rows without a start of their own)
+    are called once, when the first row is there: a command that fails writes nothing and
+    reads nothing more."""
+    import datetime as _dt
+
+    from kvmfx import exporters
+
+    if fmt not in IDENTIFIED_FORMATS:
+        raise ValueError(f"not a format with the dump's identity: {fmt}")
+    if created is None:
+        created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    declared = [c.name for c in columns]
+    ident: DumpId | None = None
+    known: dict[int, str] = {}
+    n = untimed = 0
+    for row in rows:
+        if ident is None:
+            ident = dump()
+            known = starts()
+        if fmt == "jsonl":
+            plain = exporters.with_identity(row, ident, command)
+            names = [*exporters.IDENTITY_FIELDS, *(declared or row)]
+            _line({k: plain.get(k) for k in names}, out)
+        elif fmt == "timesketch":
+            event = exporters.timesketch_event(row, ident, command, known, keep_untimed=True)
+            assert event is not None
+            untimed += event["datetime"] is None
+            _line(event, out)
+        else:
+            _line(exporters.ecs_document(row, ident, command, known, created), out)
+        n += 1
+    return Exported(n, untimed)
 
 
 def tee_partial(rows: Iterable[dict[str, Any]], seen: list[bool]) -> Iterator[dict[str, Any]]:

@@ -78,17 +78,21 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def single_run(command: str, path: str) -> tuple[int, list[dict[str, Any]], str]:
-    """``kvmfx run COMMAND PATH --format jsonl``: exit status, rows, stderr."""
-    result = CliRunner().invoke(main, ["run", command, path, "--format", "jsonl"])
+def single_run(command: str, path: str, host: str | None = None
+               ) -> tuple[int, list[dict[str, Any]], str]:
+    """``kvmfx run COMMAND PATH --format jsonl [--host HOST]``: exit status, rows (the
+    dump's identity in front), stderr."""
+    result = CliRunner().invoke(main, ["run", command, path, "--format", "jsonl",
+                                       *(["--host", host] if host else [])])
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     return result.exit_code, rows, result.stderr
 
 
 @pytest.fixture(scope="session")
 def reference(fleet: Fleet) -> dict[tuple[str, str], tuple[int, list[dict[str, Any]], str]]:
-    """What ``kvmfx run`` gives for each dump of the fleet alone, per command."""
-    return {(path, command): single_run(command, path)
+    """What ``kvmfx run`` gives for each dump of the fleet alone, per command (with the
+    manifest's host name as ``--host``): the rows a batch writes for that dump."""
+    return {(path, command): single_run(command, path, fleet.hosts.get(path))
             for path in fleet.paths for command in COMMANDS}
 
 

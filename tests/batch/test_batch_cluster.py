@@ -46,9 +46,9 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _check_against_single_runs(fleet: Any, reference: Any, outdir: Path) -> None:
-    """Every command's output: for each dump, row for row what ``kvmfx run`` gives alone;
-    no dump twice; the corrupt one absent from the rows and failed in the summary with
-    run's own error line."""
+    """Every command's output: for each dump, row for row what ``kvmfx run --format jsonl``
+    gives alone, identity included; no dump twice; the corrupt one absent from the rows and
+    failed in the summary with run's own error line."""
     summary = json.loads((outdir / "batch.json").read_text())
     entries = {e["path"]: e for e in summary["dumps"]}
     assert sorted(entries) == sorted(fleet.paths)
@@ -57,7 +57,7 @@ def _check_against_single_runs(fleet: Any, reference: Any, outdir: Path) -> None
         by_dump: dict[str, list[dict[str, Any]]] = {}
         for row in rows:
             assert row["command"] == command and row["kvmfx_version"]
-            by_dump.setdefault(row["dump_path"], []).append(strip_identity(row))
+            by_dump.setdefault(row["dump_path"], []).append(row)
         for path in fleet.paths:
             status, expected, stderr = reference[(path, command)]
             entry = entries[path]
@@ -162,10 +162,12 @@ def test_a_manifest_gives_each_dump_its_swap_file(dask_client, tmp_path):
     state, outcome = run_batch(specs, TaskOptions(("psaux",)), tmp_path / "out", dask_client)
     assert outcome.ran == 1
     write_outputs(state, ("psaux",), _registry())
-    got = [strip_identity(r) for r in _jsonl(tmp_path / "out" / "psaux.jsonl")]
-    single = CliRunner().invoke(main, ["run", "psaux", dump, "-W", swap, "--format", "jsonl"])
+    got = _jsonl(tmp_path / "out" / "psaux.jsonl")
+    single = CliRunner().invoke(main, ["run", "psaux", dump, "-W", swap, "--format", "jsonl",
+                                       "--host", "swapper"])
     assert got == [json.loads(line) for line in single.stdout.splitlines()]
-    without = CliRunner().invoke(main, ["run", "psaux", dump, "--format", "jsonl"])
+    without = CliRunner().invoke(main, ["run", "psaux", dump, "--format", "jsonl",
+                                        "--host", "swapper"])
     assert got != [json.loads(line) for line in without.stdout.splitlines()]  # -W mattered
 
 
@@ -182,7 +184,7 @@ def test_shipped_dumps_give_the_same_rows_under_their_own_names(
     rows = _jsonl(tmp_path / "out" / "psaux.jsonl")
     for path in dumps[:2]:
         assert [strip_identity(r) for r in rows if r["dump_path"] == path] == \
-            reference[(path, "psaux")][1]
+            [strip_identity(r) for r in reference[(path, "psaux")][1]]
     assert state.dumps[str(fleet.corrupt)]["error"] == \
         reference[(str(fleet.corrupt), "psaux")][2].strip()
     assert not list(Path(tempfile.gettempdir()).glob("kvmfx-shipped-*"))
@@ -256,4 +258,4 @@ def test_an_interrupted_batch_resumes_where_it_stopped(fleet, reference, dask_cl
         rows = _jsonl(outdir / f"{command}.jsonl")
         for spec in specs:
             assert [strip_identity(r) for r in rows if r["dump_path"] == spec.path] == \
-                reference[(spec.path, command)][1]
+                [strip_identity(r) for r in reference[(spec.path, command)][1]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -53,6 +54,35 @@ def test_envars_rows_take_the_start_time_of_their_process():
 
 def test_a_row_without_a_time_is_no_timesketch_event():
     assert timesketch_event({"sysname": "Linux"}, DUMP, "uname", {}) is None
+
+
+def test_a_row_without_a_time_takes_the_dump_capture_time_and_says_so():
+    captured = replace(DUMP, captured="2026-12-02T02:12:37+00:00")
+    event = timesketch_event({"sysname": "Linux"}, captured, "uname", {})
+    assert event is not None and event["datetime"] == "2026-12-02T02:12:37+00:00"
+    assert event["timestamp_desc"] == "Dump Capture Time" and "no_time_reason" not in event
+    row = {**PSAUX, "start_time": None}  # a process whose start could not be read
+    event = timesketch_event(row, captured, "psaux", {})
+    assert event is not None and event["timestamp_desc"] == "Dump Capture Time"
+    timed = timesketch_event(PSAUX, captured, "psaux", {})  # its own start comes first
+    assert timed is not None and timed["timestamp_desc"] == "Process Start Time"
+    doc = ecs_document({"sysname": "Linux"}, captured, "uname", {}, CREATED)
+    assert doc["@timestamp"] == "2026-12-02T02:12:37+00:00" and problems(doc) == []
+
+
+def test_an_untimed_row_kept_has_a_null_time_and_the_reason():
+    event = timesketch_event({"sysname": "Linux"}, DUMP, "uname", {}, keep_untimed=True)
+    assert event is not None and event["datetime"] is None
+    assert event["timestamp_desc"] == "No Time Known"
+    assert event["no_time_reason"] == \
+        "uname rows have no time and the dump's capture time is not known"
+    event = timesketch_event({**PSAUX, "start_time": None}, DUMP, "psaux", {},
+                             keep_untimed=True)
+    assert event is not None and event["no_time_reason"].startswith(
+        "the process's start time could not be read")
+    # a row field named like the reason is kept under kvmfx_
+    event = timesketch_event({"no_time_reason": "x"}, DUMP, "uname", {}, keep_untimed=True)
+    assert event is not None and event["kvmfx_no_time_reason"] == "x"
 
 
 def test_ecs_process_document_is_valid_ecs():

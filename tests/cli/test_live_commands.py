@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kvmfx.exporters import IDENTITY_FIELDS
 from tests.conftest import proc_vector
 
 
@@ -86,7 +87,13 @@ def test_all_formats_carry_the_same_columns(marked_process):
     jl = json.loads(kvmfx("run", "psaux", "--format", "jsonl", "--pid", pid).stdout)
     rows = list(csv.DictReader(io.StringIO(kvmfx("run", "psaux", "--format", "csv",
                                                  "--pid", pid).stdout)))
-    assert list(js) == list(jl) == list(rows[0])
+    # jsonl: the same columns after the identity (the live system: no dump file)
+    assert list(js) == list(rows[0])
+    assert list(jl) == [*IDENTITY_FIELDS, *js]
+    assert (jl["dump_path"], jl["dump_sha256"], jl["command"]) == (None, None, "psaux")
+    assert jl["dump_host"] == os.uname().nodename
+    assert jl["kernel_release"] == os.uname().release
+    assert jl["argv"] == js["argv"]
     assert json.loads(rows[0]["argv"]) == js["argv"]
     text = kvmfx("run", "psaux", "--pid", pid).stdout.splitlines()
     assert text[0].split()[:3] == ["PID", "PPID", "UID"]
