@@ -68,13 +68,11 @@ def capture_wall_time(session: Session) -> float | None:
         profile = session.profile
         if not isinstance(profile, LinuxDumpProfile):
             return None
-        kernel = profile._kernel(session)
-        addr = kernel.variable("tk_core", required=False)
-        if addr is None:
+        kernel = profile.kernel(session)
+        at = kernel.timekeeper()
+        if at is None:
             return None
-        # tk_core is { seqcount_raw_spinlock_t seq; struct timekeeper timekeeper; }
-        seq = session.types.struct_size("seqcount_raw_spinlock")
-        tk = kernel.obj("timekeeper", addr + ((seq + 7) // 8) * 8)
+        tk = kernel.obj("timekeeper", at)
         wall = int(tk.xtime_sec) if tk is not None else None
     except KvmError:
         return None

@@ -238,7 +238,7 @@ class LinuxKernel:
         upid = self.obj("upid", at)
         return int(upid.nr) if upid is not None else None
 
-    def _timekeeper(self) -> int | None:
+    def timekeeper(self) -> int | None:
         """Where the kernel's timekeeper is: in ``tk_core`` after its seqcount (an unnamed
         struct, so the offset is the seqcount's size rounded to 8), or, since Linux 6.17,
         in ``timekeeper_data[TIMEKEEPER_CORE]`` (index 0), a ``struct tk_data``."""
@@ -256,7 +256,7 @@ class LinuxKernel:
         if self._boot_wall is False:
             self._boot_wall = None
             try:
-                tk_at = self._timekeeper()
+                tk_at = self.timekeeper()
             except KvmError:
                 tk_at = None
             if tk_at is not None:
@@ -988,7 +988,7 @@ class LinuxDumpProfile:
     name = "linux"
     description = "Linux from kernel memory: task list, cred, mm (argv/environ)"
 
-    def _kernel(self, session: Session) -> LinuxKernel:
+    def kernel(self, session: Session) -> LinuxKernel:
         k = session.plugin_data.get("linux-kernel")
         if k is None:
             k = LinuxKernel(session)
@@ -1010,7 +1010,7 @@ class LinuxDumpProfile:
         return 80
 
     def processes(self, session: Session) -> Iterator[Process]:
-        k = self._kernel(session)
+        k = self.kernel(session)
         k.begin_pass()
         fast = k.fast()
         init = k.symbols.address_of("init_task")
@@ -1032,7 +1032,7 @@ class LinuxDumpProfile:
                 session.warnings.append(f"process at {task.address:#x} skipped: {exc}")
 
     def threads(self, session: Session, proc: Process) -> Iterator[Process]:
-        k = self._kernel(session)
+        k = self.kernel(session)
         for t in task_threads(k, k.task(proc.handle)):
             p = task_to_process(k, t)
             p.pid = t.pid
@@ -1047,12 +1047,12 @@ class LinuxDumpProfile:
     def _vector(self, session: Session, proc: Process, which: str) -> ArgVector:
         """argv/envv; a task or mm that cannot be read leaves nothing read, with why."""
         try:
-            return _vector(self._kernel(session), proc, which)
+            return _vector(self.kernel(session), proc, which)
         except KvmError as exc:
             return ArgVector([], partial=True, missing=str(exc))
 
     def loadavg(self, session: Session) -> tuple[float, float, float]:
-        k = self._kernel(session)
+        k = self.kernel(session)
         addr = k.variable("avenrun")
         assert addr is not None  # required: SymbolError otherwise
         raw = session.read(addr, 24)
@@ -1066,7 +1066,7 @@ class LinuxDumpProfile:
         return out[0], out[1], out[2]
 
     def boot_time(self, session: Session) -> float | None:
-        return self._kernel(session).boot_wall_time()
+        return self.kernel(session).boot_wall_time()
 
     def describe(self, session: Session) -> dict[str, Any]:
         """For ``kvmfx info``: the pages the dump's filter left out, and how many of them
@@ -1076,7 +1076,7 @@ class LinuxDumpProfile:
 
     def banner(self, session: Session) -> str:
         """The kernel's linux_banner string."""
-        k = self._kernel(session)
+        k = self.kernel(session)
         addr = k.symbols.lookup("linux_banner")
         if addr is None:  # kallsyms of code only: the banner as found in memory
             found = session.image.banner()
@@ -1087,7 +1087,7 @@ class LinuxDumpProfile:
         return raw.decode("utf-8", "replace").rstrip("\n")
 
     def uname(self, session: Session) -> dict[str, str]:
-        k = self._kernel(session)
+        k = self.kernel(session)
         ns = Object(k.types, "uts_namespace", k.symbols.address_of("init_uts_ns"), k.read)
         name = ns.name
         return {f: cstring(name.member(f)).decode("utf-8", "replace")

@@ -53,7 +53,7 @@ def _plausible(task: Object, kernel_start: int) -> bool:
 
 def scan_tasks(session: Session) -> Iterator[ScannedTask]:
     """Every task_struct-shaped slot of the task cache's slabs in physical memory."""
-    k: LinuxKernel = session.profile._kernel(session)
+    k: LinuxKernel = session.profile.kernel(session)
     types, symbols = k.types, k.symbols
     cache_var = k.variable("task_struct_cachep")
     assert cache_var is not None  # required: SymbolError otherwise
