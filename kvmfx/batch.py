@@ -219,11 +219,8 @@ def _registry(plugin_dirs: tuple[str, ...]) -> Any:
 
 
 def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def capture_time(session: Any) -> str | None:
