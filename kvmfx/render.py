@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
-from rich.cells import cell_len
-
 from kvmfx.commands import IDENTIFIED_FORMATS, OUTPUT_FORMATS, Column
 
 if TYPE_CHECKING:
@@ -90,7 +88,12 @@ def render_text(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[s
     names = _names(columns, rows)
     cells = [[_cut(_cell_text(r.get(n))) for n in names] for r in rows]
     header = [n.upper() for n in names]
-    lens = [[cell_len(x) for x in c] for c in [header, *cells]]
+    if all(x.isascii() for c in cells for x in c):
+        lens = [[len(x) for x in c] for c in [header, *cells]]
+    else:  # wide and zero-width characters: terminal cells as rich counts them
+        from rich.cells import cell_len
+
+        lens = [[cell_len(x) for x in c] for c in [header, *cells]]
     widths = [max(row[i] for row in lens) for i in range(len(names))]
     numeric = {c.name for c in columns if c.type in ("int", "float")}
     right = [n in numeric for n in names]
