@@ -23,6 +23,18 @@ _PROFILE_DIR = tempfile.mkdtemp(prefix="kvmfx-profiles-")
 os.environ["KVMFX_PROFILE_DIR"] = _PROFILE_DIR
 atexit.register(shutil.rmtree, _PROFILE_DIR, ignore_errors=True)
 
+# KVMFX_FIXTURE_NO_BUILD=1: use the fixtures already built, never boot a guest to build one
+# (several test runs sharing one cache while the factory changes elsewhere).
+if os.environ.get("KVMFX_FIXTURE_NO_BUILD"):
+    import tests.factory as _factory
+
+    def _no_boot(scenario: object, *args: object, **kwargs: object) -> float:
+        raise _factory.FactoryError(
+            f"fixture {getattr(scenario, 'name', scenario)!r} is not built for this tree's "
+            "factory and KVMFX_FIXTURE_NO_BUILD is set")
+
+    _factory.boot_and_dump = _no_boot  # type: ignore[assignment]
+
 #: argv of the marked process: spaces, unicode, empty strings, 200 arguments.
 MARK_ARGS = ["a", "b c", "", "ünïcødé ✓", "tab\there", *[f"arg{i:03d}" for i in range(200)],
              ""]
