@@ -161,6 +161,17 @@ def test_the_process_with_privileges_set(name):
     assert int(row["cap_amb"], 16) & ~int(row["cap_prm"], 16) == 0  # ambient <= permitted
     assert row["no_new_privs"] is True and row["seccomp"] == 2
     assert row["seccomp_filters"] >= 1 and row["groups"]
+    # the libkvm record carries the same groups (kinfo_proc2's p_groups, p_ngroups)
+    from kvmfx import kvm
+
+    kd = kvm.kvm_openfiles(None, str(fx.path("elf")), None, kvm.O_RDONLY, None)
+    assert kd is not None
+    try:
+        (kp,) = kvm.kvm_getproc2(kd, kvm.KERN_PROC_PID, pid, kvm.KINFO_PROC2_SIZE, [0])
+    finally:
+        kvm.kvm_close(kd)
+    assert kp.p_ngroups == len(row["groups"])
+    assert list(kp.p_groups)[:len(row["groups"])] == row["groups"][:16]
 
 
 @pytest.fixture(scope="module")
@@ -315,3 +326,42 @@ def test_caps_cli_on_a_dump(basic):
                       "cap_prm,cap_eff,cap_bnd,cap_amb,no_new_privs,seccomp,"
                       "seccomp_filters,missing")
     assert line.startswith(f"{pid},kvmfx-pause,1000,1000,1000,1000,1000,1000,1000,1000,")
+
+
+# -- the libkvm API: kinfo_proc2's group fields ---------------------------------------------
+
+
+def test_kvm_getproc2_carries_the_supplementary_groups():
+    """kinfo_proc2's p_groups / p_ngroups (zero before) hold the process's supplementary
+    groups, as NetBSD fills them; the other fields keep their meaning."""
+    from kvmfx import kvm
+
+    kd = kvm.kvm_openfiles(None, None, None, kvm.KVM_NO_FILES, None)
+    assert kd is not None
+    try:
+        (kp,) = kvm.kvm_getproc2(kd, kvm.KERN_PROC_PID, os.getpid(), kvm.KINFO_PROC2_SIZE,
+                                 [0])
+        (short,) = kvm.kvm_getproc2(kd, kvm.KERN_PROC_PID, os.getpid(), 0x80, [0])
+    finally:
+        kvm.kvm_close(kd)
+    status = status_fields(Path(f"/proc/{os.getpid()}/status").read_text())
+    assert kp.p_ngroups == len(status["groups"]) == len(os.getgroups())
+    assert list(kp.p_groups) == [*status["groups"][:16], *[0] * (16 - len(status["groups"]))]
+    assert (kp.p_ruid, kp.p_uid, kp.p_svuid) == os.getresuid()
+    assert short.p_ngroups == 0 and list(short.p_groups) == [0] * 16  # beyond elemsize
+
+
+def test_kinfo_proc2_keeps_the_first_sixteen_groups():
+    """NetBSD's kinfo_proc2 has room for KI_NGROUPS (16) groups: p_ngroups counts them
+    all, p_groups holds the first sixteen."""
+    from kvmfx import kvm
+    from kvmfx.process import Credentials, Process
+
+    class Groups:
+        def credentials(self, proc: Process) -> Credentials:
+            return Credentials(groups=list(range(100, 120)))
+
+    values = kvm._group_values(Groups(), Process(1, 0, "x"))  # type: ignore[arg-type]
+    kp = kvm.KinfoProc2(values)
+    assert kp.p_ngroups == 20 and list(kp.p_groups) == list(range(100, 116))
+    assert kvm.KINFO_PROC2.parse(kp.pack()).p_groups == list(range(100, 116))
