@@ -82,8 +82,6 @@ class CredLayout:
             [f"{m}.cap[{i}]" for m in CAPS.values() for i in range(self.cap_words)]
         self.cred = Fields(types, "cred", [*(f"{n}.val" for n in IDS), *cap_paths,
                                            "group_info"])
-        self.ngroups_off = types.offsetof("group_info", "ngroups")
-        self.gid_off = types.offsetof("group_info", "gid")
         self.overflow_uid = overflow_id(k, "overflowuid")
         self.overflow_gid = overflow_id(k, "overflowgid")
 
@@ -130,18 +128,19 @@ def _munged(value: int, overflow: int) -> int:
     return overflow if value == INVALID_ID else value
 
 
-def task_groups(k: LinuxKernel, layout: CredLayout, group_info: int) -> list[int]:
+def task_groups(k: LinuxKernel, group_info: int, overflow_gid: int = DEFAULT_OVERFLOW_ID
+                ) -> list[int]:
     """The supplementary groups in a ``struct group_info`` (``ngroups``, then ``gid[]``),
-    as /proc prints them."""
+    as /proc prints them (``overflow_gid`` for the invalid gid)."""
     if not group_info:
         raise ProcessError("cred.group_info is NULL")
-    n = _I32(k.read(group_info + layout.ngroups_off, 4))[0]
+    types = k.types
+    n = _I32(k.read(group_info + types.offsetof("group_info", "ngroups"), 4))[0]
     if not 0 <= n <= MAX_GROUPS:
         raise ProcessError(f"group_info.ngroups is {n}: not a group count (0..{MAX_GROUPS})",
                            address=group_info)
-    raw = k.read(group_info + layout.gid_off, 4 * n) if n else b""
-    overflow = layout.overflow_gid
-    return [overflow if g == INVALID_ID else g for g in struct.unpack(f"<{n}I", raw)]
+    raw = k.read(group_info + types.offsetof("group_info", "gid"), 4 * n) if n else b""
+    return [overflow_gid if g == INVALID_ID else g for g in struct.unpack(f"<{n}I", raw)]
 
 
 def _cap_value(words: tuple[int, ...] | list[int]) -> int:
@@ -189,7 +188,7 @@ def _fast(k: LinuxKernel, layout: CredLayout, address: int) -> Credentials:
         creds.seccomp_filters = vals[at]
     creds.missing = dict(layout.absent)
     try:
-        creds.groups = task_groups(k, layout, c[-1])
+        creds.groups = task_groups(k, c[-1], og)
     except KvmError as exc:
         creds.missing["groups"] = str(exc)
     return creds
@@ -226,10 +225,7 @@ def _member_by_member(k: LinuxKernel, layout: CredLayout | None, address: int
             out[name] = f.get(name, lambda name=name: cred_id(cred, name))
         for name, member in CAPS.items():
             out[name] = f.get(name, lambda member=member: _cap_of(cred.member(member)))
-        if layout is not None:
-            out["groups"] = f.get("groups", lambda: task_groups(k, layout, cred.group_info))
-        else:
-            f.missing["groups"] = "struct group_info: this kernel's layout is not covered"
+        out["groups"] = f.get("groups", lambda: task_groups(k, cred.group_info, og))
     out["no_new_privs"] = f.get("no_new_privs",
                                 lambda: bool(task.atomic_flags >> PFA_NO_NEW_PRIVS & 1))
     seccomp = f.get("seccomp", lambda: task.seccomp)
