@@ -156,7 +156,8 @@ def test_the_process_with_privileges_set(name):
         (row,) = caps_rows(s, pid=pid)
     assert {k: row[k] for k in CRED_FIELDS} == status_fields(t["status_raw"])
     assert row["missing"] is None
-    assert 1000 in (row["uid"], row["euid"], row["suid"])
+    assert row["uid"] == 1000 and len({row["uid"], row["euid"], row["suid"]}) == 3
+    assert len({row["gid"], row["egid"], row["sgid"]}) == 3
     assert int(row["cap_amb"], 16) == 1 << CAP_NET_BIND_SERVICE | 1 << CAP_NET_RAW
     assert int(row["cap_amb"], 16) & ~int(row["cap_prm"], 16) == 0  # ambient <= permitted
     assert row["no_new_privs"] is True and row["seccomp"] == 2
