@@ -244,5 +244,5 @@ def vfs(k: LinuxKernel) -> Vfs:
     found = getattr(k, "_vfs", None)
     if found is None:
         found = Vfs(k)
-        k._vfs = found  # type: ignore[attr-defined]
+        k._vfs = found
     return found
