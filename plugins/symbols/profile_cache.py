@@ -1,9 +1,9 @@
 """Profiles: a kernel's symbols and BTF, saved once, so the next open of it is instant.
 
 A profile is a zip file (``meta.json``, the symbols as three columns, ``types.btf`` and
-the BTF index) in the user cache
-directory (``platformdirs.user_cache_dir("kvmfx")/profiles``), keyed by the kernel's build
-id (VMCOREINFO ``BUILD-ID``) or, failing that, its release. Symbol addresses are stored
+the BTF index) in the user's cache (``~/.cache/kvmfx/profiles`` on Linux, where the platform
+keeps caches elsewhere), keyed by the kernel's build id (VMCOREINFO ``BUILD-ID``) or,
+failing that, its release. Symbol addresses are stored
 unslid (KASLR offset removed) and slid again by the opening image's own offset, so one
 profile serves every boot of the same kernel build.
 """
@@ -19,11 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
 from kvmfx.arrays import from_little, to_little
 from kvmfx.errors import FormatError, KvmError, SymbolError
 from kvmfx.hookspecs import hookimpl
+from kvmfx.registry import user_cache_dir
 from kvmfx.session import Session
 from kvmfx.symbols import (
     SortedSymbols,
@@ -42,7 +41,7 @@ PROFILE_VERSION = 3
 
 def cache_dir() -> Path:
     return Path(os.environ.get("KVMFX_PROFILE_DIR") or
-                Path(platformdirs.user_cache_dir("kvmfx")) / "profiles")
+                user_cache_dir() / "profiles")
 
 
 def shipped_dir() -> Path:
