@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvmfx.errors import KvmError, ProcessError
 from kvmfx.objects import Fields, Object
 from kvmfx.process import Credentials
 from kvmfx.session import Session
-from kvmfx_plugins.linux.tasks import FieldReader, LinuxKernel
+
+if TYPE_CHECKING:  # the live system's /proc reader below needs none of the dump readers
+    from kvmfx_plugins.linux.tasks import LinuxKernel
 
 #: NGROUPS_MAX: setgroups(2) takes no more; a larger count is not a group_info
 MAX_GROUPS = 65536
@@ -198,6 +200,8 @@ def _member_by_member(k: LinuxKernel, layout: CredLayout | None, address: int
                       ) -> Credentials:
     """task_credentials through :class:`~kvmfx.objects.Object` views: a member on a page
     the dump lacks leaves that field None, with why, and the rest is still read."""
+    from kvmfx_plugins.linux.tasks import FieldReader
+
     try:
         task = k.task(address)
     except KvmError as exc:
