@@ -277,7 +277,10 @@ def test_member_by_member_equals_the_fast_read(name):
     assert slow == fast and len(fast) == len(fx.truth["processes"]) + 1
 
 
+@pytest.mark.hostile
 def test_a_hostile_group_count_is_refused(basic):
+    """A group_info claiming two billion groups: refused by its count (at most NGROUPS_MAX),
+    never read, within the hostile-input time and memory bounds."""
     pid = _target(basic)
     with kvmfx.open(str(basic.path("elf"))) as s:
         cred = Object(s.types, "cred", _task(s, pid).real_cred, s.read)
