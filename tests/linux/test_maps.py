@@ -383,3 +383,49 @@ def test_a_pivot_out_of_order_in_a_real_tree_lists_what_comes_before(basic, tmp_
     lines = [_row_line(r) for r in rows]
     assert 0 < len(lines) < len(want) and lines == want[:len(lines)]
     assert all(r["partial"] and "out of order" in r["missing"]["maps"] for r in rows)
+
+
+@pytest.mark.parametrize("name", ["bullseye", "basic"])
+def test_the_vsyscall_page_follows_the_last_mapping_where_the_kernel_shows_it(name, tmp_path):
+    """Debian boots with vsyscall=none (no vsyscall line); with the mode patched to
+    emulate, every 64-bit process shows the gate VMA last, as get_gate_vma() gives it: the
+    5.10 kernel by context.ia32_compat, 6.1 by context.flags."""
+    fx = get_fixture(name)
+    path = _copy(fx, tmp_path)
+    with kvmfx.open(str(path)) as s:
+        mode_at = s.symbols.address_of("vsyscall_mode")
+        assert s.read(mode_at, 4) == (2).to_bytes(4, "little")  # NONE
+    _patch(path, mode_at, (0).to_bytes(4, "little"))  # EMULATE
+    gate = "ffffffffff600000-ffffffffff601000 r-xp 00000000 00:00 0".ljust(72) + \
+        " [vsyscall]"
+    expected = _expected(fx)
+    with kvmfx.open(str(path)) as s:
+        reader = maps(s.profile.kernel(s))
+        for p in s.processes():
+            found = reader.process(p.handle)
+            if found is None:
+                continue
+            assert [maps_line(m) for m in found.mappings] == [*expected[p.pid], gate]
+        assert s.warnings == []
+
+
+@pytest.mark.hostile
+def test_a_looping_vma_list_lists_each_mapping_once_and_is_flagged(tmp_path):
+    """Linux 5.10's VMA list: the third VMA's vm_next leads back to the first."""
+    fx = get_fixture("bullseye")
+    path = _copy(fx, tmp_path)
+    pid = fx.truth["roles"]["deleted_exe"]
+    with kvmfx.open(str(path)) as s:
+        (p,) = [p for p in s.processes() if p.pid == pid]
+        types = s.types
+        mm = int.from_bytes(s.read(p.handle + types.offsetof("task_struct", "mm"), 8),
+                            "little")
+        first = int.from_bytes(s.read(mm + types.offsetof("mm_struct", "mmap"), 8), "little")
+        next_off = types.offsetof("vm_area_struct", "vm_next")
+        second = int.from_bytes(s.read(first + next_off, 8), "little")
+        third = int.from_bytes(s.read(second + next_off, 8), "little")
+    _patch(path, third + next_off, first.to_bytes(8, "little"))
+    code, rows, err = _run_maps(path, pid)
+    assert code == 4 and "Traceback" not in err
+    assert [_row_line(r) for r in rows] == _expected(fx)[pid][:3]
+    assert all(r["partial"] and "out of address order" in r["missing"]["maps"] for r in rows)
