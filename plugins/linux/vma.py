@@ -25,6 +25,7 @@ from kvmfx.errors import FormatError, KvmError
 from kvmfx.objects import Fields, cstring
 from kvmfx.types import TypeModel
 from kvmfx_plugins.linux.tasks import LinuxKernel, _read_user
+from kvmfx_plugins.linux.vfs import vfs
 
 #: vm_flags bits /proc/PID/maps shows (include/linux/mm.h)
 VM_READ, VM_WRITE, VM_EXEC, VM_MAYSHARE = 0x1, 0x2, 0x4, 0x80
@@ -393,8 +394,8 @@ class Maps:
             except KvmError as exc:  # on the list: nothing tells where the next one is
                 problems.append(f"{exc}: the rest is not listed")
                 break
-            if self.maple and (m.start != first or m.end != (last + 1) & ULONG_MAX) and \
-                    "vma" not in m.missing:
+            if self.maple and m.flags is not None and \
+                    (m.start != first or m.end != (last + 1) & ULONG_MAX):
                 problems.append(f"the VMA at {vma:#x} says {m.start:#x}-{m.end:#x}; the tree "
                                 f"files it under {first:#x}-{last + 1:#x}: the rest is not "
                                 "listed")
@@ -423,8 +424,7 @@ class Maps:
             missing = {name: why for name in ("perms", "offset", "dev", "inode", "path")}
             if not self.maple:
                 raise FormatError(why, address=vma) from exc
-            return Mapping(first, (last + 1) & ULONG_MAX, vma=vma,
-                           missing={"vma": why, **missing})
+            return Mapping(first, (last + 1) & ULONG_MAX, vma=vma, missing=missing)
         start, end, flags, pgoff, file, ops, private, vm_mm = vals[:8]
         anon_name = vals[8] if self.has_anon_name else 0
         m = Mapping(start, end, flags=flags, offset=0, dev=(0, 0), inode=0, path="",
@@ -470,8 +470,6 @@ class Maps:
         """Fill in a file mapping's device, inode and path (kept per struct file)."""
         found = self._files.get(file)
         if found is None:
-            from kvmfx_plugins.linux.vfs import vfs
-
             missing: dict[str, str] = {}
             dev = ino = path = None
             deleted = False

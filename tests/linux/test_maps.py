@@ -429,3 +429,25 @@ def test_a_looping_vma_list_lists_each_mapping_once_and_is_flagged(tmp_path):
     assert code == 4 and "Traceback" not in err
     assert [_row_line(r) for r in rows] == _expected(fx)[pid][:3]
     assert all(r["partial"] and "out of address order" in r["missing"]["maps"] for r in rows)
+
+
+@pytest.mark.hostile
+def test_an_unreadable_vma_keeps_its_row_with_the_trees_range(basic, tmp_path):
+    """A leaf slot pointing into memory the dump does not hold: the mapping keeps its row,
+    its range from the tree's pivots, every other field null with why; the rest is read."""
+    path = _copy(basic, tmp_path)
+    pid = basic.truth["roles"]["deleted_exe"]
+    node, ntype, _root_at = _process_tree(path, pid)
+    assert ntype == LEAF
+    _patch(path, node + SHAPES[LEAF].slot_off + 2 * 8,
+           (0xDEAD000000000100).to_bytes(8, "little"))  # the second mapping's VMA
+    code, rows, err = _run_maps(path, pid)
+    assert code == 0 and "Traceback" not in err
+    want = _expected(basic)[pid]
+    assert len(rows) == len(want)
+    broken = rows[1]
+    assert (broken["start"], broken["end"]) == tuple(want[1].split()[0].split("-"))
+    assert all(broken[f] is None for f in ("perms", "offset", "dev", "inode", "path"))
+    assert set(broken["missing"]) == {"perms", "offset", "dev", "inode", "path"}
+    assert "0xdead000000000100" in broken["missing"]["path"] and not broken["partial"]
+    assert [_row_line(r) for i, r in enumerate(rows) if i != 1] == want[:1] + want[2:]
