@@ -25,7 +25,7 @@ from kvmfx.errors import FormatError, KvmError
 from kvmfx.objects import Fields, cstring
 from kvmfx.types import TypeModel
 from kvmfx_plugins.linux.tasks import LinuxKernel, _read_user
-from kvmfx_plugins.linux.vfs import vfs
+from kvmfx_plugins.linux.vfs import VfsPath, vfs
 
 #: vm_flags bits /proc/PID/maps shows (include/linux/mm.h)
 VM_READ, VM_WRITE, VM_EXEC, VM_MAYSHARE = 0x1, 0x2, 0x4, 0x80
@@ -347,7 +347,7 @@ class Maps:
         self.special_name_off = types.offsetof("vm_special_mapping", "name")
         self.inode = Fields(types, "inode", ["i_sb", "i_ino"])
         self.s_dev_off = types.offsetof("super_block", "s_dev")
-        self.f_inode_off = types.offsetof("file", "f_inode")
+        self.file = Fields(types, "file", ["f_path.mnt", "f_path.dentry", "f_inode"])
         symbols = k.symbols
         self.special_mapping_name = symbols.lookup("special_mapping_name")
         self.gate_vma_name = symbols.lookup("gate_vma_name")
@@ -364,6 +364,7 @@ class Maps:
         self._files: dict[int, tuple[tuple[int, int] | None, int | None, str | None, bool,
                                      dict[str, str]]] = {}
         self._inodes: dict[int, tuple[tuple[int, int], int]] = {}
+        self._paths: dict[tuple[int, int], tuple[str, bool]] = {}
         self._names: dict[tuple[int, int], str | None] = {}
         self._gate: Mapping | None | bool = False
         self._ctx: tuple[str, int] | None | bool = False
@@ -467,31 +468,47 @@ class Maps:
         return m
 
     def _file(self, m: Mapping, file: int) -> None:
-        """Fill in a file mapping's device, inode and path (kept per struct file)."""
+        """Fill in a file mapping's device, inode and path (kept per struct file, the path
+        per mount and dentry: every process mapping a binary shares them)."""
         found = self._files.get(file)
         if found is None:
             missing: dict[str, str] = {}
             dev = ino = path = None
             deleted = False
             try:
-                inode = _U64(self.k.read(file + self.f_inode_off, 8))[0]
-                dev, ino = self._inode(inode)
+                mnt, dentry, inode = self.file.read(self.k.read, file)
             except KvmError as exc:
-                missing["dev"] = missing["inode"] = f"inode of file {file:#x}: {exc}"
-            try:
-                obj = self.k.obj("file", file)
-                assert obj is not None
-                path = vfs(self.k).file_path(obj)
-                deleted = path.endswith(" (deleted)")
-                path = _mangle(path)
-            except KvmError as exc:
-                missing["path"] = f"path of file {file:#x}: {exc}"
+                why = f"struct file at {file:#x} is unreadable: {exc}"
+                missing = {"dev": why, "inode": why, "path": why}
+            else:
+                try:
+                    dev, ino = self._inode(inode)
+                except KvmError as exc:
+                    missing["dev"] = missing["inode"] = f"inode of file {file:#x}: {exc}"
+                try:
+                    path, deleted = self._path(mnt, dentry)
+                except KvmError as exc:
+                    missing["path"] = f"path of file {file:#x}: {exc}"
             found = (dev, ino, path, deleted, missing)
             if len(self._files) > 1 << 16:
                 self._files.clear()
             self._files[file] = found
         m.dev, m.inode, m.path, m.deleted, missing = found
         m.missing.update(missing)
+
+    def _path(self, mnt: int, dentry: int) -> tuple[str, bool]:
+        """The path /proc shows for a file's ``f_path`` (as /proc/PID/fd does: d_path()
+        against the reader's root), escaped as seq_path() escapes it, and whether the file
+        is unlinked."""
+        key = (mnt, dentry)
+        found = self._paths.get(key)
+        if found is None:
+            path = vfs(self.k).d_path(VfsPath(mnt, dentry))
+            found = (_mangle(path), path.endswith(" (deleted)"))
+            if len(self._paths) > 1 << 16:
+                self._paths.clear()
+            self._paths[key] = found
+        return found
 
     def _inode(self, inode: int) -> tuple[tuple[int, int], int]:
         found = self._inodes.get(inode)
