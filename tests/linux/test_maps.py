@@ -99,6 +99,22 @@ def test_every_mapping_of_every_process_matches_the_guest(name, key):
     assert sum(len(expected[p]) for p in mapped) > 10 * len(ROLES)
 
 
+@pytest.mark.parametrize("name", ["rt", "la57", "many"])
+def test_other_builds_paging_and_scale_match_the_guest(name):
+    """The PREEMPT_RT build (other structure layouts), 5-level paging, and 325 processes."""
+    fx = get_fixture(name)
+    expected = _expected(fx)
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        reader = maps(s.profile.kernel(s))
+        got = {}
+        for p in s.processes():
+            found = reader.process(p.handle)
+            got[p.pid] = [maps_line(m) for m in found.mappings] if found is not None else []
+            assert found is None or found.problems == [], p.pid
+    assert {pid: got[pid] for pid in expected} == expected
+    assert sum(1 for lines in expected.values() if lines) > (300 if name == "many" else 20)
+
+
 def _fields(line: str) -> dict:
     """A /proc/PID/maps line as a maps row's fields."""
     start_end, perms, offset, dev, inode, *rest = line.split(maxsplit=5)
