@@ -1,0 +1,209 @@
+"""sockstat on real dumps, against the guest's own /proc: every socket of its
+/proc/net/{tcp,tcp6,udp,udp6,unix} is a row with the same addresses, ports, state, inode, uid
+and unix name, no row is more, and each socket's owners are exactly the processes and
+descriptors whose /proc/PID/fd/N link shows ``socket:[INODE]``; on every format of every
+kernel of the matrix (5.10 .. the newest, x86_64 and arm64 with 4K and 16K pages)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+from collections import Counter
+from typing import Any
+
+import pytest
+
+import kvmfx
+from tests.factory import ALL_DUMPS, get_fixture
+from tests.factory.scenarios import SCENARIOS
+from tests.linux.test_kernel_matrix import KERNELS, QEMU_CANNOT
+
+#: the aarch64 fixtures: Debian 12's 6.1 with 4K pages, Debian 13's 6.12 with 16K pages
+#: (symbol tables of code only: the tables are found through struct net and the code)
+ARM64 = ("arm64", "arm64-16k")
+#: this machine's makedumpfile reads x86_64 dumps only: the aarch64 fixtures record its
+#: formats as not produced (tests/arch/test_aarch64_fixtures.py)
+MAKEDUMPFILE = {key for key, (_, producer) in ALL_DUMPS.items()
+                if "makedumpfile" in producer}
+CASES = [(name, key) for name in (*KERNELS, *ARM64)
+         for key in (SCENARIOS[name].dumps or ALL_DUMPS) if key not in QEMU_CANNOT
+         and not (name in ARM64 and key in MAKEDUMPFILE)]
+
+#: include/net/tcp_states.h, in order from 1
+TCP_STATES = ["ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
+              "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
+#: /proc/net/unix: its Type column (enum sock_type) and St column (socket_state)
+UNIX_TYPES = {1: "stream", 2: "dgram", 5: "seqpacket"}
+UNIX_ST = {1: "UNCONNECTED", 2: "CONNECTING", 3: "CONNECTED", 4: "DISCONNECTING"}
+__SO_ACCEPTCON = 1 << 16
+
+
+def _proc_addr(text: str) -> tuple[Any, int]:
+    """``ADDR:PORT`` as /proc/net/tcp prints it: the address as the machine's words in hex
+    (%08X of each __be32), the port in host order."""
+    addr, port = text.split(":")
+    raw = b"".join(int(addr[i:i + 8], 16).to_bytes(4, "little")
+                   for i in range(0, len(addr), 8))
+    return ipaddress.ip_address(raw), int(port, 16)
+
+
+def inet_truth(truth: dict[str, Any]) -> Counter:
+    """The sockets of the guest's /proc/net/{tcp,tcp6,udp,udp6}: (proto, local address,
+    local port, remote address, remote port, state, inode, uid)."""
+    out: Counter = Counter()
+    for proto in ("tcp", "tcp6", "udp", "udp6"):
+        text = truth["net"][proto]
+        if text is None:
+            assert proto.endswith("6") and not truth["ipv6"]
+            continue
+        for line in text.splitlines()[1:]:
+            f = line.split()
+            if not f:
+                continue
+            local, lport = _proc_addr(f[1])
+            remote, rport = _proc_addr(f[2])
+            out[(proto, local, lport, remote, rport, TCP_STATES[int(f[3], 16) - 1],
+                 int(f[9]), int(f[7]))] += 1
+    return out
+
+
+def unix_truth(truth: dict[str, Any]) -> Counter:
+    """The sockets of the guest's /proc/net/unix: (inode, name, type, St, listening)."""
+    out: Counter = Counter()
+    for line in truth["net"]["unix"].splitlines()[1:]:
+        f = line.split(None, 7)
+        if not f:
+            continue
+        flags, type_, st, inode = int(f[3], 16), int(f[4], 16), int(f[5], 16), int(f[6])
+        out[(inode, f[7] if len(f) > 7 else None, UNIX_TYPES[type_], UNIX_ST[st],
+             bool(flags & __SO_ACCEPTCON))] += 1
+    return out
+
+
+def owner_truth(truth: dict[str, Any]) -> dict[int, list[tuple[int, int]]]:
+    """socket inode -> the (pid, fd) whose /proc/PID/fd/N link names it. pid 1 (the shell
+    that records the truth, its descriptors changing meanwhile) is left out."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for pid, proc in truth["processes"].items():
+        if pid == "1":
+            continue
+        for fd, link in proc["fd"].items():
+            if link.startswith("socket:["):
+                out.setdefault(int(link[8:-1]), []).append((int(pid), int(fd)))
+    return {inode: sorted(held) for inode, held in out.items()}
+
+
+def inet_rows(rows: list[dict[str, Any]]) -> Counter:
+    return Counter((r["proto"], ipaddress.ip_address(r["local_addr"]), r["local_port"],
+                    ipaddress.ip_address(r["remote_addr"]), r["remote_port"], r["state"],
+                    r["inode"], r["uid"])
+                   for r in rows if r["proto"] in ("tcp", "tcp6", "udp", "udp6"))
+
+
+def unix_rows(rows: list[dict[str, Any]]) -> Counter:
+    return Counter((r["inode"], r["path"], r["type"], r["state"], r["listening"])
+                   for r in rows if r["proto"] == "unix")
+
+
+def owner_rows(rows: list[dict[str, Any]]) -> dict[int, list[tuple[int, int]]]:
+    out = {}
+    for r in rows:
+        held = sorted((o["pid"], o["fd"]) for o in r["owners"] if o["pid"] != 1)
+        if held:
+            assert r["inode"] not in out, r
+            out[r["inode"]] = held
+    return out
+
+
+def _sockstat(path: str, **options: Any) -> tuple[list[dict[str, Any]], list[str]]:
+    with kvmfx.open(path) as s:
+        rows = list(s.registry.command("sockstat").run(s, options))
+        return rows, list(s.warnings)
+
+
+@pytest.mark.parametrize(("name", "key"), CASES)
+def test_every_socket_matches_the_guest(name, key):
+    fx = get_fixture(name)
+    assert key in fx.files, fx.manifest.get("not_produced", {}).get(key)
+    rows, warnings = _sockstat(str(fx.path(key)))
+    assert warnings == []
+    assert [r for r in rows if r["missing"]] == []
+    assert len({r["netns"] for r in rows}) == 1  # the guest has one network namespace
+    assert [r for r in rows if not r["in_table"]] == []  # every socket is bound or listed
+    expected_inet, expected_unix = inet_truth(fx.truth), unix_truth(fx.truth)
+    assert sum(expected_inet.values()) >= (6 if fx.truth["ipv6"] else 4)
+    assert inet_rows(rows) == expected_inet
+    assert unix_rows(rows) == expected_unix
+    assert len(rows) == sum(expected_inet.values()) + sum(expected_unix.values())
+    assert owner_rows(rows) == owner_truth(fx.truth)
+
+
+@pytest.fixture(scope="module")
+def basic_rows():
+    fx = get_fixture("basic")
+    rows, _ = _sockstat(str(fx.path("elf")))
+    return fx, rows
+
+
+def _held(rows: list[dict[str, Any]], pid: int, fd: int) -> dict[str, Any]:
+    (row,) = [r for r in rows if {"pid": pid, "fd": fd} in r["owners"]]
+    return row
+
+
+def test_the_planted_sockets_of_each_role(basic_rows):
+    """What each planted process set up (tests/factory/guest/kvmfx-helper.c), row by row."""
+    fx, rows = basic_rows
+    roles = fx.truth["roles"]
+    server, client, udp, unix = (roles[r] for r in ("tcp_server", "tcp_client", "udp",
+                                                    "unix"))
+    listen = _held(rows, server, 3)
+    assert (listen["proto"], listen["state"], listen["listening"], listen["local_addr"],
+            listen["local_port"]) == ("tcp", "LISTEN", True, "127.0.0.1", 4444)
+    assert (listen["remote_addr"], listen["remote_port"]) == ("0.0.0.0", 0)
+    listen6 = _held(rows, server, 4)
+    assert (listen6["proto"], listen6["state"], listen6["local_addr"],
+            listen6["local_port"]) == ("tcp6", "LISTEN", "::1", 4446)
+    accepted, connected = _held(rows, server, 5), _held(rows, client, 3)
+    assert accepted["state"] == connected["state"] == "ESTABLISHED"
+    assert (accepted["local_addr"], accepted["local_port"]) == \
+        (connected["remote_addr"], connected["remote_port"]) == ("127.0.0.1", 4444)
+    assert (accepted["remote_addr"], accepted["remote_port"]) == \
+        (connected["local_addr"], connected["local_port"])
+    assert connected["owners"] == [{"pid": client, "fd": 3}]
+    u4, u6 = _held(rows, udp, 3), _held(rows, udp, 4)
+    assert (u4["proto"], u4["type"], u4["state"], u4["local_addr"], u4["local_port"]) == \
+        ("udp", "dgram", "CLOSE", "0.0.0.0", 5353)
+    assert (u6["proto"], u6["local_addr"], u6["local_port"]) == ("udp6", "::", 5354)
+    bound = _held(rows, unix, 3)
+    assert (bound["proto"], bound["type"], bound["path"], bound["listening"],
+            bound["state"]) == ("unix", "stream", "/tmp/kvmfx.sock", True, "UNCONNECTED")
+    abstract = _held(rows, unix, 4)
+    assert (abstract["type"], abstract["path"], abstract["listening"]) == \
+        ("dgram", "@kvmfx-abstract", False)
+    pair = [_held(rows, unix, 5), _held(rows, unix, 6)]
+    assert [(p["type"], p["state"], p["path"]) for p in pair] == \
+        [("stream", "CONNECTED", None)] * 2
+    for r in rows:
+        assert (r["local_addr"] is None) == (r["proto"] == "unix")
+        assert r["uid"] == 0  # the planted processes run as root
+
+
+def test_filters_by_process_and_protocol(basic_rows):
+    fx, rows = basic_rows
+    unix = fx.truth["roles"]["unix"]
+    by_pid, _ = _sockstat(str(fx.path("elf")), pid=unix)
+    assert by_pid == [r for r in rows if any(o["pid"] == unix for o in r["owners"])]
+    assert len(by_pid) == 4
+    udp6, _ = _sockstat(str(fx.path("elf")), proto="udp6")
+    assert [r["local_port"] for r in udp6] == [5354]
+
+
+def test_the_command_line_json(basic_rows):
+    fx, rows = basic_rows
+    r = subprocess.run([sys.executable, "-m", "kvmfx.cli", "run", "sockstat",
+                        str(fx.path("elf")), "--format", "json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == rows
