@@ -43,6 +43,8 @@ class SockStat(Command):
                        "(TCP, UDP, unix); false: only a descriptor holds it (an unbound "
                        "or unconnected socket, another family; a connected TCP socket "
                        "missing from the table has been unhooked)"),
+                Column("partial", "bool", "owners may be cut short: a process's "
+                       "descriptors could not all be read (missing names it)"),
                 Column("missing", "dict[str, str]", "fields that could not be read: "
                        "field -> why; null when all were read")],
             options=[Option("pid", "Only sockets this process holds.", type="int"),

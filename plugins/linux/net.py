@@ -50,6 +50,11 @@ INET_LHTABLE_SIZE = 32
 SOCKADDR_UN_SIZE = 110
 #: buckets read at once
 _CHUNK = 4096
+#: the table (Net.incomplete's keys) each protocol's sockets are listed in
+_TABLE_OF = {"tcp": "tcp", "tcp6": "tcp", "udp": "udp", "udp6": "udp", "unix": "unix"}
+#: the fields of a socket whose structure cannot be read
+UNREADABLE_FIELDS = ("netns", "proto", "type", "state", "listening", "local_addr",
+                     "local_port", "remote_addr", "remote_port", "path", "inode", "uid")
 
 AF_UNIX, AF_INET, AF_INET6 = 1, 2, 10
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW = 1, 2, 3
@@ -85,8 +90,8 @@ class Socket:
     """One socket as the tables and the file tables show it."""
 
     address: int  # its struct sock (inet_timewait_sock, request_sock: their sock_common)
-    family: int
-    proto: str
+    family: int | None  # None: the structure is unreadable
+    proto: str | None
     netns: int | None = None
     type: str | None = None
     state: str | None = None
@@ -100,8 +105,11 @@ class Socket:
     path: str | None = None
     #: (pid, fd) of each descriptor that holds it
     owners: list[tuple[int, int]] = field(default_factory=list)
-    #: found in a table /proc/net reads (TCP, UDP, unix); False: only a descriptor holds it
-    in_table: bool = False
+    #: found in a table /proc/net reads (TCP, UDP, unix); False: only a descriptor holds it;
+    #: None: not found where the table could not all be read
+    in_table: bool | None = False
+    #: the owners may be cut short (a file table that could not be read)
+    partial: bool = False
     missing: dict[str, str] = field(default_factory=dict)
 
     def as_row(self) -> dict[str, Any]:
@@ -111,7 +119,7 @@ class Socket:
                 "remote_addr": self.remote_addr, "remote_port": self.remote_port,
                 "path": self.path, "inode": self.inode, "uid": self.uid,
                 "owners": [{"pid": pid, "fd": fd} for pid, fd in sorted(self.owners)],
-                "in_table": self.in_table,
+                "in_table": self.in_table, "partial": self.partial,
                 "missing": dict(self.missing) or None}
 
 
@@ -157,6 +165,8 @@ class Net:
         self._socket_fops: dict[int, bool] = {}
         #: struct net addresses seen on tasks (where no symbol names the namespace list)
         self.task_nets: list[int] = []
+        #: the tables that could not be read whole: "tcp", "udp", "unix" -> why
+        self.incomplete: dict[str, str] = {}
 
     # -- namespaces ------------------------------------------------------------------------
     def namespaces(self) -> list[int]:
@@ -201,14 +211,19 @@ class Net:
             return None
 
     # -- walking tables --------------------------------------------------------------------
+    def _incomplete(self, what: str, warning: str) -> None:
+        """A table (named ``what``: "TCP ...", "UDP ...", "unix ...") was not read whole."""
+        self.warnings.append(warning)
+        self.incomplete.setdefault(what.split()[0].lower(), warning)
+
     def _heads(self, table: int, count: int, stride: int, head_off: int,
                what: str) -> Iterator[int]:
         """The first node of each non-empty bucket of a table of ``count`` buckets
         (``stride`` bytes each, the chain's head at ``head_off``); buckets on pages the dump
         does not hold are reported and passed over."""
         if not 0 < count <= MAX_BUCKETS:
-            self.warnings.append(f"{what} at {table:#x}: {count} buckets is no table's "
-                                 "size: not read")
+            self._incomplete(what, f"{what} at {table:#x}: {count} buckets is no table's "
+                             "size: not read")
             return
         lost = 0
         for base in range(0, count, _CHUNK):
@@ -227,8 +242,8 @@ class Net:
                 if first and not first & 1:  # NULL ends an hlist, an odd value an hlist_nulls
                     yield first
         if lost:
-            self.warnings.append(f"{what} at {table:#x}: {lost} of {count} buckets are "
-                                 "unreadable: their sockets are not listed")
+            self._incomplete(what, f"{what} at {table:#x}: {lost} of {count} buckets are "
+                             "unreadable: their sockets are not listed")
 
     def _chain(self, first: int, seen: set[int], what: str) -> Iterator[int]:
         """The nodes of one hash chain (an hlist or hlist_nulls: each node's first word is
@@ -236,21 +251,20 @@ class Net:
         node = first
         while node and not node & 1:
             if node in seen:
-                self.warnings.append(f"{what}: a chain loops at {node:#x}: the rest of it "
-                                     "is not listed")
+                self._incomplete(what, f"{what}: a chain loops at {node:#x}: the rest of "
+                                 "it is not listed")
                 return
             if len(seen) >= MAX_SOCKETS:
-                self.warnings.append(f"{what}: more than {MAX_SOCKETS} sockets: the rest "
-                                     "are not listed")
+                self._incomplete(what, f"{what}: more than {MAX_SOCKETS} sockets: the "
+                                 "rest are not listed")
                 return
             seen.add(node)
+            yield node  # (its link led here: a socket, even if it cannot be read)
             try:
-                nxt = _u64(self.k.read(node, 8))
+                node = _u64(self.k.read(node, 8))
             except KvmError as exc:
-                self.warnings.append(f"{what}: a chain is broken at {node:#x}: {exc}")
+                self._incomplete(what, f"{what}: a chain is broken at {node:#x}: {exc}")
                 return
-            yield node
-            node = nxt
 
     def _table(self, table: int, count: int, stride: int, head_off: int, link_off: int,
                what: str) -> Iterator[int]:
@@ -534,10 +548,10 @@ class Net:
             self._socket_fops[fop] = known
         return int(f.private_data) if known else None
 
-    def owned_sockets(self) -> Iterator[tuple[int, int, int, int]]:
+    def owned_sockets(self, unread: list[int]) -> Iterator[tuple[int, int, int, int]]:
         """(pid, fd, struct socket, struct sock) of every descriptor of every process that
-        holds a socket. A process whose file table cannot be read is reported and passed
-        over."""
+        holds a socket. A process whose file table (or one of its files) cannot be read is
+        reported and its pid added to ``unread``."""
         from kvmfx_plugins.linux.vfs import vfs
 
         k = self.k
@@ -545,15 +559,17 @@ class Net:
         for task in for_each_task(k):
             try:
                 pid = int(task.tgid)
-                nsproxy = int(task.nsproxy)
-                if nsproxy:
-                    ns = k.obj("nsproxy", nsproxy)
-                    net = int(ns.net_ns) if ns is not None else 0
-                    if net and net not in self.task_nets:
-                        self.task_nets.append(net)
             except KvmError as exc:
                 self.warnings.append(f"task at {task.address:#x} is unreadable: {exc}")
+                unread.append(-1)
                 continue
+            try:
+                nsproxy = k.obj("nsproxy", int(task.nsproxy))
+                net = int(nsproxy.net_ns) if nsproxy is not None else 0
+                if net and net not in self.task_nets:
+                    self.task_nets.append(net)
+            except KvmError:
+                pass  # its namespace is found through the namespace list or its sockets
             try:
                 for of in v.task_files(task):
                     try:
@@ -562,13 +578,16 @@ class Net:
                             continue
                         s = k.obj("socket", socket)
                         assert s is not None
-                        yield pid, of.fd, socket, int(s.sk)
+                        sk = int(s.sk)
                     except KvmError as exc:
                         self.warnings.append(f"pid {pid} fd {of.fd}: the file is "
                                              f"unreadable: {exc}")
+                        unread.append(pid)
+                        continue
+                    yield pid, of.fd, socket, sk
             except KvmError as exc:
-                self.warnings.append(f"pid {pid}: the file table is unreadable ({exc}): "
-                                     "sockets it holds may show fewer owners")
+                self.warnings.append(f"pid {pid}: the file table is unreadable: {exc}")
+                unread.append(pid)
 
     # -- everything ------------------------------------------------------------------------
     def sockets(self) -> list[Socket]:
@@ -576,7 +595,8 @@ class Net:
         and unix tables, in table order, then those only a descriptor holds."""
         owners: dict[int, list[tuple[int, int]]] = {}
         fd_inodes: dict[int, int] = {}
-        for pid, fd, socket, sk in self.owned_sockets():
+        unread: list[int] = []
+        for pid, fd, socket, sk in self.owned_sockets(unread):
             if sk not in owners:
                 owners[sk] = []
                 try:
@@ -585,7 +605,7 @@ class Net:
                 except KvmError:
                     pass
             owners[sk].append((pid, fd))
-        held = {sk: self._decode_or_none(sk) for sk in owners if sk}
+        held = {sk: self.decode_or_unreadable(sk) for sk in owners if sk}
         nets = self.namespaces()
         out: dict[int, Socket | None] = {}
 
@@ -593,8 +613,10 @@ class Net:
             for sk in sockets:
                 if sk in out:
                     continue
-                sock = held[sk] if sk in held else self._decode_or_none(sk)
-                if sock is not None and sock.family not in families:
+                sock: Socket | None = held[sk] if sk in held else \
+                    self.decode_or_unreadable(sk)
+                assert sock is not None
+                if sock.family is not None and sock.family not in families:
                     self.warnings.append(f"{what}: the entry at {sk:#x} is of another "
                                          f"family ({sock.family}): not taken as its socket")
                     if sk in held:
@@ -605,32 +627,72 @@ class Net:
                 out[sk] = sock
 
         inet = (AF_INET, AF_INET6)
-        for table in self.tcp_tables(nets):
-            walk(self.tcp_sockets(table), inet, "TCP table")
-        for table in self.udp_tables(nets, [s for s in held.values() if s is not None]):
-            walk(self.udp_sockets(table), inet, "UDP table")
-        for table in self.unix_tables(nets):
-            walk(self.unix_sockets(table), (AF_UNIX,), "unix socket table")
-        for sk, sock in held.items():
-            out.setdefault(sk, sock)
+        kinds = (("TCP table", inet, self.tcp_tables(nets), self.tcp_sockets),
+                 ("UDP table", inet, self.udp_tables(nets, list(held.values())),
+                  self.udp_sockets),
+                 ("unix socket table", (AF_UNIX,), self.unix_tables(nets), self.unix_sockets))
+        for what, families, tables, sockets in kinds:
+            if not tables:
+                self._incomplete(what, f"{what}: not found (no symbol names it, and no "
+                                 "network namespace leads to it): its sockets are listed "
+                                 "only where a descriptor holds them")
+            for table in tables:
+                try:
+                    walk(sockets(table), families, what)
+                except KvmError as exc:
+                    self._incomplete(what, f"{what} at {table:#x} is unreadable: {exc}")
+        for sk, found in held.items():
+            out.setdefault(sk, found)
+        why = _unread_owners(unread)
         result = []
         for sk, sock in out.items():
             if sock is None:
                 continue
+            if not sock.in_table:
+                lists = sorted(set(_TABLE_OF.values())) if sock.proto is None else \
+                    [_TABLE_OF.get(sock.proto, "")]
+                unknown = [self.incomplete[t] for t in lists if t in self.incomplete]
+                if unknown:  # it may be in what could not be read
+                    sock.in_table = None
+                    sock.missing["in_table"] = unknown[0]
             if sk in owners:
                 sock.owners = owners[sk]
                 if sock.inode is None and sk in fd_inodes:  # SOCK_INODE, as the fd shows it
                     sock.inode = fd_inodes[sk]
                     sock.missing.pop("inode", None)
+            if why is not None:
+                sock.missing["owners"] = why
+                sock.partial = True
             result.append(sock)
         return result
 
-    def _decode_or_none(self, sk: int) -> Socket | None:
+    def decode_or_unreadable(self, sk: int) -> Socket:
+        """:meth:`decode`, or, where not even the socket's common part can be read, a
+        socket of which nothing is known but where it is (and, held by a descriptor, its
+        owners and inode)."""
         try:
             return self.decode(sk)
         except KvmError as exc:
-            self.warnings.append(f"socket at {sk:#x} is unreadable: {exc}")
-            return None
+            why = f"the socket at {sk:#x} is unreadable: {exc}"
+            sock = Socket(sk, None, None)
+            sock.missing = {name: why for name in UNREADABLE_FIELDS}
+            return sock
+
+
+def _unread_owners(pids: list[int]) -> str | None:
+    """Why every socket's owners may be cut short: the processes whose descriptors could
+    not all be read (-1: a task whose pid could not be read)."""
+    if not pids:
+        return None
+    known = sorted({p for p in pids if p >= 0})
+    whose = []
+    if known:
+        whose.append("pid " + ", ".join(str(p) for p in known[:8])
+                     + (f" and {len(known) - 8} more" if len(known) > 8 else ""))
+    if -1 in pids:
+        whose.append("tasks that could not be read")
+    return f"the descriptors of {' and '.join(whose)} could not all be read: they may " \
+        "hold it too"
 
 
 def _get(obj: Object, member: str, missing: dict[str, str], name: str,
