@@ -479,7 +479,7 @@ class Net:
         sock.remote_port = _get(common, "skc_dport", sock.missing, "remote_port", _be16)
 
     def _sock_inode(self, full: Object, missing: dict[str, str]) -> int | None:
-        """sock_i_ino(): the cached ``sk_ino`` (6.18+), else the inode of the socket's
+        """sock_i_ino(): the cached ``sk_ino`` (6.17+), else the inode of the socket's
         ``struct socket`` (SOCK_INODE), 0 for a socket no struct socket holds."""
         try:
             if full.has("sk_ino"):
