@@ -250,6 +250,10 @@ class Net:
         the next node), from ``first``; ``seen`` is shared by the whole table."""
         node = first
         while node and not node & 1:
+            if node >> 56 != 0xFF:  # not in the kernel's half (x86_64, aarch64): no socket
+                self._incomplete(what, f"{what}: a chain is broken at {node:#x}: not a "
+                                 "kernel address")
+                return
             if node in seen:
                 self._incomplete(what, f"{what}: a chain loops at {node:#x}: the rest of "
                                  "it is not listed")
@@ -593,6 +597,7 @@ class Net:
     def sockets(self) -> list[Socket]:
         """Every socket of every network namespace with its owners: those of the TCP, UDP
         and unix tables, in table order, then those only a descriptor holds."""
+        self.incomplete, self.task_nets = {}, []
         owners: dict[int, list[tuple[int, int]]] = {}
         fd_inodes: dict[int, int] = {}
         unread: list[int] = []

@@ -19,6 +19,7 @@ import kvmfx
 from kvmfx_plugins.linux.net import net
 from tests.factory import ALL_DUMPS, get_fixture
 from tests.factory.scenarios import SCENARIOS
+from tests.linux.test_hostile_memory import _copy, _patch
 from tests.linux.test_kernel_matrix import FILTERED, KERNELS, QEMU_CANNOT
 
 #: the aarch64 fixtures: Debian 12's 6.1 with 4K pages, Debian 13's 6.12 with 16K pages
@@ -262,3 +263,82 @@ def test_the_command_line_json(basic_rows):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == rows
+
+
+# -- hostile memory: a copy of the dump, edited (tests/linux/test_hostile_memory.py) --------
+def _edited(fx: Any, tmp_path: Any, edit: Any) -> tuple[str, list[dict[str, Any]]]:
+    """A copy of the basic ELF dump with ``edit(session, net)`` -> [(address, bytes)]
+    written into it, and the rows the original gives."""
+    path = _copy(fx, tmp_path)
+    with kvmfx.open(str(path)) as s:
+        n = net(s.profile.kernel(s))
+        found = n.sockets()
+        patches = edit(s, n, found)
+    for address, data in patches:
+        _patch(path, address, data)
+    return str(path), [sock.as_row() for sock in found]
+
+
+def _run_cli(path: str) -> tuple[int, list[dict[str, Any]], str]:
+    r = subprocess.run([sys.executable, "-m", "kvmfx.cli", "run", "sockstat", path,
+                        "--format", "json"], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in r.stderr
+    return r.returncode, json.loads(r.stdout), r.stderr
+
+
+def _client(fx: Any, found: list[Any]) -> Any:
+    (sock,) = [x for x in found if (fx.truth["roles"]["tcp_client"], 3) in x.owners]
+    return sock
+
+
+@pytest.mark.hostile
+def test_a_looping_hash_chain_stops_and_says_so(tmp_path):
+    fx = get_fixture("basic")
+
+    def loop(s, n, found):  # the client's socket links to itself in the established hash
+        node = _client(fx, found).address + n.nulls_off
+        return [(node, node.to_bytes(8, "little"))]
+
+    path, before = _edited(fx, tmp_path, loop)
+    status, rows, err = _run_cli(path)
+    assert status == 4 and "TCP established hash: a chain loops" in err
+    assert rows == before  # each socket once
+
+
+@pytest.mark.hostile
+def test_a_hash_chain_into_poison_stops_and_says_so(tmp_path):
+    fx = get_fixture("basic")
+
+    def poison(s, n, found):  # LIST_POISON1, what hlist_nulls_del leaves behind
+        node = _client(fx, found).address + n.nulls_off
+        return [(node, (0xDEAD000000000100).to_bytes(8, "little"))]
+
+    path, before = _edited(fx, tmp_path, poison)
+    status, rows, err = _run_cli(path)
+    assert status == 4 and "a chain is broken at 0xdead000000000100: not a kernel" in err
+    assert len(rows) == len(before)  # the rest of the chain was the poison
+
+
+@pytest.mark.hostile
+def test_an_absurd_table_size_is_not_read(tmp_path):
+    fx = get_fixture("basic")
+
+    def huge(s, n, found):  # ehash_mask: 2^32 buckets
+        (table,) = n.tcp_tables(n.namespaces())
+        return [(table + s.types.offsetof("inet_hashinfo", "ehash_mask"),
+                 (0xFFFFFFFF).to_bytes(4, "little"))]
+
+    path, before = _edited(fx, tmp_path, huge)
+    status, rows, err = _run_cli(path)
+    assert status == 4 and "4294967296 buckets is no table's size" in err
+    established = [r for r in before if r["state"] == "ESTABLISHED"]
+    assert len(established) == 2
+    # the connections are still listed, through their descriptors: whether the table
+    # holds them is unknown (null), not false
+    for r in established:
+        (row,) = [x for x in rows if x["inode"] == r["inode"]]
+        assert row["in_table"] is None and "TCP established hash" in row["missing"]["in_table"]
+        assert {k: v for k, v in row.items() if k not in ("in_table", "missing")} == \
+            {k: v for k, v in r.items() if k not in ("in_table", "missing")}
+    assert [r for r in rows if r["in_table"]] == [r for r in before
+                                                  if r["state"] != "ESTABLISHED"]
