@@ -7,7 +7,7 @@ Sockets are found two ways and joined by their ``struct sock``:
   established hash (``struct inet_hashinfo``: ``listening_hash`` up to 5.18, ``lhash2``
   since; ``ehash``, which also holds TIME_WAIT and SYN_RECV entries as the smaller
   ``inet_timewait_sock`` and ``request_sock``), UDP's ``udp_table`` and the unix sockets'
-  table (``unix_socket_table`` up to 5.19, each namespace's ``net->unx.table`` since);
+  table (``unix_socket_table`` up to 5.18, each namespace's ``net->unx.table`` since);
 * each process's open files: a descriptor whose file is a socket (``f_op`` is
   ``socket_file_ops``, or the file lives on sockfs) holds the ``struct socket`` in
   ``private_data``, and the socket's ``sk`` is the ``struct sock``.
@@ -42,7 +42,8 @@ MAX_BUCKETS = 1 << 24
 #: at most this many network namespaces
 MAX_NETNS = 1 << 16
 #: buckets of the unix socket table: UNIX_HASH_SIZE (256) twice, the second half for
-#: unbound sockets (include/net/af_unix.h; the same 512 since 2.6, per namespace since 5.19)
+#: unbound sockets (include/net/af_unix.h; 512 on every kernel 5.10 .. 7.x, per
+#: namespace since 5.19)
 UNIX_HASH_SIZE = 512
 #: buckets of 5.x's TCP listening hash (INET_LHTABLE_SIZE)
 INET_LHTABLE_SIZE = 32
