@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kvmfx.errors import FormatError, KvmError
-from kvmfx.objects import Object, member_at, read_with_holes
+from kvmfx.objects import Fields, Object, member_at, read_with_holes
 from kvmfx_plugins.linux.tasks import LinuxKernel, for_each_task
 
 #: at most this many sockets are read from one table (a chain loop cannot spin)
@@ -155,12 +155,15 @@ class Net:
         self.node_off = types.offsetof("sock_common", "skc_node")
         self.nulls_off = types.offsetof("sock_common", "skc_nulls_node")
         self.net_list_off = types.offsetof("net", "list")
+        self.net_list = k.symbols.lookup("net_namespace_list")
         self.inum_off = member_at(types, "net", "ns.inum")[0]
         self.sock_ops = k.symbols.lookup("socket_file_ops")
         #: SOCK_INODE: the inode follows the struct socket in a struct socket_alloc
         self.inode_off = (types.offsetof("socket_alloc", "vfs_inode")
                           - types.offsetof("socket_alloc", "socket"))
         self.ino_off = types.offsetof("inode", "i_ino")
+        #: what file_socket reads of each open file
+        self._file_fields = Fields(types, "file", ("f_op", "private_data", "f_path.dentry"))
         self._inums: dict[int, int | None] = {}
         #: file operations already classified: f_op -> whether its files are sockets
         self._socket_fops: dict[int, bool] = {}
@@ -175,7 +178,7 @@ class Net:
         ``net_namespace_list``, else, for symbol tables that name no data, init_task's
         and those of the processes read so far."""
         k = self.k
-        head = k.symbols.lookup("net_namespace_list")
+        head = self.net_list
         if head is not None:
             nets = list(k.list_entries(head, self.net_list_off, limit=MAX_NETNS,
                                        what="network namespace list"))
@@ -538,9 +541,7 @@ class Net:
         """The ``struct socket`` an open file is (its ``private_data``), or None for a file
         that is not a socket."""
         k = self.k
-        f = k.obj("file", file)
-        assert f is not None
-        fop = int(f.f_op)
+        fop, private, dentry = self._file_fields.read(k.read, file)
         known = self._socket_fops.get(fop)
         if known is None:
             if self.sock_ops is not None:
@@ -549,9 +550,9 @@ class Net:
                 from kvmfx_plugins.linux.vfs import vfs
 
                 v = vfs(k)
-                known = v.fs_type(v.dentry(int(f.f_path.dentry))) == "sockfs"
+                known = v.fs_type(v.dentry(dentry)) == "sockfs"
             self._socket_fops[fop] = known
-        return int(f.private_data) if known else None
+        return int(private) if known else None
 
     def owned_sockets(self, unread: list[int]) -> Iterator[tuple[int, int, int, int]]:
         """(pid, fd, struct socket, struct sock) of every descriptor of every process that
@@ -568,13 +569,14 @@ class Net:
                 self.warnings.append(f"task at {task.address:#x} is unreadable: {exc}")
                 unread.append(-1)
                 continue
-            try:
-                nsproxy = k.obj("nsproxy", int(task.nsproxy))
-                net = int(nsproxy.net_ns) if nsproxy is not None else 0
-                if net and net not in self.task_nets:
-                    self.task_nets.append(net)
-            except KvmError:
-                pass  # its namespace is found through the namespace list or its sockets
+            if self.net_list is None:  # the namespaces are found through the processes
+                try:
+                    nsproxy = k.obj("nsproxy", int(task.nsproxy))
+                    net = int(nsproxy.net_ns) if nsproxy is not None else 0
+                    if net and net not in self.task_nets:
+                        self.task_nets.append(net)
+                except KvmError:
+                    pass  # and through init_task
             try:
                 for of in v.task_files(task):
                     try:
