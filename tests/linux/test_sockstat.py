@@ -2,7 +2,8 @@
 /proc/net/{tcp,tcp6,udp,udp6,unix} is a row with the same addresses, ports, state, inode, uid
 and unix name, no row is more, and each socket's owners are exactly the processes and
 descriptors whose /proc/PID/fd/N link shows ``socket:[INODE]``; on every format of every
-kernel of the matrix (5.10 .. the newest, x86_64 and arm64 with 4K and 16K pages)."""
+kernel of the matrix (5.10 .. the newest, x86_64 and arm64 with 4K and 16K pages), and on
+the PREEMPT_RT and 5-level paging builds."""
 
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ ARM64 = ("arm64", "arm64-16k")
 #: formats as not produced (tests/arch/test_aarch64_fixtures.py)
 MAKEDUMPFILE = {key for key, (_, producer) in ALL_DUMPS.items()
                 if "makedumpfile" in producer}
-CASES = [(name, key) for name in (*KERNELS, *ARM64)
+#: the same kernel as basic in another build (PREEMPT_RT: other lock sizes, so other
+#: bucket strides) and with 5-level paging (kernel addresses from 0xff11...)
+OTHER = ("rt", "la57")
+CASES = [(name, key) for name in (*KERNELS, *ARM64, *OTHER)
          for key in (SCENARIOS[name].dumps or ALL_DUMPS) if key not in QEMU_CANNOT
          and not (name in ARM64 and key in MAKEDUMPFILE)]
 #: makedumpfile -d 31 leaves out what it takes for user pages: on kernels newer than it
