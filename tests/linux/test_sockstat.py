@@ -346,3 +346,40 @@ def test_an_absurd_table_size_is_not_read(tmp_path):
             {k: v for k, v in r.items() if k not in ("in_table", "missing")}
     assert [r for r in rows if r["in_table"]] == [r for r in before
                                                   if r["state"] != "ESTABLISHED"]
+
+
+def test_time_wait_and_syn_recv_entries_read_as_proc_prints_them(tmp_path):
+    """The established hash's smaller entries (the guest keeps none: its connections are
+    idle), made in a copy from its two connected sockets: the client's becomes an
+    inet_timewait_sock in FIN_WAIT2 (TIME_WAIT's substate while the peer's FIN is awaited),
+    the server's accepted one a request_sock whose listener is the server's listener (its
+    uid made 1234): both show inode 0, the TIME_WAIT uid 0, the request its listener's."""
+    fx = get_fixture("basic")
+    roles = fx.truth["roles"]
+
+    def mini(s, n, found):
+        (listener,) = [x for x in found if (roles["tcp_server"], 3) in x.owners]
+        (accepted,) = [x for x in found if (roles["tcp_server"], 5) in x.owners]
+        client = _client(fx, found)
+        state = s.types.offsetof("sock_common", "skc_state")
+        return [(client.address + state, bytes([6])),
+                (client.address + s.types.offsetof("inet_timewait_sock", "tw_substate"),
+                 bytes([5])),
+                (accepted.address + state, bytes([12])),
+                (accepted.address + s.types.offsetof("sock_common", "skc_listener"),
+                 listener.address.to_bytes(8, "little")),
+                (listener.address + s.types.offsetof("sock", "sk_uid"),
+                 (1234).to_bytes(4, "little"))]
+
+    path, before = _edited(fx, tmp_path, mini)
+    rows, warnings = _sockstat(path)
+    assert warnings == []
+    was = {(o["pid"], o["fd"]): r for r in before for o in r["owners"]}
+    now = {(o["pid"], o["fd"]): r for r in rows for o in r["owners"]}
+    same = ("netns", "proto", "type", "listening", "local_addr", "local_port",
+            "remote_addr", "remote_port", "path", "owners", "in_table")
+    for key, state, uid in (((roles["tcp_client"], 3), "FIN_WAIT2", 0),
+                            ((roles["tcp_server"], 5), "SYN_RECV", 1234)):
+        assert (now[key]["state"], now[key]["inode"], now[key]["uid"]) == (state, 0, uid)
+        assert {c: now[key][c] for c in same} == {c: was[key][c] for c in same}
+    assert now[(roles["tcp_server"], 3)]["uid"] == 1234
