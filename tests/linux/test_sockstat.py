@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import kvmfx
-from kvmfx_plugins.linux.net import net
+from kvmfx_plugins.linux.net import UNIX_HASH_SIZE, net
 from tests.factory import ALL_DUMPS, get_fixture
 from tests.factory.scenarios import SCENARIOS
 from tests.linux.test_hostile_memory import _copy
@@ -383,3 +383,32 @@ def test_time_wait_and_syn_recv_entries_read_as_proc_prints_them(tmp_path):
         assert (now[key]["state"], now[key]["inode"], now[key]["uid"]) == (state, 0, uid)
         assert {c: now[key][c] for c in same} == {c: was[key][c] for c in same}
     assert now[(roles["tcp_server"], 3)]["uid"] == 1234
+
+
+def test_a_socket_unlinked_from_its_table_is_still_listed_from_its_descriptor(tmp_path):
+    """A unix socket taken out of the unix table in a copy of the dump (what a rootkit does
+    to hide it from /proc/net/unix and ss): its descriptor still shows it, with in_table
+    false."""
+    fx = get_fixture("basic")
+    key = (fx.truth["roles"]["unix"], 5)
+
+    def unlink(s, n, found):
+        (sock,) = [x for x in found if key in x.owners]
+        node = sock.address + n.node_off
+        after = s.read(node, 8)
+        (table,) = n.unix_tables(n.namespaces())
+        for bucket in range(UNIX_HASH_SIZE):  # the link that leads to it: a head or a node
+            link = table + bucket * 8
+            while (at := int.from_bytes(s.read(link, 8), "little")) not in (0, node):
+                link = at
+            if at == node:
+                return [(link, after)]
+        raise AssertionError("the socket is in no chain")
+
+    path, before = _edited(fx, tmp_path, unlink)
+    rows, warnings = _sockstat(path)
+    assert warnings == []
+    (was,) = [r for r in before if {"pid": key[0], "fd": key[1]} in r["owners"]]
+    (now,) = [r for r in rows if {"pid": key[0], "fd": key[1]} in r["owners"]]
+    assert was["in_table"] is True and now == {**was, "in_table": False}
+    assert len(rows) == len(before)
