@@ -94,12 +94,8 @@ def _dump_files(v: Any, p: Process) -> Iterator[dict[str, Any]]:
                     missing["flags"] = "the file table's close-on-exec bitmap is unreadable"
                 else:
                     row["flags"] = fdinfo_flags(info, of.cloexec)
-                row["inode"] = info.inode
-                if info.inode is None:
-                    missing["inode"] = "the file's inode is unreadable"
-                row["mnt_id"] = info.mnt_id
-                if info.mnt_id is None:
-                    missing["mnt_id"] = "the file's mount is unreadable"
+                row["inode"], row["mnt_id"] = info.inode, info.mnt_id
+                missing.update(info.missing)
                 try:
                     row["path"] = v.d_path(info.path)
                 except KvmError as exc:

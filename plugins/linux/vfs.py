@@ -24,7 +24,7 @@ directory and most of their paths' ancestors. Live memory is read afresh every t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kvmfx.errors import FormatError, KvmError
 from kvmfx.objects import Fields, Object, cstring
@@ -99,15 +99,16 @@ class Mount:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """An open file as /proc/PID/fdinfo shows it: ``pos``, ``flags`` (``f_flags``, with
-    O_CLOEXEC when the descriptor is closed on exec), the mount's id and the inode number;
-    and its ``struct path``."""
+    """An open file as /proc/PID/fdinfo shows it: ``pos``, ``flags`` (``f_flags``, without
+    the descriptor's O_CLOEXEC), the mount's id and the inode number (None, with why in
+    ``missing``, when unreadable); and its ``struct path``."""
 
     path: VfsPath
     pos: int
     f_flags: int
     mnt_id: int | None
     inode: int | None
+    missing: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -526,15 +527,16 @@ class Vfs:
         the descriptor's close-on-exec), and its path."""
         mnt, dentry, inode, f_flags, f_pos = self._file_fields.read(self.k.read, file)
         path = VfsPath(mnt, dentry)
+        missing: dict[str, str] = {}
         try:
             mnt_id: int | None = self.read_mount(mnt).mnt_id
-        except KvmError:
-            mnt_id = None
+        except KvmError as exc:
+            mnt_id, missing["mnt_id"] = None, f"the file's mount is unreadable: {exc}"
         try:
             ino: int | None = self.i_ino(inode)
-        except KvmError:
-            ino = None
-        return FileInfo(path, f_pos, f_flags & 0xFFFFFFFF, mnt_id, ino)
+        except KvmError as exc:
+            ino, missing["inode"] = None, f"the file's inode is unreadable: {exc}"
+        return FileInfo(path, f_pos, f_flags & 0xFFFFFFFF, mnt_id, ino, missing)
 
     def file_path(self, file: Object | int) -> str:
         """The path of an open file (``struct file``, an object or its address), as
