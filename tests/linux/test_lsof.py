@@ -11,6 +11,8 @@ tmpfs ("mntns").
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +154,29 @@ def test_filters_select_processes(name):
         assert {r["pid"] for r in Lsof().run(s, {"uid": 1000})} == {
             int(p) for p, t in fx.truth["processes"].items()
             if t["uid"][0] == 1000 and t["fd"]}
+
+
+def test_the_live_system_shows_this_process_as_proc_does(tmp_path):
+    """On the live system lsof reads /proc: this test's own descriptors, a file at a
+    seeked position, a deleted file, a pipe."""
+    kept = tmp_path / "kept"
+    kept.write_bytes(b"x" * 100)
+    gone = tmp_path / "gone"
+    gone.write_bytes(b"y")
+    with open(kept, "rb") as f, open(gone, "rb") as g:
+        f.seek(42)
+        gone.unlink()
+        r, w = os.pipe()
+        try:
+            with kvmfx.open() as s:
+                rows = {row["fd"]: row for row in Lsof().run(s, {"pid": os.getpid()})}
+            assert rows[f.fileno()]["path"] == str(kept)
+            assert rows[f.fileno()]["pos"] == 42
+            assert rows[g.fileno()]["path"] == f"{gone} (deleted)"
+            assert rows[r]["path"] == rows[w]["path"] == f"pipe:[{os.fstat(r).st_ino}]"
+            info = fdinfo(Path(f"/proc/self/fdinfo/{r}").read_text())
+            assert rows[r]["flags"] == info["flags"]
+            assert rows[f.fileno()]["inode"] == os.fstat(f.fileno()).st_ino
+        finally:
+            os.close(r)
+            os.close(w)

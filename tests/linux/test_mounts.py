@@ -7,6 +7,9 @@ extra tmpfs (noexec, size=, mode=700)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 import kvmfx
@@ -92,3 +95,12 @@ def test_mountinfo_escapes_are_undone():
                    "mount_point": "/mnt 2", "mount_options": "rw,noatime",
                    "propagation": "master:1", "fstype": "ext3", "source": "/dev/root",
                    "super_options": "rw,errors=continue"}
+
+
+def test_the_live_system_shows_its_own_mountinfo():
+    with kvmfx.open() as s:
+        rows = list(Mounts().run(s, {}))
+    own = os.readlink("/proc/self/ns/mnt")
+    mine = [r for r in rows if r["mnt_ns"] == own]
+    want = parse_mountinfo(Path(f"/proc/{mine[0]['pid']}/mountinfo").read_text())
+    assert [{f: r[f] for f in FIELDS} for r in mine] == want

@@ -5,6 +5,8 @@ threads (no executable), a zombie (none of the three)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import kvmfx
@@ -60,3 +62,10 @@ def test_the_planted_paths(name):
     assert kthread["exe"] is None and "kernel thread" in kthread["missing"]["exe"]
     zombies = [r for r in rows.values() if r["state"] == "Z"]
     assert zombies and all(r["exe"] is r["cwd"] is r["root"] is None for r in zombies)
+
+
+def test_the_live_system_links_as_proc_does():
+    with kvmfx.open() as s:
+        (row,) = PsList().run(s, {"pid": os.getpid()})
+    assert row["exe"] == os.readlink("/proc/self/exe")
+    assert (row["cwd"], row["root"]) == (os.getcwd(), os.readlink("/proc/self/root"))
