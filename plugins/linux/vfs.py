@@ -468,9 +468,14 @@ class Vfs:
         mnt = self.read_mount(path.mnt)
         dentry_addr = path.dentry
         error = 0
+        seen: set[tuple[int, int]] = set()
         for _ in range(MAX_STEPS):
             if dentry_addr == root.dentry and mnt.vfsmount == root.mnt:
                 break
+            if (mnt.address, dentry_addr) in seen:
+                raise FormatError(f"a dentry or mount loop at {dentry_addr:#x}",
+                                  address=path.dentry)
+            seen.add((mnt.address, dentry_addr))
             if dentry_addr == mnt.root:
                 if mnt.parent != mnt.address:
                     dentry_addr = mnt.mountpoint
@@ -505,9 +510,13 @@ class Vfs:
         suffix = "//deleted" if self._unlinked(dentry) else ""
         parts: list[bytes] = []
         size = len(suffix) + 1
+        seen: set[int] = set()
         for _ in range(MAX_STEPS):
             if dentry.parent == dentry.address:
                 break
+            if dentry.address in seen:
+                raise FormatError(f"a dentry loop at {dentry.address:#x}", address=address)
+            seen.add(dentry.address)
             name = self.dentry_name(dentry)
             size += len(name) + 1
             if size > PATH_MAX:
