@@ -126,6 +126,7 @@ class Mounts:
         self._totalram: int | None | bool = False
         self._inode64: bool | None = None
         self._init_user_ns: int | None | bool = False
+        self._selinux: bool | None = None
 
     # -- namespaces --------------------------------------------------------------------------
     def task_mnt_ns(self, task: int) -> int:
@@ -484,12 +485,17 @@ class Mounts:
 
     # -- the superblock's own options -----------------------------------------------------------
     def _lsm_options(self) -> str:
-        """security_sb_show_options: SELinux adds its own when it is the active LSM."""
-        state = self.k.symbols.lookup("selinux_state")
-        if state is None or not self.k.types.has("selinux_state"):
-            return ""
-        obj = self.k.obj("selinux_state", state)
-        if obj is not None and obj.has("initialized") and obj.initialized:
+        """security_sb_show_options: SELinux adds its own when it is the active LSM
+        (Debian's kernels start AppArmor, which adds none)."""
+        if self._selinux is None:
+            state = self.k.symbols.lookup("selinux_state")
+            active = False
+            if state is not None and self.k.types.has("selinux_state"):
+                obj = self.k.obj("selinux_state", state)
+                active = bool(obj is not None and obj.has("initialized") and
+                              obj.initialized)
+            self._selinux = active
+        if self._selinux:
             raise FormatError("SELinux is active: its superblock options are not rendered")
         return ""
 
