@@ -10,7 +10,8 @@ mount). A dentry unlinked from the tree gains `` (deleted)``. A dentry whose fil
 names its dentries on demand (``dentry->d_op->d_dname``) is named as that function names
 it: ``pipe:[INODE]``, ``socket:[INODE]``, ``anon_inode:[eventfd]``, ``mnt:[INODE]``,
 ``anon_inode:[pidfd]``, ``/memfd:NAME (deleted)`` (simple_dname, the pseudo files of
-filesystems with no names of their own); the function is told by its symbol.
+filesystems with no names of their own); the function is told by its symbol. Names are
+bytes: in the paths returned, bytes that are not UTF-8 appear as ``\\xNN``.
 
 Every walk is bounded (a path is at most ``PATH_MAX`` bytes, a file table at most
 ``MAX_FDS`` entries) and every pointer is read through the dump: a loop, a wild pointer or an
@@ -123,7 +124,7 @@ class OpenFile:
 
 class Vfs:
     """The path builder of one kernel: type layouts looked up once, the reader's root, and
-    on a dump the structures of the current listing."""
+    on a dump the dentries, mounts and paths read so far."""
 
     def __init__(self, k: LinuxKernel) -> None:
         self.k = k
@@ -244,7 +245,7 @@ class Vfs:
         data = cstring(self.k.read(address, first))
         if len(data) == first and first < limit:
             data = cstring(self.k.read(address, limit))
-        return data.decode("utf-8", "surrogateescape")
+        return data.decode("utf-8", "backslashreplace")
 
     def inode_number(self, dentry: Object | Dentry) -> int | None:
         """The number of a dentry's inode (None for a negative dentry)."""
@@ -412,7 +413,7 @@ class Vfs:
     def _dname(self, kind: str, dentry: Dentry) -> str:
         if kind == "pidfd":
             return "anon_inode:[pidfd]"
-        name = self.dentry_name(dentry).decode("utf-8", "surrogateescape")
+        name = self.dentry_name(dentry).decode("utf-8", "backslashreplace")
         if kind == "anon_inode":
             return f"anon_inode:{name}"
         if kind == "simple":
@@ -499,7 +500,7 @@ class Vfs:
                               "loop)", address=path.dentry)
         if error == 3 or not parts:
             return "/", error
-        return "".join("/" + p.decode("utf-8", "surrogateescape")
+        return "".join("/" + p.decode("utf-8", "backslashreplace")
                        for p in reversed(parts)), error
 
     def dentry_path(self, address: int) -> str:
@@ -527,7 +528,7 @@ class Vfs:
         else:
             raise FormatError(f"path of more than {MAX_STEPS} steps (a dentry loop)",
                               address=address)
-        text = "".join("/" + p.decode("utf-8", "surrogateescape") for p in reversed(parts))
+        text = "".join("/" + p.decode("utf-8", "backslashreplace") for p in reversed(parts))
         return (text or "/") + suffix
 
     # -- files -----------------------------------------------------------------------------

@@ -138,6 +138,13 @@ def test_names_stop_at_a_nul_and_deleted_dentries_say_so(planted):
     assert v.dentry_path(FAKE + 0x1000) == "/dir/fi//deleted"
 
 
+def test_names_that_are_not_utf8_show_their_bytes(planted):
+    k, o, v = planted
+    root = _root(v)
+    _dentry(k, o, FAKE, root.dentry, b"caf\xe9 \xff")
+    assert v.d_path(VfsPath(root.mnt, FAKE)) == "/caf\\xe9 \\xff"
+
+
 def test_a_dentry_outside_its_mount_prints_the_bare_root(planted):
     """prepend_path's "escaped" end: a dentry that is its own parent but not its mount's
     root (d_alloc_pseudo's, on a filesystem with no d_dname) prints "/"."""
