@@ -258,3 +258,63 @@ def test_a_mount_with_an_unreadable_superblock_keeps_its_line(planted):
     assert info is not None and info.mount_id is not None
     assert info.fstype is None and "super_block unreadable" in info.missing["fstype"]
     assert info.mount_point is None and info.missing["mount_point"] == "no reader"
+
+
+def test_propagation_fields(planted):
+    """shared:N from the mount's peer group, master:N from its master's, unbindable; the
+    flags in mnt_flags up to 6.16, in mnt_t_flags since."""
+    from kvmfx_plugins.linux import mounts as mounts_module
+
+    k, o, v = planted
+    m = Mounts(k)
+    root = _root(v)
+    size = k.types.struct_size("mount")
+    shared, master = FAKE, FAKE + 0x1000
+    for at in (shared, master):
+        o.plant(at, k.read(root.mnt - v.mnt_off, size))
+    share = _offset(k, "mount", "mnt_share")
+    o.put(master + share, master + share)  # a peer ring of one
+    o.put(master + _offset(k, "mount", "mnt_ns"), FAKE + 0x9000)  # another namespace
+    o.put(master + _offset(k, "mount", "mnt_group_id"), 7, 4)
+    o.put(master + _offset(k, "mount", "mnt_master"), 0)
+    # mounted on the reader's root
+    o.put(shared + _offset(k, "mount", "mnt_parent"), root.mnt - v.mnt_off)
+    o.put(shared + _offset(k, "mount", "mnt_mountpoint"), root.dentry)
+    o.put(shared + _offset(k, "mount", "mnt_group_id"), 5, 4)
+    o.put(shared + _offset(k, "mount", "mnt_master"), master)
+    if m.t_flags:
+        o.put(shared + _offset(k, "mount", "mnt_t_flags"),
+              mounts_module.T_SHARED | mounts_module.T_UNBINDABLE, 4)
+    else:
+        flags = shared + _offset(k, "mount", "mnt") + _offset(k, "vfsmount", "mnt_flags")
+        o.put(flags, mounts_module.MNT_SHARED | mounts_module.MNT_UNBINDABLE, 4)
+    info = m.mountinfo(shared, root)
+    assert info is not None and info.propagation == "shared:5 master:7 unbindable"
+
+
+def test_propagate_from_names_the_nearest_master_with_a_peer_in_reach(planted):
+    """fs/pnode.c get_dominating_id: the mount's master (group 7) has no peer in the
+    mount's namespace; its own master (group 9) has one there, under the reader's root."""
+    k, o, v = planted
+    m = Mounts(k)
+    root = _root(v)
+    size = k.types.struct_size("mount")
+    mine, first, second, peer = FAKE, FAKE + 0x1000, FAKE + 0x2000, FAKE + 0x3000
+    for at in (mine, first, second, peer):
+        o.plant(at, k.read(root.mnt - v.mnt_off, size))
+        o.put(at + _offset(k, "mount", "mnt_parent"), root.mnt - v.mnt_off)
+        o.put(at + _offset(k, "mount", "mnt_mountpoint"), root.dentry)
+        if m.t_flags:
+            o.put(at + _offset(k, "mount", "mnt_t_flags"), 0, 4)
+    ns = int.from_bytes(k.read(root.mnt - v.mnt_off + _offset(k, "mount", "mnt_ns"), 8),
+                        "little")
+    share = _offset(k, "mount", "mnt_share")
+    for at, group, master, mount_ns, next_peer in (
+            (mine, 0, first, ns, mine), (first, 7, second, FAKE + 0x9000, first),
+            (second, 9, 0, FAKE + 0x9000, peer), (peer, 9, 0, ns, second)):
+        o.put(at + _offset(k, "mount", "mnt_group_id"), group, 4)
+        o.put(at + _offset(k, "mount", "mnt_master"), master)
+        o.put(at + _offset(k, "mount", "mnt_ns"), mount_ns)
+        o.put(at + share, next_peer + share)
+    info = m.mountinfo(mine, root)
+    assert info is not None and info.propagation == "master:7 propagate_from:9"
