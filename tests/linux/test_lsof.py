@@ -1,6 +1,7 @@
 """lsof on real dumps equals the guest's own /proc/PID/fd and fdinfo, descriptor by
 descriptor, for every process but init (whose descriptors change while it takes the ground
-truth), on every format of every kernel of the matrix (x86_64 5.10 .. 7.3 and arm64).
+truth), on every format of every kernel of the matrix (x86_64 5.10 .. 7.3 and arm64, and
+6.1's PREEMPT_RT build and 5-level paging).
 
 The guest plants: a file open for reading at a seeked position, one appended to, a
 deleted-but-open file, both ends of a pipe, a file on a tmpfs ("files"); sockets of every
@@ -22,8 +23,9 @@ from kvmfx_plugins.commands.files import Lsof
 from tests.factory import ALL_DUMPS, get_fixture
 from tests.factory.scenarios import SCENARIOS
 
-#: the kernels of the matrix: x86_64 5.10, 6.1, 6.12, the newest; arm64 6.1 and 6.12
-KERNELS = ("bullseye", "basic", "trixie", "backports", "arm64", "arm64-16k")
+#: the kernels of the matrix: x86_64 5.10, 6.1, 6.12, the newest; arm64 6.1 and 6.12; and
+#: 6.1's PREEMPT_RT build (other structure layouts) and 6.1 with 5-level paging
+KERNELS = ("bullseye", "basic", "trixie", "backports", "arm64", "arm64-16k", "rt", "la57")
 #: Debian 12's QEMU writes neither (the factory lists them under not_produced)
 QEMU_CANNOT = {"kdump-lzo", "kdump-snappy"}
 #: what an aarch64 guest is captured in: QEMU's formats (this machine's makedumpfile is an
