@@ -172,12 +172,13 @@ class Mounts:
 
     def namespace(self, address: int) -> MountNamespace:
         """The namespace at ``address`` (its inode number None when unreadable)."""
+        inum: int | None = None
         try:
             ns = self.k.obj("mnt_namespace", address)
-            assert ns is not None
-            inum: int | None = int(ns.ns.inum)
+            if ns is not None:
+                inum = int(ns.ns.inum)
         except KvmError:
-            inum = None
+            pass
         return MountNamespace(address, inum)
 
     def mounts(self, ns: MountNamespace, warn: Callable[[str], None]) -> Iterator[int]:
@@ -533,8 +534,7 @@ class Mounts:
         if not scops:
             return 0
         ops = self.k.obj("kernfs_syscall_ops", scops)
-        assert ops is not None
-        return int(ops.member(name)) if ops.has(name) else 0
+        return int(ops.member(name)) if ops is not None and ops.has(name) else 0
 
     def totalram_pages(self) -> int | None:
         """The kernel's page count (``_totalram_pages``), found through si_meminfo's
