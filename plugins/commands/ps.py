@@ -67,16 +67,70 @@ class PsList(Command):
                      Column("kernel_thread", "bool", "a kernel thread (no user memory)"),
                      Column("start_time", "str", "start, ISO 8601 UTC (absolute)"),
                      Column("start_boot", "float", "start, seconds after boot"),
+                     *PATH_COLUMNS,
                      Column("source", "str", "where the record came from (procfs, "
                             "task_list, scan)"),
                      MISSING],
             options=FILTERS)
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        paths = process_paths(session)
         for p in selected(session, options):
             row = p.as_row()
             row["start_time"] = iso_time(p.start_time)
+            found, why = paths(p)
+            row.update(found)
+            if why:
+                row["missing"] = {**(row["missing"] or {}), **why}
             yield row
+
+
+#: pslist's paths, as /proc/PID/exe, cwd and root link to them
+PATH_COLUMNS = [
+    Column("exe", "str", "the executable's path (' (deleted)' when removed since); null "
+           "for kernel threads"),
+    Column("cwd", "str", "working directory"),
+    Column("root", "str", "root directory (other than / in a chroot)"),
+]
+
+PathReader = Callable[[Process], tuple[dict[str, Any], dict[str, str]]]
+
+
+def process_paths(session: Session) -> PathReader:
+    """How a session's processes' exe, cwd and root are read: their kernel structures on a
+    Linux dump, /proc/PID/{exe,cwd,root} on the live system."""
+    if not session.live:
+        from kvmfx_plugins.linux.tasks import LinuxDumpProfile  # Linux dumps only
+
+        profile = session.profile
+        if isinstance(profile, LinuxDumpProfile):
+            from kvmfx_plugins.linux.vfs import vfs
+
+            v = vfs(profile.kernel(session))
+            return lambda p: v.task_paths(p.handle, p.kernel_thread)
+        return lambda p: ({"exe": None, "cwd": None, "root": None},
+                          dict.fromkeys(("exe", "cwd", "root"),
+                                        "not read from this operating system"))
+    return _proc_links
+
+
+def _proc_links(p: Process) -> tuple[dict[str, Any], dict[str, str]]:
+    """exe, cwd and root of a live process (its /proc/PID directory is its handle)."""
+    import os
+
+    found: dict[str, Any] = {}
+    why: dict[str, str] = {}
+    for name in ("exe", "cwd", "root"):
+        link = f"{p.handle}/{name}"
+        try:
+            found[name] = os.readlink(link)
+        except OSError as exc:
+            found[name] = None
+            if name == "exe" and p.kernel_thread:
+                why[name] = "a kernel thread has no executable"
+            else:
+                why[name] = f"{link}: {exc.strerror}"
+    return found, why
 
 
 def _unique(procs: list[Process]) -> list[Process]:
