@@ -123,9 +123,9 @@ class ModXView(Command):
 def _note(seen: dict[str, bool | None]) -> str | None:
     """Why the views of one module disagree."""
     if seen["module_list"] is False:
-        return "not on the module list: unlinked (hidden) or unloading"
+        return "not on the module list: unlinked (hidden)"
     if seen["sysfs"] is False:
-        return "not in sysfs: its kobject was removed"
+        return "not in sysfs: its kobject was removed (hidden, or unloading)"
     if seen["scan"] is False:
         return "not found by the scan"
     return None

@@ -71,25 +71,48 @@ def dump(request):
         yield fx, key, s
 
 
+#: what a filtered dump may lack: a page makedumpfile -d 31 left out (it misjudges some
+#: kernel pages of kernels newer than itself); every other value must be the guest's
+LEFT_OUT = "not in the dump"
+
+
+def _same(got: dict[str, Any], want: dict[str, Any], key: str) -> dict[str, Any]:
+    """The fields of ``got`` that differ from ``want``: none on a full dump; on a filtered
+    one, a field may also be null where ``missing`` says its page was left out."""
+    missing = got.get("missing") or {}
+    return {f: (got[f], v) for f, v in want.items()
+            if got[f] != v and not (key in FILTERED and got[f] is None
+                                    and LEFT_OUT in missing.get(f, ""))}
+
+
+def _warnings_are_left_out_pages(s: kvmfx.Session, key: str) -> None:
+    assert [w for w in s.warnings if key not in FILTERED or LEFT_OUT not in w] == []
+
+
 def test_lsmod_is_the_guests_proc_modules(dump):
-    fx, _key, s = dump
+    fx, key, s = dump
     want = proc_modules(fx.truth["modules"])
     assert len(want) >= 2  # the guests load modules with a dependency between two
     got = rows(s, "lsmod")
-    assert [{k: r[k] for k in want[0]} for r in got] == want
-    assert [r["missing"] for r in got] == [None] * len(got)
+    assert [r["name"] for r in got] == [w["name"] for w in want]
+    assert [_same(r, w, key) for r, w in zip(got, want, strict=True)] == [{}] * len(want)
+    if key not in FILTERED:
+        assert [r["missing"] for r in got] == [None] * len(got)
     assert not any(r["partial"] for r in got)
     assert any(r["used_by"] for r in got)
+    _warnings_are_left_out_pages(s, key)
 
 
 def test_sections_are_the_guests_sysfs(dump):
-    fx, _key, s = dump
+    fx, key, s = dump
     want = {m: {sec: int(a, 16) for sec, a in secs.items()}
             for m, secs in fx.truth["module_sections"].items()}
-    got = {r["name"]: r["sections"] for r in rows(s, "lsmod", sections=True)}
+    got = {r["name"]: r for r in rows(s, "lsmod", sections=True)}
     assert set(want) == set(got)
-    for name, sections in want.items():
-        assert got[name] == sections, name
+    assert {name: _same(got[name], {"sections": sections}, key)
+            for name, sections in want.items()} == {name: {} for name in want}
+    assert sum(r["sections"] is not None for r in got.values()) >= (
+        len(want) if key not in FILTERED else 1)
 
 
 def test_every_view_finds_every_module(dump):
@@ -99,9 +122,13 @@ def test_every_view_finds_every_module(dump):
     assert [r["name"] for r in got] == names
     lsmod = {r["name"]: r["module"] for r in rows(s, "lsmod")}
     for r in got:
-        assert (r["module_list"], r["sysfs"], r["scan"], r["note"], r["missing"]) == (
-            True, True, True, None, None), (key, r)
+        assert (r["module_list"], r["scan"], r["missing"]) == (True, True, None), r
+        # a filtered dump may lack a page of /sys/module's kset (a warning then says so)
+        assert r["sysfs"] is True or (key in FILTERED and r["sysfs"] is False
+                                      and s.warnings), r
+        assert r["note"] is None or not r["sysfs"], r
         assert r["module"] == lsmod[r["name"]] and r["state"] == "Live"
+    _warnings_are_left_out_pages(s, key)
 
 
 def test_module_symbols_are_the_guests_kallsyms(dump):
