@@ -13,6 +13,12 @@ from kvmfx.session import Session
 from kvmfx_plugins.commands.ps import MISSING
 
 
+def hex_address(address: int | None) -> str | None:
+    """An address as the kernel prints one with %px: 0x and 16 hex digits (JSON numbers
+    and 64-bit signed columns, Parquet's, Elasticsearch's, cannot hold kernel addresses)."""
+    return None if address is None else f"0x{address:016x}"
+
+
 def _linux(session: Session, command: str) -> Any:
     """The dump's Linux kernel (:class:`~kvmfx_plugins.linux.tasks.LinuxKernel`)."""
     if session.live:
@@ -39,11 +45,12 @@ class LsMod(Command):
                      Column("used_by", "list[str]", "modules using it, as /proc/modules' "
                             "fourth column (\"[permanent]\": it cannot be unloaded); [] none"),
                      Column("state", "str", "Live, Loading, Unloading (or Unformed)"),
-                     Column("address", "int", "base of its core text, as /proc/modules"),
+                     Column("address", "str", "base of its core text, as /proc/modules "
+                            "prints it (0x and 16 hex digits)"),
                      Column("taint", "str", "taint letters as /proc/modules prints them, "
                             "e.g. \"(OE)\"; \"\" when untainted"),
-                     Column("module", "int", "address of its struct module"),
-                     Column("sections", "dict[str, int]", "with --sections: section -> "
+                     Column("module", "str", "address of its struct module"),
+                     Column("sections", "dict[str, str]", "with --sections: section -> "
                             "address, as /sys/module/NAME/sections (null without it)"),
                      Column("partial", "bool", "used_by or sections cut short"),
                      MISSING],
@@ -58,13 +65,15 @@ class LsMod(Command):
         for address in mods.listed():
             info = mods.read(address)
             row = {"name": info.name, "size": info.size, "refcount": info.refcount,
-                   "used_by": info.used_by, "state": info.state, "address": info.base,
-                   "taint": info.taint, "module": address, "sections": None,
+                   "used_by": info.used_by, "state": info.state,
+                   "address": hex_address(info.base), "taint": info.taint,
+                   "module": hex_address(address), "sections": None,
                    "partial": info.partial}
             missing = dict(info.missing)
             if options.get("sections"):
                 sections, why, cut = mods.sections(address)
-                row["sections"] = sections
+                row["sections"] = None if sections is None else {
+                    name: hex_address(at) for name, at in sections.items()}
                 row["partial"] = row["partial"] or cut
                 if why:
                     missing["sections"] = why
@@ -78,7 +87,7 @@ class ModXView(Command):
             name="modxview",
             description="Modules by module list, sysfs kobjects and memory scan, side by side.",
             columns=[Column("name", "str", "module name"),
-                     Column("module", "int", "address of its struct module"),
+                     Column("module", "str", "address of its struct module"),
                      Column("module_list", "bool", "on the modules list (what /proc/modules "
                             "and lsmod show)"),
                      Column("sysfs", "bool", "in module_kset (what /sys/module shows)"),
@@ -116,7 +125,7 @@ class ModXView(Command):
             name = info.name if info.name is not None else names.get(address)
             if name is None and "name" in info.missing:
                 missing["name"] = info.missing["name"]
-            yield {"name": name, "module": address, **seen, "state": info.state,
+            yield {"name": name, "module": hex_address(address), **seen, "state": info.state,
                    "note": _note(seen), "missing": missing or None}
 
 
@@ -167,7 +176,7 @@ class CheckSyscalls(Command):
             columns=[Column("table", "str", "sys_call_table, ia32_sys_call_table, "
                             "x32_sys_call_table, compat_sys_call_table"),
                      Column("index", "int", "entry number (the system call's number)"),
-                     Column("address", "int", "the handler address the entry holds"),
+                     Column("address", "str", "the handler address the entry holds"),
                      Column("symbol", "str", "the symbol there (name or name+0xOFF): the "
                             "kernel's, or the module's own; null where none is"),
                      Column("hooked", "bool", "the address is outside the kernel's text"),
@@ -183,7 +192,7 @@ class CheckSyscalls(Command):
         for e in check_syscalls(k):
             if options.get("hooked") and not e.hooked:
                 continue
-            yield {"table": e.table, "index": e.index, "address": e.address,
+            yield {"table": e.table, "index": e.index, "address": hex_address(e.address),
                    "symbol": e.symbol, "hooked": e.hooked, "module": e.module,
                    "missing": e.missing or None}
 

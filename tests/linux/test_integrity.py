@@ -102,7 +102,7 @@ def test_every_syscall_entry_is_a_handler_in_the_kernel_text(dump):
         names.setdefault(addr, set()).add(name)
     wrong = [r for r in got
              if r["hooked"] is not False or r["module"] is not None or r["missing"]
-             or r["symbol"] not in names.get(r["address"], ())
+             or r["symbol"] not in names.get(int(r["address"], 16), ())
              or not r["symbol"].startswith(HANDLER_PREFIXES)]
     assert wrong == []
     assert [r["index"] for r in got if r["table"] == "sys_call_table"] == \
@@ -137,7 +137,8 @@ def test_a_hooked_entry_names_the_module_it_points_into(fx, tmp_path):
     target, name, module = _hook(path, 39)  # getpid
     with kvmfx.open(str(path)) as s:
         got = rows(s, "check-syscalls", hooked=True)
-        assert got == [{"table": "sys_call_table", "index": 39, "address": target,
+        assert got == [{"table": "sys_call_table", "index": 39,
+                        "address": f"0x{target:016x}",
                         "symbol": name, "hooked": True, "module": module, "missing": None}]
         assert len(rows(s, "check-syscalls")) == _table_sizes(
             fx.truth["kernel"]["release"])["sys_call_table"]
@@ -155,7 +156,7 @@ def test_a_hook_into_a_hidden_module_names_it(fx, tmp_path):
         assert module not in [r["name"] for r in rows(s, "lsmod")]
         (got,) = rows(s, "check-syscalls", hooked=True)
         assert (got["index"], got["address"], got["symbol"], got["module"]) == (
-            62, target, name, module)
+            62, f"0x{target:016x}", name, module)
 
 
 def test_a_hook_to_nowhere_is_unknown(fx, tmp_path):
