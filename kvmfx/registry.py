@@ -169,12 +169,23 @@ def _cache_path() -> Path:
         return Path(where)
     import zlib
 
-    import platformdirs
-
     # one file per interpreter and search path (the script's own folder, sys.path[0], left
     # out): environments do not overwrite each other's
     key = f"{zlib.crc32(chr(0).join([sys.executable, *sys.path[1:]]).encode()):08x}"
-    return Path(platformdirs.user_cache_dir("kvmfx")) / f"entry-points-{key}.json"
+    return user_cache_dir() / f"entry-points-{key}.json"
+
+
+def user_cache_dir() -> Path:
+    """kvmfx's folder in the user's cache (profiles, remembered entry points): on Linux
+    ``$XDG_CACHE_HOME/kvmfx`` or ``~/.cache/kvmfx`` as the XDG base directory specification
+    says (what platformdirs answers there, without importing it at every start), else
+    where platformdirs puts it on the platform."""
+    if sys.platform == "linux":
+        xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+        return Path(xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache")) / "kvmfx"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("kvmfx"))
 
 
 def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:

@@ -53,6 +53,19 @@ class _Columns(MutableMapping[str, Symbol]):
         except KeyError:
             return default
 
+    def columns(self) -> tuple[list[str], list[int], str]:
+        """Every symbol as columns (names, addresses as found or moved, type letters), one
+        entry a name, without making a Symbol of each."""
+        raise NotImplementedError
+
+    def type_letters(self) -> Iterator[str]:
+        """Each symbol's type letter (no Symbol made)."""
+        raise NotImplementedError
+
+    def moved(self, offset: int) -> _Columns:
+        """A copy whose every address is ``offset`` further on (symbols set by hand too)."""
+        raise NotImplementedError
+
 
 class LazySymbols(_Columns):
     """``name -> Symbol`` over columns (names, addresses, type letters), a Symbol made only
@@ -259,7 +272,7 @@ def sorted_columns(names: list[str], addresses: list[int], types: str
 
 def columns_of(symbols: Mapping[str, Symbol]) -> tuple[list[str], list[int], str]:
     """``symbols`` as columns (names, addresses, type letters)."""
-    if isinstance(symbols, LazySymbols | SortedSymbols):
+    if isinstance(symbols, _Columns):
         return symbols.columns()
     names, addrs, kinds = [], [], []
     for sym in symbols.values():
@@ -337,7 +350,7 @@ class SymbolTable:
         """A copy with every address moved by ``offset`` (a KASLR slide)."""
         table = SymbolTable(self.source, complete=self.complete)
         table.slide = self.slide + offset
-        if isinstance(self.symbols, LazySymbols | SortedSymbols):
+        if isinstance(self.symbols, _Columns):
             table.symbols = self.symbols.moved(offset)
             return table
         for sym in self.symbols.values():
@@ -352,7 +365,7 @@ class SymbolTable:
 
     def type_letters(self) -> Iterator[str]:
         """Every symbol's type letter."""
-        if isinstance(self.symbols, LazySymbols | SortedSymbols):
+        if isinstance(self.symbols, _Columns):
             return self.symbols.type_letters()
         return (sym.type for sym in self.symbols.values())
 

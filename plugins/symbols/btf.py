@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import array
 import struct
-import sys
 from typing import Any
 
+from kvmfx.arrays import from_little, to_little
 from kvmfx.errors import FormatError
 from kvmfx.types import (
     ARRAY,
@@ -95,19 +95,6 @@ _TAGGED = frozenset((4, 5, 6, 19))  # struct, union, enum, enum64 (7, FWD, kept 
 INDEX_PARTS = ("offsets", "tags", "fwds", "typedefs", "vars")
 
 
-def _u32(values: array.array[int]) -> bytes:
-    if sys.byteorder != "little":
-        values = array.array("I", values)
-        values.byteswap()
-    return values.tobytes()
-
-
-def _from_u32(blob: bytes) -> array.array[int]:
-    out = array.array("I")
-    out.frombytes(blob)
-    if sys.byteorder != "little":
-        out.byteswap()
-    return out
 
 
 class _Names:
@@ -165,21 +152,21 @@ class BtfTypeModel(TypeModel):
     def index_state(self) -> dict[str, bytes]:
         """The one-pass index, for a profile to save (restored without the pass)."""
         def pairs(d: dict[int, int]) -> bytes:
-            return _u32(array.array("I", [x for kv in d.items() for x in kv]))
+            return to_little(array.array("I", [x for kv in d.items() for x in kv]))
 
-        return {"offsets": _u32(self._offsets), "tags": pairs(self._tags),
+        return {"offsets": to_little(self._offsets), "tags": pairs(self._tags),
                 "fwds": pairs(self._fwds), "typedefs": pairs(self._typedefs),
                 "vars": pairs(self._var_types)}
 
     def _restore(self, index: dict[str, bytes]) -> array.array[int]:
         if set(index) != set(INDEX_PARTS):
             raise FormatError("saved BTF index has other parts than " + ", ".join(INDEX_PARTS))
-        offsets = _from_u32(index["offsets"])
+        offsets = from_little("I", index["offsets"])
         if any(not 0 <= o < self._t_end for o in offsets[:1] + offsets[-1:]):
             raise FormatError("saved BTF index does not fit the BTF data")
         for part, target in (("tags", self._tags), ("fwds", self._fwds),
                              ("typedefs", self._typedefs), ("vars", self._var_types)):
-            flat = _from_u32(index[part])
+            flat = from_little("I", index[part])
             target.update(zip(flat[0::2], flat[1::2], strict=True))
         return offsets
 
@@ -226,7 +213,7 @@ class BtfTypeModel(TypeModel):
         if length % 4:
             raise FormatError(f"BTF type section of {length} bytes is not whole records",
                               offset=pos)
-        words = _from_u32(self._data[pos:self._t_end])
+        words = from_little("I", self._data[pos:self._t_end])
         count = len(words)
         fixed, per_vlen = _FIXED_WORDS, _PER_VLEN_WORDS
         tags, fwds, typedefs, var_types = self._tags, self._fwds, self._typedefs, \

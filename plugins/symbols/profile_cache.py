@@ -1,9 +1,9 @@
 """Profiles: a kernel's symbols and BTF, saved once, so the next open of it is instant.
 
 A profile is a zip file (``meta.json``, the symbols as three columns, ``types.btf`` and
-the BTF index) in the user cache
-directory (``platformdirs.user_cache_dir("kvmfx")/profiles``), keyed by the kernel's build
-id (VMCOREINFO ``BUILD-ID``) or, failing that, its release. Symbol addresses are stored
+the BTF index) in the user's cache (``~/.cache/kvmfx/profiles`` on Linux, where the platform
+keeps caches elsewhere), keyed by the kernel's build id (VMCOREINFO ``BUILD-ID``) or,
+failing that, its release. Symbol addresses are stored
 unslid (KASLR offset removed) and slid again by the opening image's own offset, so one
 profile serves every boot of the same kernel build.
 """
@@ -14,16 +14,15 @@ import array
 import json
 import os
 import re
-import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from kvmfx.arrays import from_little, to_little
 from kvmfx.errors import FormatError, KvmError, SymbolError
 from kvmfx.hookspecs import hookimpl
+from kvmfx.registry import user_cache_dir
 from kvmfx.session import Session
 from kvmfx.symbols import (
     SortedSymbols,
@@ -42,7 +41,7 @@ PROFILE_VERSION = 3
 
 def cache_dir() -> Path:
     return Path(os.environ.get("KVMFX_PROFILE_DIR") or
-                Path(platformdirs.user_cache_dir("kvmfx")) / "profiles")
+                user_cache_dir() / "profiles")
 
 
 def shipped_dir() -> Path:
@@ -77,19 +76,6 @@ _NAMES, _OFFSETS, _ADDRS, _KINDS = ("symbols.names", "symbols.offsets", "symbols
                                     "symbols.types")
 
 
-def _little(values: array.array[int]) -> bytes:
-    if sys.byteorder != "little":
-        values = array.array(values.typecode, values)
-        values.byteswap()
-    return values.tobytes()
-
-
-def _from_little(typecode: str, blob: bytes) -> array.array[int]:
-    out = array.array(typecode)
-    out.frombytes(blob)
-    if sys.byteorder != "little":
-        out.byteswap()
-    return out
 
 
 def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]], list[int]],
@@ -105,8 +91,8 @@ def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]]
         z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
                                             "version": PROFILE_VERSION, **meta}))
         z.writestr(_NAMES, blob)
-        z.writestr(_OFFSETS, _little(array.array("I", offsets)))
-        z.writestr(_ADDRS, _little(array.array("Q", addrs)))
+        z.writestr(_OFFSETS, to_little(array.array("I", offsets)))
+        z.writestr(_ADDRS, to_little(array.array("Q", addrs)))
         z.writestr(_KINDS, kinds.encode("latin-1", "replace"))
         if btf is not None:
             z.writestr("types.btf", btf)
@@ -135,7 +121,7 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FormatError(f"unreadable profile: {exc}", path=str(path)) from None
     try:
-        offsets = _from_little("I", raw_offsets)
+        offsets = from_little("I", raw_offsets)
         count = len(offsets) - 1
         kinds = raw_kinds.decode("latin-1")
         if count < 0 or len(raw_addrs) != 8 * count or len(kinds) != count:
@@ -144,7 +130,7 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
         if offsets[0] != 0 or offsets[-1] != len(raw_names) or (
                 count and raw_names[-1:] != b"\0"):
             raise ValueError("name offsets do not fit the names")
-        symbols = SortedSymbols(raw_names, offsets, _from_little("Q", raw_addrs), kinds, slide)
+        symbols = SortedSymbols(raw_names, offsets, from_little("Q", raw_addrs), kinds, slide)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
     table = SymbolTable(f"profile:{path.name}", symbols)

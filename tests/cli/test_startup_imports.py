@@ -29,9 +29,10 @@ finally:
 #: libraries for other inputs: DWARF and ELF symbol files (pyelftools), compressed kernels
 #: and kdump pages (the codecs), kdump/LiME/swap headers (construct, which also brings
 #: hashlib and pdb), plugin discovery's metadata reader, which the remembered entry points
-#: spare; rich, which measures text cells only when a cell is not ASCII
+#: spare; rich, which measures text cells only when a cell is not ASCII; platformdirs, whose
+#: answer on Linux kvmfx computes itself
 NOT_FOR_AN_ELF_DUMP = ("elftools", "zstandard", "lzallright", "cramjam", "construct",
-                       "importlib.metadata", "hashlib", "pdb", "rich")
+                       "importlib.metadata", "hashlib", "pdb", "rich", "platformdirs")
 
 
 def _modules(*args: str, env: dict[str, str]) -> set[str]:

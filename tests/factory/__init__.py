@@ -728,6 +728,12 @@ def _with_parents(entries: list[tuple[str, int, bytes]]) -> list[tuple[str, int,
     return out
 
 
+#: modules every guest loads after its scenario's own (Scenario.modules), for lsmod and the
+#: module tests: vfat needs fat (the dependency /proc/modules shows), nls_cp437 needs
+#: nothing; all three are loadable modules on every kernel of the factory
+GUEST_MODULES = ("fs/fat/fat.ko", "fs/fat/vfat.ko", "fs/nls/nls_cp437.ko")
+
+
 def build_initramfs(scenario: Scenario, kroot: Path, work: Path, root: Path | None = None
                     ) -> Path:
     """The guest's initramfs in ``work`` (``root``: the cache, for another architecture's
@@ -748,7 +754,7 @@ def build_initramfs(scenario: Scenario, kroot: Path, work: Path, root: Path | No
     helper_bytes = helper.read_bytes()
     entries.append(("bin/kvmfx-helper", 0o100755, helper_bytes))
     entries.append(("bin/kvmfx-pause", 0o100755, helper_bytes))
-    for order, mod in enumerate(scenario.modules):
+    for order, mod in enumerate((*scenario.modules, *GUEST_MODULES)):
         data = module_bytes(kroot, mod)
         if data is None:
             continue  # built into this kernel
@@ -1040,8 +1046,11 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
                 swapped[parts[0]] = int(parts[2])  # "PID VmSwap: N kB"
 
     procs: dict[str, Any] = {}
+    fds: dict[str, dict[str, dict[str, str]]] = {}
     for name, data in files.items():
         parts = name.split("/")
+        if len(parts) == 4 and parts[1].isdigit() and parts[2] in ("fd", "fdinfo"):
+            fds.setdefault(parts[1], {}).setdefault(parts[2], {})[parts[3]] = _text(data)
         if len(parts) != 3 or not parts[1].isdigit():
             continue
         procs.setdefault(parts[1], {})[parts[2]] = data
@@ -1068,6 +1077,16 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
             "cmdline_b64": base64.b64encode(f.get("cmdline", b"")).decode(),
             "environ_b64": base64.b64encode(f.get("environ", b"")).decode(),
             "tasks": sorted(int(t) for t in f.get("tasks", b"").split()),
+            # raw, as the guest's /proc printed them (kvmfx-helper record); a link the
+            # guest could not read is None
+            "fd": _fd_sorted(fds.get(pid, {}).get("fd", {})),
+            "fdinfo": _fd_sorted(fds.get(pid, {}).get("fdinfo", {})),
+            "maps": _text(f.get("maps", b"")),
+            "exe": _text(f["exe"]) if "exe" in f else None,
+            "cwd": _text(f["cwd"]) if "cwd" in f else None,
+            "root": _text(f["root"]) if "root" in f else None,
+            "status_raw": _text(f.get("status", b"")),
+            "mnt_ns": _text(f["mnt_ns"]) if "mnt_ns" in f else None,
         }
     kallsyms: dict[str, str] = {}
     for line in files["gt/kallsyms"].decode().splitlines():
@@ -1119,11 +1138,56 @@ def parse_ground_truth(b64: Path, out: Path) -> dict[str, Any]:
         "processes": processes,
         "swapped_kb": swapped,
     }
+    truth.update(_planted_truth(files))
     if counts:  # (scenarios without COUNT_AFTER keep the truth they had)
         truth["counts"] = counts
     if "gt/machine" in files:  # a guest other than x86_64 (Arch.truth)
         _arch_truth(truth["kernel"], files, files["gt/kallsyms"].decode())
     return truth
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "backslashreplace")
+
+
+def _fd_sorted(d: dict[str, str]) -> dict[str, str]:
+    return dict(sorted(d.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else -1))
+
+
+#: the /proc/net tables the guest records (truth["net"])
+NET_TABLES = ("tcp", "tcp6", "udp", "udp6", "unix")
+
+
+def _planted_truth(files: dict[str, bytes]) -> dict[str, Any]:
+    """What the guest recorded once (kvmfx-helper record) about its modules, taint,
+    network tables and mount namespaces, and the pids of its planted processes
+    (guest/init.sh: "ROLE PID" lines)."""
+    roles = {}
+    for line in _text(files.get("gt/roles", b"")).splitlines():
+        role, _, pid = line.partition(" ")
+        if pid.strip().isdigit():
+            roles[role] = int(pid)
+    sections: dict[str, dict[str, str]] = {}
+    mountinfo: dict[str, str] = {}
+    for name, data in sorted(files.items()):
+        parts = name.split("/")
+        if len(parts) == 4 and parts[1] == "sections":
+            sections.setdefault(parts[2], {})[parts[3]] = _text(data).strip()
+        elif len(parts) == 3 and parts[1] == "mountinfo":
+            mountinfo[f"mnt:[{parts[2]}]"] = _text(data)
+    tainted = files.get("gt/tainted", b"").strip()
+    return {
+        "modules": _text(files.get("gt/modules", b"")),
+        "module_sections": sections,
+        "tainted": int(tainted) if tainted else None,
+        "net": {t: _text(files[f"gt/net/{t}"]) if f"gt/net/{t}" in files else None
+                for t in NET_TABLES},
+        # a kernel without IPv6 has no tcp6/udp6 tables: the planted IPv6 sockets are then
+        # left out (kvmfx-helper tcp_server, udp)
+        "ipv6": "gt/net/tcp6" in files,
+        "mountinfo": mountinfo,
+        "roles": roles,
+    }
 
 
 #: the arm64 kernel's build settings kept in the ground truth (kernel.config)

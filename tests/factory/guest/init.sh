@@ -7,7 +7,11 @@ mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in /lib/modules/*.ko; do insmod "$m"; done
 echo 0 > /proc/sys/kernel/kptr_restrict
+echo 64 > /proc/sys/kernel/tainted
 hostname kvmfx-guest
+ip link set lo up 2>/dev/null || ifconfig lo up
+mkdir -p /mnt/kvmfx /mnt/kvmfx-ns /jail/bin
+mount -t tmpfs -o size=4m,mode=1777,nosuid,nodev kvmfx-tmp /mnt/kvmfx
 
 # processes with exact argv / environment / credentials
 for spec in /spec/*.argv; do
@@ -21,19 +25,26 @@ KVMFX_LONG_ENV=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
 kvmfx-helper threads 3 &
 kvmfx-helper zombie &
 setsid kvmfx-helper threads 1 &
+# planted processes for files, sockets, mounts and privileges (kvmfx-helper.c): each is
+# set up and asleep when its pid is printed; "ROLE PID" lines go to /gt/roles
+mkdir /gt
+for role in files tcp_server tcp_client udp unix caps mntns; do
+    echo "$role $(kvmfx-helper $role)" >> /gt/roles
+done
+cp /bin/kvmfx-helper /tmp/kvmfx-deleted-exe
+echo "deleted_exe $(/tmp/kvmfx-deleted-exe deleted_exe)" >> /gt/roles
+rm /tmp/kvmfx-deleted-exe
+cp /bin/kvmfx-helper /jail/bin/kvmfx-helper
+echo "kvmfx: data in the jail" > /jail/data
+echo "chroot $(kvmfx-helper chroot /jail)" >> /gt/roles
 @EXTRA@
 sleep 2
 kvmfx-helper threads 1 &
 last=$!
 
-# ground truth: what the guest itself says
-mkdir /gt
-for d in @PROCS@; do
-    p=${d#/proc/}
-    mkdir /gt/$p
-    for f in stat status cmdline environ comm; do cat $d/$f > /gt/$p/$f 2>/dev/null; done
-    ls $d/task > /gt/$p/tasks 2>/dev/null
-done
+# ground truth: what the guest itself says (kvmfx-helper record: every process's /proc
+# files and links, the network tables, modules, taint and mounts, with no fork per file)
+kvmfx-helper record /gt '@PROCS@'
 cat /proc/kallsyms > /gt/kallsyms
 for f in version loadavg uptime stat cpuinfo; do cat /proc/$f > /gt/$f; done
 cat /proc/sys/kernel/osrelease > /gt/osrelease
