@@ -610,8 +610,9 @@ class Modules:
 
     def symbols(self, address: int) -> list[tuple[int, str, str]]:
         """The module's own symbols, as /proc/kallsyms lists them: (address, type letter,
-        name) of each defined entry of ``mod->kallsyms`` (ELF symbols and their letters
-        in ``typetab``)."""
+        name) of each named, defined entry of ``mod->kallsyms`` (ELF symbols, their
+        letters in ``typetab``), the letter upper case for a symbol the module exports and
+        lower case otherwise (kernel/kallsyms.c ``s_show``)."""
         k = self.k
         mod = self.module(address)
         ks = k.obj("mod_kallsyms", mod.kallsyms)
@@ -627,16 +628,71 @@ class Modules:
             types = k.read(ks.typetab, num)
         longest = max((s[0] for s in syms), default=0) + 512
         strtab, _holes = read_with_holes(k.read, ks.strtab, min(longest, MAX_STRTAB))
+        exports = self._exports(mod)
         out = []
         for i, (st_name, st_info, _o, shndx, value, _size) in enumerate(syms):
             if i == 0 or shndx == SHN_UNDEF:
                 continue
-            name = cstring(strtab[st_name:st_name + 512]).decode("utf-8", "backslashreplace")
+            name = cstring(strtab[st_name:st_name + 512])
             if not name:
                 continue
             letter = chr(types[i]) if i < len(types) else _elf_letter(st_info)
-            out.append((value, letter, name))
+            letter = letter.upper() if _exported(exports, name, value) else letter.lower()
+            out.append((value, letter, name.decode("utf-8", "backslashreplace")))
         return out
+
+    def _exports(self, mod: Object) -> list[tuple[bytes, int]]:
+        """(name, address) of each ``kernel_symbol`` of ``mod->syms``, in their order: the
+        symbols the module exports (GPL-only ones apart, in ``gpl_syms``, before Linux
+        6.x merged them), as is_exported() searches them. A ``kernel_symbol`` holds
+        offsets relative to itself (PREL32 relocations) or absolute addresses."""
+        k, types = self.k, self.types
+        if not mod.has("syms") or not mod.syms:
+            return []
+        count = min(mod.num_syms, MAX_MODULE_SYMBOLS)
+        size = types.struct_size("kernel_symbol")
+        layout = types.layout("kernel_symbol")
+        relative = "value_offset" in layout
+        value_off = types.offsetof("kernel_symbol", "value_offset" if relative else "value")
+        name_off = types.offsetof("kernel_symbol", "name_offset" if relative else "name")
+        try:
+            raw = k.read(mod.syms, count * size)
+        except KvmError:
+            return []
+        out = []
+        for i in range(count):
+            at = mod.syms + i * size
+            if relative:
+                value = at + value_off + int.from_bytes(raw[i * size + value_off:][:4],
+                                                        "little", signed=True)
+                name_at = at + name_off + int.from_bytes(raw[i * size + name_off:][:4],
+                                                         "little", signed=True)
+            else:
+                value = int.from_bytes(raw[i * size + value_off:][:8], "little")
+                name_at = int.from_bytes(raw[i * size + name_off:][:8], "little")
+            try:
+                name = read_cstring(k, name_at & 0xFFFFFFFFFFFFFFFF, 512).encode(
+                    "utf-8", "surrogateescape")
+            except KvmError:
+                name = b""
+            out.append((name, value & 0xFFFFFFFFFFFFFFFF))
+        return out
+
+
+def _exported(exports: list[tuple[bytes, int]], name: bytes, value: int) -> bool:
+    """is_exported(): the kernel's binary search of the module's exports by name (which
+    finds nothing where they are not sorted, as the kernel's does not), and the value."""
+    base, num = 0, len(exports)
+    while num > 0:
+        pivot = base + (num >> 1)
+        found, at = exports[pivot]
+        if name == found:
+            return at == value
+        if name > found:
+            base = pivot + 1
+            num -= 1
+        num >>= 1
+    return False
 
 
 def _elf_letter(st_info: int) -> str:
