@@ -166,9 +166,10 @@ def find_variable(k: LinuxKernel, name: str, uses: tuple[str, ...],
             try:
                 if kind not in kinds or not valid(at):
                     continue
+                keep = (remember or valid)(at)
             except KvmError:
                 continue
-            if (remember or valid)(at):
+            if keep:
                 k.session.found_symbol(name, at, "d")
             return at
     return None
@@ -212,7 +213,6 @@ class Modules:
         self.stride = 64 if self.size % 64 == 0 else 8
         self.kernel_start = self.session.arch.kernel_start
         self._listed: list[int] | None = None
-        self._list_cut = False
         #: the modules list head and module_kset, once looked for (None: not found)
         self._head: tuple[int | None] | None = None
         self._kset: tuple[int | None] | None = None
@@ -299,10 +299,8 @@ class Modules:
             if head is None:
                 raise SymbolError("the modules list: not in the symbols, and no code that "
                                   "walks it was found")
-            before = len(self.session.warnings)
             self._listed = list(self.k.list_entries(head, self.list_off, MAX_MODULES,
                                                     what="module list"))
-            self._list_cut = len(self.session.warnings) > before
         return self._listed
 
     def kset(self) -> int | None:
