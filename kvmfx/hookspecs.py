@@ -92,7 +92,8 @@ def kvmfx_os_profiles() -> list[OSProfile]:
     """Operating-system process models (Linux from /proc, Linux from a dump, NetBSD, ...).
 
     Each :class:`~kvmfx.process.OSProfile` has ``name``, ``applies(session) -> int`` and
-    ``processes(session)``, ``argv(session, proc)``, ``envv(session, proc)``.
+    ``processes(session)``, ``argv(session, proc)``, ``envv(session, proc)``; optionally
+    ``credentials(session, proc) -> Credentials`` (``Session.credentials``).
     """
     raise NotImplementedError
 

@@ -110,6 +110,8 @@ def _field_ends() -> list[tuple[str, int]]:
 _KP2_FIELD_ENDS = _field_ends()
 #: sizeof(struct kinfo_proc2) on LP64 NetBSD.
 KINFO_PROC2_SIZE = _KP2_FIELD_ENDS[-1][1]
+#: where p_groups starts: a caller's kinfo_proc2 shorter than this has no group fields
+_KP2_GROUPS_START = dict(_KP2_FIELD_ENDS)["p_groups"] - 4 * KI_NGROUPS
 
 
 class KinfoProc2:
@@ -134,6 +136,21 @@ class KinfoProc2:
     def __repr__(self) -> str:
         return (f"KinfoProc2(p_pid={self.p_pid}, p_ppid={self.p_ppid}, "  # type: ignore
                 f"p_comm={self.p_comm!r})")  # type: ignore[attr-defined]
+
+
+def _group_values(session: Session, proc: Process) -> dict[str, Any]:
+    """kinfo_proc2's ``p_ngroups`` (how many supplementary groups the process has) and
+    ``p_groups`` (the first KI_NGROUPS of them), as NetBSD's fill_kproc2 sets them; none
+    where the credentials cannot be read (the fields stay zero)."""
+    try:
+        groups = session.credentials(proc).groups
+    except KvmError:
+        groups = None
+    if groups is None:
+        return {}
+    first = groups[:KI_NGROUPS]
+    return {"p_ngroups": min(len(groups), 0x7FFF),
+            "p_groups": [*first, *[0] * (KI_NGROUPS - len(first))]}
 
 
 def _kinfo_values(proc: Process) -> dict[str, Any]:
@@ -353,7 +370,10 @@ def kvm_getproc2(kd: kvm_t, op: int, arg: int, elemsize: int,
         out = []
         for p in procs:
             kd._argv_cache[(p.pid, "proc")] = p
-            out.append(KinfoProc2(_kinfo_values(p), elemsize))
+            values = _kinfo_values(p)
+            if elemsize > _KP2_GROUPS_START:
+                values.update(_group_values(kd.session, p))
+            out.append(KinfoProc2(values, elemsize))
         if cnt is not None:
             cnt[0] = len(out)
         return out

@@ -61,6 +61,40 @@ class Process:
 
 
 @dataclass
+class Credentials:
+    """A process's credentials and privileges, as its OS reports them for the process
+    (Linux: the task's objective credentials, as /proc/PID/status shows them).
+
+    Ids are the values the kernel holds (on Linux, as seen from the initial user
+    namespace); capability sets are the sets' bits as one integer (bit N: capability N).
+    A field that could not be read, or that this kernel does not have, is None and
+    ``missing`` says why.
+    """
+
+    uid: int | None = None
+    euid: int | None = None
+    suid: int | None = None
+    fsuid: int | None = None
+    gid: int | None = None
+    egid: int | None = None
+    sgid: int | None = None
+    fsgid: int | None = None
+    #: supplementary groups, in the kernel's order
+    groups: list[int] | None = None
+    cap_inh: int | None = None
+    cap_prm: int | None = None
+    cap_eff: int | None = None
+    cap_bnd: int | None = None
+    cap_amb: int | None = None
+    no_new_privs: bool | None = None
+    #: seccomp mode (0 off, 1 strict, 2 filter) and the number of filters attached
+    seccomp: int | None = None
+    seccomp_filters: int | None = None
+    #: fields that could not be read (their value is None): field name -> why
+    missing: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+@dataclass
 class ArgVector:
     """argv or environment strings of one process, exactly as the kernel holds them.
 
@@ -94,7 +128,12 @@ def split_nul_block(raw: bytes) -> list[bytes]:
 
 
 class OSProfile(Protocol):
-    """What an OS-profile plugin provides (see :func:`kvmfx.hookspecs.kvmfx_os_profiles`)."""
+    """What an OS-profile plugin provides (see :func:`kvmfx.hookspecs.kvmfx_os_profiles`).
+
+    A profile may also read a process's :class:`Credentials`, with a method
+    ``credentials(session, proc) -> Credentials`` (``Session.credentials``; without it,
+    UnsupportedError).
+    """
 
     name: str
     description: str

@@ -28,7 +28,7 @@ from kvmfx.errors import (
 )
 from kvmfx.kernel import KernelImage
 from kvmfx.layers import PAGE_SIZE, FileSource, PhysicalLayer
-from kvmfx.process import ArgVector, Process
+from kvmfx.process import ArgVector, Credentials, Process
 from kvmfx.registry import Registry, load_registry
 from kvmfx.symbols import STAGES, TYPE_FORMATS, SymbolFile, SymbolTable, open_symbol_file
 from kvmfx.types import TypeModel
@@ -600,6 +600,15 @@ class Session:
 
     def envv(self, proc: Process) -> ArgVector:
         return self.profile.envv(self, proc)
+
+    def credentials(self, proc: Process) -> Credentials:
+        """The process's credentials and privileges (ids, supplementary groups,
+        capability sets, no_new_privs, seccomp), where its OS profile reads them."""
+        profile = self.profile
+        read = getattr(profile, "credentials", None)
+        if read is None:
+            raise UnsupportedError(f"the {profile.name} OS profile does not read credentials")
+        return read(self, proc)
 
     def loadavg(self) -> tuple[float, float, float]:
         return self.profile.loadavg(self)

@@ -11,6 +11,7 @@ architecture plugin.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from kvmfx.arch import Architecture, VirtualLayer
@@ -24,8 +25,10 @@ from kvmfx_plugins.linux.vmcoreinfo import find_vmcoreinfo
 _BANNER = b"Linux version "
 
 
-def find_banner(physical: PhysicalLayer, release: str | None) -> tuple[int, bytes] | None:
-    """Physical address and text of the kernel's ``linux_banner`` (bounded chunked scan)."""
+def find_banners(physical: PhysicalLayer, release: str | None) -> Iterator[tuple[int, bytes]]:
+    """Physical address and text of each copy of a kernel banner in memory, in address
+    order (bounded chunked scan): ``linux_banner`` itself, and any copy of it a program
+    read (a page-cache copy of /proc/version)."""
     needle = _BANNER + (release.encode() + b" (" if release else b"")
     chunk_size = 16 << 20
     for r in physical.ranges:
@@ -38,14 +41,25 @@ def find_banner(physical: PhysicalLayer, release: str | None) -> tuple[int, byte
                 pos += chunk_size
                 continue
             at = chunk.find(needle)
-            while at >= 0:
+            while 0 <= at < chunk_size:
                 end = chunk.find(b"\n", at, at + 512)
                 # linux_banner itself: one line, with UTS_VERSION's "#<build number>"
                 if end > 0 and re.search(rb"\) #\d+ ", chunk[at:end]):
-                    return pos + at, bytes(chunk[at:end])
+                    yield pos + at, bytes(chunk[at:end])
                 at = chunk.find(needle, at + 1)
             pos += chunk_size
-    return None
+
+
+def find_banner(physical: PhysicalLayer, release: str | None) -> tuple[int, bytes] | None:
+    """The kernel's ``linux_banner`` (physical address and text): the first copy that does
+    not start a page (a file's copy in the page cache does; linux_banner lies inside the
+    kernel's read-only data), else the first copy."""
+    first = None
+    for found in find_banners(physical, release):
+        if found[0] % 4096:
+            return found
+        first = first or found
+    return first
 
 
 def _place_raw_image(physical: PhysicalLayer, base: int, root: int) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kvmfx.errors import ProcessError
 from kvmfx.hookspecs import hookimpl
-from kvmfx.process import ArgVector, OSProfile, Process, split_nul_block
+from kvmfx.process import ArgVector, Credentials, OSProfile, Process, split_nul_block
 from kvmfx.session import Session
 
 PF_KTHREAD = 0x00200000
@@ -138,6 +138,12 @@ class ProcfsProfile:
 
     def envv(self, session: Session, proc: Process) -> ArgVector:
         return self._vector(proc, "environ")
+
+    def credentials(self, session: Session, proc: Process) -> Credentials:
+        """The credentials in the process's /proc/PID/status (plugins/linux/creds.py)."""
+        from kvmfx_plugins.linux.creds import procfs_credentials
+
+        return procfs_credentials(Path(str(proc.handle or self.root / str(proc.pid))))
 
     def loadavg(self, session: Session) -> tuple[float, float, float]:
         try:

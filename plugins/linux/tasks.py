@@ -22,7 +22,7 @@ from kvmfx.errors import (
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE
 from kvmfx.objects import Fields, Object, cstring
-from kvmfx.process import ArgVector, OSProfile, Process, split_nul_block
+from kvmfx.process import ArgVector, Credentials, OSProfile, Process, split_nul_block
 from kvmfx.session import Session
 from kvmfx_plugins.linux.pageflags import excluded_summary, install_zero_pages
 
@@ -1043,6 +1043,13 @@ class LinuxDumpProfile:
 
     def envv(self, session: Session, proc: Process) -> ArgVector:
         return self._vector(session, proc, "envv")
+
+    def credentials(self, session: Session, proc: Process) -> Credentials:
+        """The credentials /proc/PID/status shows: ids, groups, capability sets,
+        no_new_privs, seccomp (plugins/linux/creds.py)."""
+        from kvmfx_plugins.linux.creds import task_credentials  # it builds on this module
+
+        return task_credentials(session, self.kernel(session), proc.handle)
 
     def _vector(self, session: Session, proc: Process, which: str) -> ArgVector:
         """argv/envv; a task or mm that cannot be read leaves nothing read, with why."""

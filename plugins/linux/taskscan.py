@@ -27,6 +27,10 @@ _PRINTABLE = set(string.printable.encode()) - set(b"\t\n\r\x0b\x0c")
 CHUNK = 8 << 20
 
 
+#: exit_state of a task released by its parent (include/linux/sched.h)
+EXIT_DEAD = 0x10
+
+
 @dataclass
 class ScannedTask:
     paddr: int
@@ -106,5 +110,8 @@ def scan_tasks(session: Session) -> Iterator[ScannedTask]:
                     yield ScannedTask(pos + at, page_offset + pos + at, task.pid, task.tgid,
                                       cstring(task.comm).decode("utf-8", "replace"),
                                       task_state(task), parent, start / 1e9,
-                                      bool(task.exit_state & 0x30) or task.tasks.next == 0)
+                                      # EXIT_DEAD, or off the task list: a zombie
+                                      # (EXIT_ZOMBIE) is still a process /proc lists
+                                      bool(task.exit_state & EXIT_DEAD) or
+                                      task.tasks.next == 0)
             pos += span
