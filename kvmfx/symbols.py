@@ -335,6 +335,17 @@ class SymbolTable:
         addr, name = self._sorted[i]
         return name, address - addr
 
+    def following(self, address: int) -> tuple[str, int] | None:
+        """``(name, address)`` of the first symbol above ``address`` (where an object that
+        starts at ``address`` ends at the latest), or None."""
+        if not self._sorted:
+            self.reverse(address)
+        i = bisect.bisect_right(self._sorted, (address, "\U0010ffff"))
+        if i >= len(self._sorted):
+            return None
+        addr, name = self._sorted[i]
+        return name, addr
+
     def slid(self, offset: int) -> SymbolTable:
         """A copy with every address moved by ``offset`` (a KASLR slide)."""
         table = SymbolTable(self.source, complete=self.complete)
