@@ -33,6 +33,9 @@ _errors = _Errors()
 class BytesSource:
     """An in-memory stand-in for FileSource (read-only evidence of a fuzz input)."""
 
+    #: FileSource's memory map of the file; none here (readers then read)
+    mapping = None
+
     def __init__(self, data: bytes, path: str = "<fuzz>") -> None:
         self.data, self.size, self.path = data, len(data), path
 
