@@ -8,10 +8,14 @@ against the root of the process that reads it (mountinfo shows a mount outside t
 reader's root not at all, and mount points relative to it).
 
 The superblock's options are the generic ones (show_sb_opts) followed by what the
-filesystem's own ``->show_options`` prints. That function is told by its symbol and
-rendered from the filesystem's own structures for tmpfs and devtmpfs (shmem_sb_info),
-ramfs, proc, sysfs (kernfs), devpts; for any other the options stop at the generic ones and
-the row's ``missing`` says which function was not rendered.
+filesystem's own ``->show_options`` prints. That function is told by its symbol (a
+module's own symbols for a function in a module) and rendered from the filesystem's own
+structures for tmpfs and devtmpfs (shmem_sb_info), ramfs, proc, sysfs (kernfs), devpts,
+cgroup2 and cgroup v1 (kernfs roots with their own show_options and show_path), debugfs,
+tracefs, bpf, pstore, hugetlbfs, and, through the module's BTF the kernel keeps
+(``btf_modules``), ext4 (5.17+: its own option table) and fat/vfat; for any other the
+options stop at the generic ones and the row's ``missing`` says which function was not
+rendered.
 """
 
 from __future__ import annotations
