@@ -792,10 +792,13 @@ class Mounts:
             return self._pstore_options()
         if name == "hugetlbfs_show_options":
             return self._hugetlbfs_options(s_fs_info)
-        if name == "ext4_show_options":
-            return self._ext4_options(fn, sb, s_fs_info)
-        if name == "fat_show_options":
-            return self._fat_options(fn, s_fs_info)
+        try:
+            if name == "ext4_show_options":
+                return self._ext4_options(fn, sb, s_fs_info)
+            if name == "fat_show_options":
+                return self._fat_options(fn, s_fs_info)
+        except struct.error as exc:  # a module's BTF cut short
+            raise FormatError(f"{name}: the module's BTF is truncated: {exc}") from None
         raise FormatError(f"the filesystem's own options ({name}()) are not rendered")
 
     def _kernfs_scop(self, s_fs_info: int, name: str) -> int:

@@ -158,3 +158,39 @@ def test_the_live_system_shows_its_own_mountinfo():
     mine = [r for r in rows if r["mnt_ns"] == own]
     want = parse_mountinfo(Path(f"/proc/{mine[0]['pid']}/mountinfo").read_text())
     assert [{f: r[f] for f in FIELDS} for r in mine] == want
+
+
+def test_module_btf_is_read_by_name_and_bounded():
+    """A module's split BTF: a struct's members by name (bitfields included), its size
+    through the kernel's types for a base type id; a blob cut short or not BTF is a
+    FormatError, never a traceback."""
+    import struct
+
+    from kvmfx.errors import FormatError
+    from kvmfx_plugins.linux.mounts import ModuleBtf, seq_escape
+
+    class Base:
+        @staticmethod
+        def sizeof(tid):
+            return {1: 4}[tid]
+
+    base_strings = b"\0int\0"
+    strings = b"\0s\0a\0b\0"  # own offsets 1, 3, 5 follow the base's 5 bytes
+    # type 2: struct s {int a; unsigned b:3 at bit 32;} (kind_flag set: bitfield offsets)
+    types = struct.pack("<3I", 5 + 1, (1 << 31) | (4 << 24) | 2, 8)
+    types += struct.pack("<3I", 5 + 3, 1, 0) + struct.pack("<3I", 5 + 5, 1, (3 << 24) | 32)
+    header = struct.pack("<HBB5I", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strings))
+    btf = ModuleBtf(header + types + strings, Base(), base_strings, 1)
+    size, members = btf.layout("s")
+    assert size == 8 and members == {"a": (0, 0, 4), "b": (32, 3, 4)}
+    data = struct.pack("<iI", -2, 0b1101)
+    st = btf.read(lambda at, n: data[:n], "s", 0)
+    assert st["b"] == 0b101 and st.offset("b") == 4
+    with pytest.raises(FormatError):
+        btf.layout("missing")
+    with pytest.raises(FormatError):
+        ModuleBtf(b"junk", Base(), base_strings, 1)
+    cut = ModuleBtf(header + types[:20], Base(), base_strings, 1)
+    with pytest.raises(FormatError):
+        cut.layout("s")
+    assert seq_escape("a b,c", ", ") == "a\\040b\\054c"
