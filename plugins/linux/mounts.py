@@ -1298,7 +1298,7 @@ class Mounts:
         superblock = k.obj("super_block", sb)
         if superblock is None:
             raise FormatError("superblock unreadable")
-        names = self._ext4_flag_names(specs_at)
+        names, tokens = self._ext4_flag_names(specs_at)
         out = ""
         if sbi["s_sb_block"] != 1:
             out += f",sb={sbi['s_sb_block']}"
@@ -1307,8 +1307,8 @@ class Mounts:
         raw = k.read(table_at, MAX_OPTION_TABLE * 12)
         for i in range(MAX_OPTION_TABLE):
             token, bits, flags = struct.unpack_from("<iIi", raw, i * 12)
-            if token not in names and not bits and not flags:
-                break  # {Opt_err, 0, 0}
+            if token not in tokens and not bits and not flags:
+                break  # {Opt_err, 0, 0}: Opt_err is no parameter's token
             if not flags & (MOPT_SET | MOPT_CLEAR) or flags & MOPT_SKIP:
                 continue
             mount, default = (opt2, def_opt2) if flags & MOPT_2 else (opt, def_opt)
@@ -1382,25 +1382,26 @@ class Mounts:
                                       "read-only after an error: not rendered")
         return out + self._ext4_quota(btf, sbi, s_fs_info)
 
-    def _ext4_flag_names(self, specs_at: int) -> dict[int, str]:
+    def _ext4_flag_names(self, specs_at: int) -> tuple[dict[int, str], set[int]]:
         """token2str(): token -> the name of the first flag parameter (no type) with that
-        token in ``ext4_param_specs`` (a NULL name ends it)."""
+        token in ``ext4_param_specs`` (a NULL name ends it); and every parameter's
+        token."""
         k = self.k
         size = k.types.sizeof(k.types.find("fs_parameter_spec"))
         off = {m: k.types.offsetof("fs_parameter_spec", m) for m in ("name", "type", "opt")}
         raw = k.read(specs_at, size * MAX_OPTION_TABLE)
         out: dict[int, str] = {}
+        tokens: set[int] = set()
         for i in range(MAX_OPTION_TABLE):
             at = i * size
             name = int.from_bytes(raw[at + off["name"]:at + off["name"] + 8], "little")
             if not name:
-                return out
+                return out, tokens
             kind = int.from_bytes(raw[at + off["type"]:at + off["type"] + 8], "little")
             token = raw[at + off["opt"]]
+            tokens.add(token)
             if not kind and token not in out:
                 out[token] = self.vfs.k_string(name, 64)
-            elif token not in out:
-                out.setdefault(-1 - token, "")  # a token with a value: known, no name
         raise FormatError(f"ext4_param_specs is longer than {MAX_OPTION_TABLE}")
 
     def _ext4_quota(self, btf: ModuleBtf, sbi: BtfStruct, s_fs_info: int) -> str:
