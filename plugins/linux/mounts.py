@@ -1058,9 +1058,13 @@ class Mounts:
                     ns_cgroup = cgrp.address
             if not ns_cgroup:
                 raise FormatError("the reader's cgroup in this hierarchy is not found")
-        ns_kn = int(k.obj("cgroup", ns_cgroup).kn)
+        ns_obj = k.obj("cgroup", ns_cgroup)
+        if ns_obj is None:
+            raise FormatError("the reader's cgroup in this hierarchy is not found")
+        ns_kn = int(ns_obj.kn)
         # kernfs_dentry_node(): the dentry's inode's i_private
-        inode = k.obj("inode", int(k.obj("dentry", dentry).d_inode))
+        root_dentry = k.obj("dentry", dentry)
+        inode = k.obj("inode", int(root_dentry.d_inode)) if root_dentry is not None else None
         if inode is None:
             raise FormatError("the mount's root has no inode")
         node = int(inode.i_private)
