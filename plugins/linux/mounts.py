@@ -8,19 +8,24 @@ against the root of the process that reads it (mountinfo shows a mount outside t
 reader's root not at all, and mount points relative to it).
 
 The superblock's options are the generic ones (show_sb_opts) followed by what the
-filesystem's own ``->show_options`` prints. That function is told by its symbol and
-rendered from the filesystem's own structures for tmpfs and devtmpfs (shmem_sb_info),
-ramfs, proc, sysfs (kernfs), devpts; for any other the options stop at the generic ones and
-the row's ``missing`` says which function was not rendered.
+filesystem's own ``->show_options`` prints. That function is told by its symbol (a
+module's own symbols for a function in a module) and rendered from the filesystem's own
+structures for tmpfs and devtmpfs (shmem_sb_info), ramfs, proc, sysfs (kernfs), devpts,
+cgroup2 and cgroup v1 (kernfs roots with their own show_options and show_path), debugfs,
+tracefs, bpf, pstore, hugetlbfs, and, through the module's BTF the kernel keeps
+(``btf_modules``), ext4 (5.17+: its own option table) and fat/vfat; for any other the
+options stop at the generic ones and the row's ``missing`` says which function was not
+rendered.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from kvmfx.errors import FormatError, KvmError
-from kvmfx.objects import Fields
+from kvmfx.objects import Fields, Object, cstring
 from kvmfx_plugins.linux.tasks import LinuxKernel
 from kvmfx_plugins.linux.vfs import MAX_STEPS as PATH_STEPS
 from kvmfx_plugins.linux.vfs import Vfs, VfsPath, vfs
@@ -58,9 +63,212 @@ HIDEPID = {1: "noaccess", 2: "invisible", 4: "ptraceable"}
 NR_UNIX98_PTY_MAX = 1 << MINORBITS
 #: fs/ramfs/inode.c RAMFS_DEFAULT_MODE
 RAMFS_DEFAULT_MODE = 0o755
+#: kernel/cgroup/cgroup.c cgroup_show_options: the default hierarchy's flags, in order
+CGROUP2_OPTS = (("CGRP_ROOT_NS_DELEGATE", "nsdelegate"),
+                ("CGRP_ROOT_FAVOR_DYNMODS", "favordynmods"),
+                ("CGRP_ROOT_MEMORY_LOCAL_EVENTS", "memory_localevents"),
+                ("CGRP_ROOT_MEMORY_RECURSIVE_PROT", "memory_recursiveprot"),
+                ("CGRP_ROOT_MEMORY_HUGETLB_ACCOUNTING", "memory_hugetlb_accounting"),
+                ("CGRP_ROOT_PIDS_LOCAL_EVENTS", "pids_localevents"))
+#: kernel/cgroup/cgroup-v1.c cgroup1_show_options: a hierarchy's flags, in order
+CGROUP1_FLAGS = (("CGRP_ROOT_NOPREFIX", "noprefix"), ("CGRP_ROOT_XATTR", "xattr"),
+                 ("CGRP_ROOT_CPUSET_V2_MODE", "cpuset_v2_mode"),
+                 ("CGRP_ROOT_FAVOR_DYNMODS", "favordynmods"))
+#: what seq_show_option escapes in an option's name and value, and mountinfo in a path
+OPTION_NAME_ESCAPES = ",= \t\n\\"
+OPTION_VALUE_ESCAPES = ", \t\n\\"
+PATH_ESCAPES = " \t\n\\"
+#: CONFIG_PSTORE_DEFAULT_KMSG_BYTES's default (pstore shows kmsg_bytes= when it differs)
+PSTORE_DEFAULT_KMSG_BYTES = 10240
+# fs/ext4/ext4.h and super.c: mount option bits, the option table's flags (Linux 5.17+,
+# the fs_context API) and the defaults _ext4_show_options compares with
+EXT4_ERRORS_OPTS = ((0x20, 2, "errors=remount-ro"), (0x10, 1, "errors=continue"),
+                    (0x40, 3, "errors=panic"))
+EXT4_DATA_FLAGS = 0xC00
+EXT4_DATA = {0x400: "data=journal", 0x800: "data=ordered", 0xC00: "data=writeback"}
+EXT4_MOUNT_DAX_ALWAYS, EXT4_MOUNT_DATA_ERR_ABORT = 0x200, 0x10000000
+EXT4_MOUNT_INIT_INODE_TABLE = 0x80000000
+EXT4_MOUNT2_DAX_NEVER, EXT4_MOUNT2_DAX_INODE, EXT4_MOUNT2_MB_OPTIMIZE_SCAN = 0x20, 0x40, 0x80
+MOPT_SET, MOPT_CLEAR, MOPT_SKIP, MOPT_2 = 0x1, 0x2, 0x80, 0x100
+JBD2_DEFAULT_MAX_COMMIT_AGE, EXT4_DEF_MAX_BATCH_TIME = 5, 15000
+EXT4_DEF_INODE_READAHEAD_BLKS, EXT4_DEF_LI_WAIT_MULT = 32, 10
+MB_DEFAULT_LINEAR_SCAN_THRESHOLD = 16
+SB_INLINECRYPT = 1 << 17
+#: quota formats (include/uapi/linux/quota.h) as ext4_show_quota_options names them
+QFMT = {1: "vfsold", 2: "vfsv0", 4: "vfsv1"}
+#: at most this many entries in ext4's option tables
+MAX_OPTION_TABLE = 512
+# fs/fat/fat.h: shortname= and errors= as fat_show_options prints them
+VFAT_SFN_DISPLAY_LOWER, VFAT_SFN_DISPLAY_WIN95, VFAT_SFN_DISPLAY_WINNT = 0x1, 0x2, 0x4
+VFAT_SFN_CREATE_WIN95, VFAT_SFN_CREATE_WINNT = 0x100, 0x200
+FAT_SHORTNAME = {VFAT_SFN_DISPLAY_WIN95 | VFAT_SFN_CREATE_WIN95: "win95",
+                 VFAT_SFN_DISPLAY_WINNT | VFAT_SFN_CREATE_WINNT: "winnt",
+                 VFAT_SFN_DISPLAY_WINNT | VFAT_SFN_CREATE_WIN95: "mixed",
+                 VFAT_SFN_DISPLAY_LOWER | VFAT_SFN_CREATE_WIN95: "lower"}
+FAT_ERRORS = {1: "continue", 2: "panic"}
+FAT_NFS_NOSTALE_RO = 2
+#: the tick rates (CONFIG_HZ) the kernel's Kconfig offers on any architecture
+HZ_CHOICES = (100, 250, 300, 1000, 24, 32, 48, 64, 128, 200, 256, 500, 1024, 1200)
+#: a module's BTF is at most this large
+MAX_MODULE_BTF = 16 << 20
 #: where the code reaches the kernel's page count when no symbol names it:
 #: si_meminfo() first loads _totalram_pages (val->totalram = totalram_pages())
 TOTALRAM_USE = ("si_meminfo", "load", 0)
+
+
+def seq_escape(text: str, chars: str) -> str:
+    """seq_escape(): each of ``chars`` in ``text`` as a backslash and three octal
+    digits."""
+    return "".join(f"\\{ord(c):03o}" if c in chars else c for c in text)
+
+
+@dataclass
+class ModuleSymbols:
+    """A loaded module's memory and, once asked for, its own symbols (function address
+    -> name, and name -> address)."""
+
+    address: int
+    name: str
+    ranges: list[tuple[int, int, str]]
+    names: dict[int, str] | None = None
+    addresses: dict[str, int] | None = None
+
+
+class ModuleBtf:
+    """A module's own BTF, split on the kernel's (its type ids follow the kernel's, its
+    names index the kernel's strings first): struct layouts by name, for the module's
+    private structures (ext4_sb_info, msdos_sb_info) that the kernel's BTF lacks."""
+
+    _EXTRA = {1: 4, 3: 12, 14: 4, 17: 4}  # INT, ARRAY, VAR, DECL_TAG: bytes after a record
+    _PER_MEMBER = {4: 12, 5: 12, 6: 8, 13: 8, 15: 12, 19: 12}
+
+    def __init__(self, data: bytes, base_types: object, base_strings: bytes,
+                 base_count: int) -> None:
+        if len(data) < 24 or data[:2] != b"\x9f\xeb":
+            raise FormatError("the module's BTF has no BTF header")
+        hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<5I", data, 4)
+        self.base_types = base_types
+        self.base_strings = base_strings
+        self.first = base_count + 1
+        t0, s0 = hdr_len + type_off, hdr_len + str_off
+        self.data = data
+        self.strings = data[s0:s0 + str_len]
+        self.records: list[tuple[int, int, int, int, int]] = []  # kind, vlen, flag, name, at
+        at, end = t0, t0 + type_len
+        while at + 12 <= end:
+            name_off, info, _size = struct.unpack_from("<3I", data, at)
+            kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
+            self.records.append((kind, vlen, info >> 31, name_off, at))
+            at += 12 + self._EXTRA.get(kind, 0) + vlen * self._PER_MEMBER.get(kind, 0)
+        self._layouts: dict[str, tuple[int, dict[str, tuple[int, int, int]]]] = {}
+
+    def name(self, off: int) -> str:
+        if off < len(self.base_strings):
+            strings = self.base_strings
+        else:
+            strings, off = self.strings, off - len(self.base_strings)
+        end = strings.find(b"\0", off)
+        return strings[off:end if end >= 0 else len(strings)].decode("utf-8", "replace")
+
+    def _record(self, tid: int) -> tuple[int, int, int, int, int]:
+        i = tid - self.first
+        if not 0 <= i < len(self.records):
+            raise FormatError(f"module BTF type {tid} out of range")
+        return self.records[i]
+
+    def sizeof(self, tid: int, depth: int = 0) -> int:
+        if tid < self.first:
+            return int(self.base_types.sizeof(tid))  # type: ignore[attr-defined]
+        if depth > 32:
+            raise FormatError("module BTF type chain too deep")
+        kind, _vlen, _flag, _name, at = self._record(tid)
+        size_or_type = struct.unpack_from("<I", self.data, at + 8)[0]
+        if kind in (1, 4, 5, 6, 16, 19):
+            return size_or_type
+        if kind == 2:
+            return 8
+        if kind == 3:
+            elem, _index, nelems = struct.unpack_from("<3I", self.data, at + 12)
+            return nelems * self.sizeof(elem, depth + 1)
+        return self.sizeof(size_or_type, depth + 1)
+
+    def enumerator(self, name: str) -> int | None:
+        """The value of an enumerator of any of the module's own enums."""
+        for kind, vlen, _flag, _n, at in self.records:
+            if kind == 6:
+                for i in range(vlen):
+                    off, value = struct.unpack_from("<Ii", self.data, at + 12 + 8 * i)
+                    if self.name(off) == name:
+                        return value
+        return None
+
+    def layout(self, struct_name: str) -> tuple[int, dict[str, tuple[int, int, int]]]:
+        """A struct's size and its members (anonymous members' own flattened): name ->
+        (bit offset, bit size (0: not a bitfield), byte size)."""
+        if struct_name not in self._layouts:
+            found = None
+            for i, (kind, _vlen, _flag, name_off, _at) in enumerate(self.records):
+                if kind == 4 and name_off and self.name(name_off) == struct_name:
+                    found = self.first + i
+                    break
+            if found is None:
+                raise FormatError(f"struct {struct_name} is not in the module's BTF")
+            members: dict[str, tuple[int, int, int]] = {}
+            self._members(found, 0, members, 0)
+            self._layouts[struct_name] = (self.sizeof(found), members)
+        return self._layouts[struct_name]
+
+    def _members(self, tid: int, base: int, out: dict[str, tuple[int, int, int]],
+                 depth: int) -> None:
+        kind, vlen, flag, _name, at = self._record(tid)
+        for i in range(vlen):
+            name_off, mtype, offset = struct.unpack_from("<3I", self.data, at + 12 + 12 * i)
+            bits, size = (offset & 0xFFFFFF, offset >> 24) if flag else (offset, 0)
+            if name_off:
+                out.setdefault(self.name(name_off), (base + bits, size, self.sizeof(mtype)))
+                continue
+            inner = mtype
+            for _ in range(32):  # an anonymous struct or union: its members are ours
+                if inner < self.first:
+                    break
+                ikind, _v, _f, _n, iat = self._record(inner)
+                if ikind in (4, 5):
+                    if depth < 8:
+                        self._members(inner, base + bits, out, depth + 1)
+                    break
+                if ikind not in (8, 9, 10, 11, 18):
+                    break
+                inner = struct.unpack_from("<I", self.data, iat + 8)[0]
+
+    def read(self, read: Callable[[int, int], bytes], struct_name: str, address: int
+             ) -> BtfStruct:
+        size, members = self.layout(struct_name)
+        return BtfStruct(struct_name, members, read(address, size))
+
+
+class BtfStruct:
+    """A structure read whole, its members decoded by a module BTF layout."""
+
+    def __init__(self, name: str, members: dict[str, tuple[int, int, int]],
+                 data: bytes) -> None:
+        self.name, self.members, self.data = name, members, data
+
+    def has(self, member: str) -> bool:
+        return member in self.members
+
+    def __getitem__(self, member: str) -> int:
+        found = self.members.get(member)
+        if found is None:
+            raise FormatError(f"{self.name} has no member {member!r}")
+        bits, bit_size, size = found
+        if bit_size:
+            width = (bits % 8 + bit_size + 7) // 8
+            word = int.from_bytes(self.data[bits // 8:bits // 8 + width], "little")
+            return (word >> (bits % 8)) & ((1 << bit_size) - 1)
+        return int.from_bytes(self.data[bits // 8:bits // 8 + min(size, 8)], "little")
+
+    def offset(self, member: str) -> int:
+        return self.members[member][0] // 8
 
 
 @dataclass
@@ -127,6 +335,14 @@ class Mounts:
         self._inode64: bool | None = None
         self._init_user_ns: int | None | bool = False
         self._selinux: bool | None = None
+        self._modules: list[ModuleSymbols] | None = None
+        self._btf: dict[int, ModuleBtf | None] = {}
+        self._hz: int | None | bool = False
+        self._enumerators: dict[str, int] | None = None
+        self._module_btfs: dict[int, int] | None = None
+        #: the task whose root each reader's root came from (cgroup paths are shown
+        #: relative to that task's cgroup namespace)
+        self._root_task: dict[tuple[int, int], int] = {}
 
     # -- namespaces --------------------------------------------------------------------------
     def task_mnt_ns(self, task: int) -> int:
@@ -166,6 +382,7 @@ class Mounts:
                     ns.why_no_reader = f"pid {pid}: root unreadable: {exc}"
                 continue
             ns.reader_pid, ns.reader_root, ns.why_no_reader = pid, root, ""
+            self._root_task[(root.mnt, root.dentry)] = task
             if not kthread:
                 user.add(address)
         return list(found.values())
@@ -280,7 +497,8 @@ class Mounts:
         except KvmError as exc:
             missing["fstype"] = str(exc)
         ops = self._ops(s_op, missing)
-        info.root = self._field(missing, "root", lambda: self._root(ops, mnt_root, s_fs_info))
+        info.root = self._field(missing, "root",
+                                lambda: self._root(ops, mnt_root, s_fs_info, root))
         info.source = self._field(missing, "source", lambda: self._source(ops, devname))
         options = ("ro" if s_flags & SB_RDONLY else "rw") + "".join(
             text for flag, text in SB_OPTS if s_flags & flag)
@@ -325,9 +543,42 @@ class Mounts:
             found = self.k.symbols.reverse(address)
         except (KvmError, ValueError):
             found = None
-        if found is None or found[1]:
-            return f"the function at {address:#x}"
-        return found[0]
+        if found is not None and not found[1]:
+            return found[0]
+        module = self.module_of(address)
+        if module is not None and module.names is not None:
+            name = module.names.get(address)
+            if name is not None:
+                return name
+        return f"the function at {address:#x}"
+
+    def module_of(self, address: int) -> ModuleSymbols | None:
+        """The loaded module whose memory holds ``address``, with its own symbols (None
+        when no module does, or the modules cannot be read)."""
+        if self._modules is None:
+            self._modules = []
+            try:
+                from kvmfx_plugins.linux.modules import modules_of
+                mods = modules_of(self.k.session)
+                for mod in mods.listed():
+                    info = mods.read(mod)
+                    self._modules.append(ModuleSymbols(mod, info.name or "", info.ranges))
+            except KvmError:
+                pass
+        for module in self._modules:
+            if any(start <= address < end for start, end, _ in module.ranges):
+                if module.names is None or module.addresses is None:
+                    from kvmfx_plugins.linux.modules import modules_of
+                    try:
+                        syms = modules_of(self.k.session).symbols(module.address)
+                    except KvmError:
+                        syms = []
+                    module.names = {a: n for a, letter, n in syms if letter in "tT"}
+                    module.addresses = {}
+                    for a, _letter, n in syms:
+                        module.addresses.setdefault(n, a)
+                return module
+        return None
 
     def _known(self) -> dict[int, str]:
         if self._functions is None:
@@ -340,15 +591,20 @@ class Mounts:
                     self._functions[addr] = name
         return self._functions
 
-    def _root(self, ops: dict[str, int], mnt_root: int, s_fs_info: int) -> str:
+    def _root(self, ops: dict[str, int], mnt_root: int, s_fs_info: int,
+              reader: VfsPath | None = None) -> str:
         """mountinfo's 4th field: the mount's root within its filesystem."""
         fn = ops.get("show_path", 0)
         if fn:
             name = self.function(fn)
             if name == "kernfs_sop_show_path":
-                if self._kernfs_scop(s_fs_info, "show_path"):
-                    raise FormatError("root shown by the kernfs root's own show_path, "
-                                      "which kvmfx does not render")
+                scop = self._kernfs_scop(s_fs_info, "show_path")
+                if scop:
+                    own = self.function(scop)
+                    if own != "cgroup_show_path":
+                        raise FormatError(f"root shown by {own}(), which kvmfx does not "
+                                          "render")
+                    return self._cgroup_path(mnt_root, s_fs_info, reader)
             elif name == "nsfs_show_path":
                 dentry = self.vfs.read_dentry(mnt_root)
                 return f"{self.vfs.ns_kind(dentry)}:[{self.vfs.inode_number(dentry)}]"
@@ -518,10 +774,31 @@ class Mounts:
         if name == "devpts_show_options":
             return self._devpts_options(s_fs_info)
         if name == "kernfs_sop_show_options":
-            if self._kernfs_scop(s_fs_info, "show_options"):
-                raise FormatError("options shown by the kernfs root's own show_options "
-                                  "(cgroup...), which kvmfx does not render")
-            return ""
+            scop = self._kernfs_scop(s_fs_info, "show_options")
+            if not scop:
+                return ""
+            own = self.function(scop)
+            if own == "cgroup_show_options":
+                return self._cgroup2_options(s_fs_info)
+            if own == "cgroup1_show_options":
+                return self._cgroup1_options(s_fs_info)
+            raise FormatError(f"options shown by the kernfs root's own {own}(), which "
+                              "kvmfx does not render")
+        if name in ("debugfs_show_options", "tracefs_show_options"):
+            return self._debugfs_options(name, s_fs_info)
+        if name == "bpf_show_options":
+            return self._bpf_options(sb, s_fs_info)
+        if name == "pstore_show_options":
+            return self._pstore_options()
+        if name == "hugetlbfs_show_options":
+            return self._hugetlbfs_options(s_fs_info)
+        try:
+            if name == "ext4_show_options":
+                return self._ext4_options(fn, sb, s_fs_info)
+            if name == "fat_show_options":
+                return self._fat_options(fn, s_fs_info)
+        except struct.error as exc:  # a module's BTF cut short
+            raise FormatError(f"{name}: the module's BTF is truncated: {exc}") from None
         raise FormatError(f"the filesystem's own options ({name}()) are not rendered")
 
     def _kernfs_scop(self, s_fs_info: int, name: str) -> int:
@@ -668,6 +945,551 @@ class Mounts:
         out += f",mode={int(opts.mode):03o},ptmxmode={int(opts.ptmxmode):03o}"
         if int(opts.max) < NR_UNIX98_PTY_MAX:
             out += f",max={int(opts.max)}"
+        return out
+
+    # -- cgroup (kernel/cgroup/cgroup.c, cgroup-v1.c) ---------------------------------------
+    def _kernfs_root(self, s_fs_info: int) -> Object:
+        info = self.k.obj("kernfs_super_info", s_fs_info)
+        root = self.k.obj("kernfs_root", int(info.root)) if info is not None else None
+        if root is None:
+            raise FormatError("kernfs superblock with no root")
+        return root
+
+    def _cgroup_root(self, s_fs_info: int) -> Object:
+        """cgroup_root_from_kf(): the kernfs root's node's cgroup's ``cgroup_root``."""
+        k = self.k
+        kn = k.obj("kernfs_node", int(self._kernfs_root(s_fs_info).kn))
+        cgrp = k.obj("cgroup", int(kn.priv)) if kn is not None else None
+        root = k.obj("cgroup_root", int(cgrp.root)) if cgrp is not None else None
+        if root is None:
+            raise FormatError("cgroup hierarchy with no cgroup_root")
+        return root
+
+    def enumerator(self, name: str) -> int | None:
+        """The value of an enumerator of the kernel's types, named enums or anonymous
+        ones (cgroup's root flags are an anonymous enum): every enum, read once."""
+        if self._enumerators is None:
+            self._enumerators = {}
+            types = self.k.types
+            for tid in range(1, types.count + 1):
+                try:
+                    ctype = types.get(tid)
+                except KvmError:
+                    continue
+                if ctype.kind == "enum":
+                    for key, value in ctype.enumerators.items():
+                        self._enumerators.setdefault(key, value)
+        return self._enumerators.get(name)
+
+    def _root_flags(self) -> dict[str, int]:
+        out = {}
+        for name, _text in CGROUP2_OPTS + CGROUP1_FLAGS:
+            value = self.enumerator(name)
+            if value is not None:
+                out[name] = value
+        return out
+
+    def _cgroup2_options(self, s_fs_info: int) -> str:
+        """cgroup_show_options: the default hierarchy's flags (cgrp_dfl_root.flags)."""
+        flags = int(self._cgroup_root(s_fs_info).flags)
+        known = self._root_flags()
+        return "".join(f",{text}" for name, text in CGROUP2_OPTS
+                       if name in known and flags & known[name])
+
+    def _cgroup1_options(self, s_fs_info: int) -> str:
+        """cgroup1_show_options: the hierarchy's controllers (by the legacy name of the
+        subsystem of each of its root cgroup's css), flags, release agent,
+        clone_children and name."""
+        k = self.k
+        root = self._cgroup_root(s_fs_info)
+        known = self._root_flags()
+        mask = int(root.subsys_mask)
+        out = ""
+        if mask:
+            css = root.cgrp.subsys
+            for ssid, ptr in enumerate(css):
+                if not mask & (1 << ssid):
+                    continue
+                obj = k.obj("cgroup_subsys_state", int(ptr)) if ptr else None
+                ss = k.obj("cgroup_subsys", int(obj.ss)) if obj is not None else None
+                if ss is None:
+                    raise FormatError(f"the hierarchy's controller {ssid} is unreadable")
+                out += "," + seq_escape(self.vfs.k_string(int(ss.legacy_name), 64),
+                                        OPTION_NAME_ESCAPES)
+        flags = int(root.flags)
+        for name, text in CGROUP1_FLAGS:
+            if name in known and flags & known[name]:
+                out += f",{text}"
+        agent = cstring(root.release_agent_path).decode("utf-8", "backslashreplace")
+        if agent:
+            out += ",release_agent=" + seq_escape(agent, OPTION_VALUE_ESCAPES)
+        clone = self.enumerator("CGRP_CPUSET_CLONE_CHILDREN")
+        if clone is not None and int(root.cgrp.flags) & (1 << clone):
+            out += ",clone_children"
+        name = cstring(root.name).decode("utf-8", "backslashreplace")
+        if name:
+            out += ",name=" + seq_escape(name, OPTION_VALUE_ESCAPES)
+        return out
+
+    def _cgroup_path(self, dentry: int, s_fs_info: int, reader: VfsPath | None) -> str:
+        """cgroup_show_path: the mount's root cgroup relative to the reader's cgroup
+        namespace's cgroup in this hierarchy (kernfs_path_from_node), escaped."""
+        k = self.k
+        task = self._root_task.get((reader.mnt, reader.dentry)) if reader else None
+        if task is None:
+            raise FormatError("no reader: its cgroup namespace is not known")
+        nsproxy = k.obj("nsproxy", int(k.task(task).nsproxy))
+        cgns = k.obj("cgroup_namespace", int(nsproxy.cgroup_ns)) if nsproxy else None
+        cset = k.obj("css_set", int(cgns.root_cset)) if cgns is not None else None
+        if cset is None:
+            raise FormatError("the reader's cgroup namespace is unreadable")
+        root = self._cgroup_root(s_fs_info)
+        scop = self._kernfs_scop(s_fs_info, "show_options")
+        if scop and self.function(scop) == "cgroup_show_options":
+            ns_cgroup = int(cset.dfl_cgrp)  # the default hierarchy
+        else:
+            ns_cgroup = 0
+            head = cset.address + cset.offsetof("cgrp_links")
+            link_off = k.types.offsetof("cgrp_cset_link", "cgrp_link")
+            for link in k.list_entries(head, link_off, limit=1024, what="cgroup links"):
+                obj = k.obj("cgrp_cset_link", link)
+                cgrp = k.obj("cgroup", int(obj.cgrp)) if obj is not None else None
+                if cgrp is not None and int(cgrp.root) == root.address:
+                    ns_cgroup = cgrp.address
+            if not ns_cgroup:
+                raise FormatError("the reader's cgroup in this hierarchy is not found")
+        ns_obj = k.obj("cgroup", ns_cgroup)
+        if ns_obj is None:
+            raise FormatError("the reader's cgroup in this hierarchy is not found")
+        ns_kn = int(ns_obj.kn)
+        # kernfs_dentry_node(): the dentry's inode's i_private
+        root_dentry = k.obj("dentry", dentry)
+        inode = k.obj("inode", int(root_dentry.d_inode)) if root_dentry is not None else None
+        if inode is None:
+            raise FormatError("the mount's root has no inode")
+        node = int(inode.i_private)
+        return seq_escape(self._kernfs_relative(node, ns_kn), PATH_ESCAPES)
+
+    def _kernfs_chain(self, kn: int) -> list[int]:
+        """A kernfs node and its parents up to the root, the root last."""
+        out: list[int] = []
+        parent = "parent" if "parent" in self.k.types.layout("kernfs_node") else "__parent"
+        while kn and len(out) < PATH_STEPS:
+            if kn in out:
+                raise FormatError("kernfs parents loop")
+            out.append(kn)
+            kn = int(self.k.obj("kernfs_node", kn).member(parent))
+        return out
+
+    def _kernfs_relative(self, to: int, frm: int) -> str:
+        """kernfs_path_from_node(to, from)."""
+        if to == frm:
+            return "/"
+        to_chain, from_chain = self._kernfs_chain(to), self._kernfs_chain(frm)
+        common = next((n for n in to_chain if n in from_chain), None)
+        if common is None:
+            raise FormatError("kernfs nodes of different roots")
+        up = from_chain.index(common)
+        down = to_chain[:to_chain.index(common)]
+        names = [self.vfs.k_string(int(self.k.obj("kernfs_node", n).name), 256)
+                 for n in reversed(down)]
+        return "/.." * up + "".join("/" + n for n in names)
+
+    # -- debugfs, tracefs, bpf, pstore, hugetlbfs ------------------------------------------
+    def _debugfs_options(self, name: str, s_fs_info: int) -> str:
+        """debugfs_show_options / tracefs_show_options: uid, gid and mode where they are
+        not root's and 0700 (the options in ``mount_opts`` up to 6.x, in the info
+        itself after)."""
+        info = self.k.obj("debugfs_fs_info" if name.startswith("debugfs")
+                          else "tracefs_fs_info", s_fs_info)
+        if info is None:
+            raise FormatError(f"{name}: superblock with no fs info")
+        opts = info.mount_opts if info.has("mount_opts") else info
+        out = ""
+        uid, gid, mode = int(opts.uid.val), int(opts.gid.val), int(opts.mode)
+        if uid:
+            out += f",uid={uid}"
+        if gid:
+            out += f",gid={gid}"
+        if mode != 0o700:
+            out += f",mode={mode:o}"
+        return out
+
+    def _bpf_options(self, sb: int, s_fs_info: int) -> str:
+        """kernel/bpf/inode.c bpf_show_options: the root inode's uid, gid (shown since
+        the BPF token's options, 6.9) and mode; delegation options are not rendered."""
+        k = self.k
+        superblock = k.obj("super_block", sb)
+        dentry = k.obj("dentry", int(superblock.s_root)) if superblock else None
+        inode = k.obj("inode", int(dentry.d_inode)) if dentry is not None else None
+        if inode is None:
+            raise FormatError("bpf superblock with no root inode")
+        out = ""
+        opts = k.obj("bpf_mount_opts", s_fs_info) \
+            if s_fs_info and k.types.has("bpf_mount_opts") else None
+        delegating = opts is not None and opts.has("delegate_cmds")
+        if delegating:
+            uid, gid = int(inode.i_uid.val), int(inode.i_gid.val)
+            if uid:
+                out += f",uid={uid}"
+            if gid:
+                out += f",gid={gid}"
+        mode = int(inode.i_mode) & 0o7777 & ~0o1000
+        if mode != 0o777:
+            out += f",mode={mode:o}"
+        if delegating and opts is not None:
+            for what in ("delegate_cmds", "delegate_maps", "delegate_progs",
+                         "delegate_attachs"):
+                if opts.has(what) and int(opts.member(what)):
+                    raise FormatError(f"{out} and {what}=, which kvmfx does not render")
+        return out
+
+    def _pstore_options(self) -> str:
+        """fs/pstore/inode.c pstore_show_options: kmsg_bytes where it is not
+        CONFIG_PSTORE_DEFAULT_KMSG_BYTES (10240, its Kconfig default)."""
+        k = self.k
+        addr = k.symbols.lookup("kmsg_bytes")
+        if addr is None:
+            start = k.symbols.lookup("pstore_show_options")
+            refs = []
+            if start is not None:
+                refs = [a for kind, a in k.session.arch.code_refs(k.read(start, 256), start)
+                        if kind == "load"]
+            if not refs:
+                raise FormatError("kmsg_bytes: not in the symbols, and not found in "
+                                  "pstore_show_options")
+            addr = refs[0]
+        value = int.from_bytes(k.read(addr, 8), "little")
+        return f",kmsg_bytes={value}" if value != PSTORE_DEFAULT_KMSG_BYTES else ""
+
+    def _hugetlbfs_options(self, s_fs_info: int) -> str:
+        """fs/hugetlbfs/inode.c hugetlbfs_show_options."""
+        k = self.k
+        info = k.obj("hugetlbfs_sb_info", s_fs_info)
+        if info is None:
+            raise FormatError("hugetlbfs superblock with no hugetlbfs_sb_info")
+        hstate = k.obj("hstate", int(info.hstate))
+        if hstate is None:
+            raise FormatError("hugetlbfs superblock with no hstate")
+        page_shift = (k.session.image.page_size - 1).bit_length()
+        shift = int(hstate.order) + page_shift
+        out = ""
+        uid, gid, mode = int(info.uid.val), int(info.gid.val), int(info.mode)
+        if uid:
+            out += f",uid={uid}"
+        if gid:
+            out += f",gid={gid}"
+        if mode != 0o755:
+            out += f",mode={mode:o}"
+        max_inodes = int(info.max_inodes)
+        if max_inodes != (1 << 64) - 1 and max_inodes != -1:
+            out += f",nr_inodes={max_inodes}"
+        size = (1 << shift) // 1024
+        unit = "K"
+        if size >= 1024:
+            size, unit = size // 1024, "M"
+        out += f",pagesize={size}{unit}"
+        spool = k.obj("hugepage_subpool", int(info.spool)) if int(info.spool) else None
+        if spool is not None:
+            for member, text in (("max_hpages", "size"), ("min_hpages", "min_size")):
+                value = int(spool.member(member))
+                if value not in (-1, (1 << 64) - 1):
+                    out += f",{text}={(value << shift) & ((1 << 64) - 1)}"
+        return out
+
+    # -- module filesystems: ext4, fat ---------------------------------------------------
+    def module_btf(self, module: ModuleSymbols) -> ModuleBtf:
+        """The module's own BTF (``mod->btf_data``, CONFIG_DEBUG_INFO_BTF_MODULES since
+        Linux 5.11), split on the kernel's."""
+        if module.address not in self._btf:
+            k = self.k
+            found: ModuleBtf | None = None
+            btf = k.obj("btf", self._module_btfs_of().get(module.address, 0) or 0)
+            if btf is not None:
+                base = k.obj("btf", int(btf.base_btf))
+                size, str_off = int(btf.data_size), int(btf.start_str_off)
+                if base is None or not 0 < size <= MAX_MODULE_BTF or \
+                        not 0 < str_off <= MAX_MODULE_BTF:
+                    raise FormatError(f"{module.name}'s BTF is implausible")
+                found = ModuleBtf(k.read(int(btf.data), size), k.types,
+                                  k.read(int(base.strings), str_off), int(btf.start_id) - 1)
+            self._btf[module.address] = found
+        btf = self._btf[module.address]
+        if btf is None:
+            raise FormatError(f"{module.name}'s structures are not described: the kernel "
+                              "holds no BTF of it (CONFIG_DEBUG_INFO_BTF_MODULES, Linux "
+                              "5.11+)")
+        return btf
+
+    def _module_btfs_of(self) -> dict[int, int]:
+        """struct module -> its parsed BTF (``struct btf``): the kernel's ``btf_modules``
+        list (kernel/bpf/btf.c), which keeps each module's BTF after loading (the module's
+        own ``btf_data`` is dropped then)."""
+        if self._module_btfs is None:
+            self._module_btfs = {}
+            k = self.k
+            if not k.types.has("btf_module"):
+                raise FormatError("the kernel keeps no BTF of its modules "
+                                  "(CONFIG_DEBUG_INFO_BTF_MODULES, Linux 5.11+)")
+            head = k.symbols.lookup("btf_modules")
+            if head is None:
+                raise FormatError("btf_modules is not in the symbols (they name no "
+                                  "data): the modules' BTF is not found")
+            if k.types.has("btf_module"):
+                off = k.types.offsetof("btf_module", "list")
+                for entry in k.list_entries(head, off, limit=1 << 14,
+                                            what="module BTF list"):
+                    obj = k.obj("btf_module", entry)
+                    if obj is not None:
+                        self._module_btfs[int(obj.module)] = int(obj.btf)
+        return self._module_btfs
+
+    def hz(self) -> int:
+        """The kernel's tick rate (CONFIG_HZ): from ``tick_nsec`` (TICK_NSEC, up to Linux
+        6.x), else the one rate at which ``jiffies`` (counted from INITIAL_JIFFIES, -300
+        seconds of ticks as 32 bits) matches the timekeeper's monotonic clock."""
+        if self._hz is False:
+            self._hz = None
+            k = self.k
+            addr = k.symbols.lookup("tick_nsec")
+            if addr is not None:
+                tick = int.from_bytes(k.read(addr, 8), "little")
+                if tick:
+                    self._hz = round(1_000_000_000 / tick)
+            jiffies, tk_at = k.symbols.lookup("jiffies"), None
+            if self._hz is None and jiffies is not None:
+                tk_at = k.timekeeper()
+            if self._hz is None and jiffies is not None and tk_at is not None:
+                tk = k.obj("timekeeper", tk_at)
+                now = int.from_bytes(k.read(jiffies, 8), "little")
+                if tk is not None:
+                    mono = int(tk.tkr_mono.base) / 1e9
+                    fits = [hz for hz in HZ_CHOICES
+                            if abs(((now - ((-300 * hz) & 0xFFFFFFFF)) % (1 << 64)) / hz
+                                   - mono) < 2]
+                    if len(fits) == 1:
+                        self._hz = fits[0]
+        if not self._hz:
+            raise FormatError("the kernel's tick rate (HZ) is unknown: neither tick_nsec "
+                              "nor jiffies with the timekeeper tell it")
+        return int(self._hz)
+
+    def _module_for(self, fn: int, what: str) -> ModuleSymbols:
+        module = self.module_of(fn)
+        if module is None or module.addresses is None:
+            raise FormatError(f"{what}: the module is not found")
+        return module
+
+    def _ext4_options(self, fn: int, sb: int, s_fs_info: int) -> str:
+        """fs/ext4/super.c _ext4_show_options (Linux 5.17+: the option table of the
+        fs_context API), options that differ from the defaults only: the option table's
+        entries (``ext4_mount_opts``, named by ``ext4_param_specs``) whose bits differ
+        from the superblock's defaults, then resuid, resgid, errors, commit, batch times,
+        stripe, data, inode_readahead_blks, init_itable, max_dir_size_kb, data_err,
+        inlinecrypt, dax, mb_optimize_scan, quota."""
+        k = self.k
+        module = self._module_for(fn, "ext4")
+        assert module.addresses is not None
+        specs_at = module.addresses.get("ext4_param_specs")
+        table_at = module.addresses.get("ext4_mount_opts")
+        if specs_at is None or table_at is None:
+            raise FormatError("ext4_param_specs / ext4_mount_opts are not among ext4's "
+                              "symbols (ext4 before Linux 5.17, whose options are not "
+                              "rendered, or symbols that name no data)")
+        btf = self.module_btf(module)
+        sbi = btf.read(k.read, "ext4_sb_info", s_fs_info)
+        es = btf.read(k.read, "ext4_super_block", sbi["s_es"])
+        superblock = k.obj("super_block", sb)
+        if superblock is None:
+            raise FormatError("superblock unreadable")
+        names, tokens = self._ext4_flag_names(specs_at)
+        out = ""
+        if sbi["s_sb_block"] != 1:
+            out += f",sb={sbi['s_sb_block']}"
+        opt, opt2 = sbi["s_mount_opt"], sbi["s_mount_opt2"]
+        def_opt, def_opt2 = sbi["s_def_mount_opt"], sbi["s_def_mount_opt2"]
+        raw = k.read(table_at, MAX_OPTION_TABLE * 12)
+        for i in range(MAX_OPTION_TABLE):
+            token, bits, flags = struct.unpack_from("<iIi", raw, i * 12)
+            if token not in tokens and not bits and not flags:
+                break  # {Opt_err, 0, 0}: Opt_err is no parameter's token
+            if not flags & (MOPT_SET | MOPT_CLEAR) or flags & MOPT_SKIP:
+                continue
+            mount, default = (opt2, def_opt2) if flags & MOPT_2 else (opt, def_opt)
+            if not bits & (mount ^ default):
+                continue
+            want_set = flags & MOPT_SET
+            if (want_set and mount & bits != bits) or (not want_set and mount & bits):
+                continue
+            name = names.get(token)
+            if name is None:
+                raise FormatError(f"ext4 option token {token} has no name")
+            out += "," + name
+        else:
+            raise FormatError(f"ext4's option table is longer than {MAX_OPTION_TABLE}")
+        resuid, resgid = sbi["s_resuid"] & 0xFFFFFFFF, sbi["s_resgid"] & 0xFFFFFFFF
+        if resuid or es["s_def_resuid"]:
+            out += f",resuid={resuid}"
+        if resgid or es["s_def_resgid"]:
+            out += f",resgid={resgid}"
+        def_errors = es["s_errors"]
+        for bit, value, text in EXT4_ERRORS_OPTS:
+            if opt & bit and def_errors != value:
+                out += "," + text
+        commit = sbi["s_commit_interval"]
+        hz = self.hz()
+        if commit != JBD2_DEFAULT_MAX_COMMIT_AGE * hz:
+            out += f",commit={commit // hz}"
+        if sbi["s_min_batch_time"]:
+            out += f",min_batch_time={sbi['s_min_batch_time']}"
+        if sbi["s_max_batch_time"] != EXT4_DEF_MAX_BATCH_TIME:
+            out += f",max_batch_time={sbi['s_max_batch_time']}"
+        if sbi["s_stripe"]:
+            out += f",stripe={sbi['s_stripe']}"
+        if EXT4_DATA_FLAGS & (opt ^ def_opt) and opt & EXT4_DATA_FLAGS in EXT4_DATA:
+            out += "," + EXT4_DATA[opt & EXT4_DATA_FLAGS]
+        if sbi["s_inode_readahead_blks"] != EXT4_DEF_INODE_READAHEAD_BLKS:
+            out += f",inode_readahead_blks={sbi['s_inode_readahead_blks']}"
+        if opt & EXT4_MOUNT_INIT_INODE_TABLE and sbi["s_li_wait_mult"] != \
+                EXT4_DEF_LI_WAIT_MULT:
+            out += f",init_itable={sbi['s_li_wait_mult']}"
+        if sbi["s_max_dir_size_kb"]:
+            out += f",max_dir_size_kb={sbi['s_max_dir_size_kb']}"
+        if opt & EXT4_MOUNT_DATA_ERR_ABORT:
+            out += ",data_err=abort"
+        if sbi.has("s_dummy_enc_policy"):
+            policy = int.from_bytes(k.read(s_fs_info + sbi.offset("s_dummy_enc_policy"), 8),
+                                    "little")
+            if policy:
+                raise FormatError(f"{out} and test_dummy_encryption, which kvmfx does not "
+                                  "render")
+        if int(superblock.s_flags) & SB_INLINECRYPT:
+            out += ",inlinecrypt"
+        if opt & EXT4_MOUNT_DAX_ALWAYS:
+            out += ",dax" if self.vfs.sb_type_name(sb) == "ext2" else ",dax=always"
+        elif opt2 & EXT4_MOUNT2_DAX_NEVER:
+            out += ",dax=never"
+        elif opt2 & EXT4_MOUNT2_DAX_INODE:
+            out += ",dax=inode"
+        groups = sbi["s_groups_count"]
+        if groups >= MB_DEFAULT_LINEAR_SCAN_THRESHOLD and \
+                not opt2 & EXT4_MOUNT2_MB_OPTIMIZE_SCAN:
+            out += ",mb_optimize_scan=0"
+        elif groups < MB_DEFAULT_LINEAR_SCAN_THRESHOLD and opt2 & EXT4_MOUNT2_MB_OPTIMIZE_SCAN:
+            out += ",mb_optimize_scan=1"
+        if sbi.has("s_ext4_flags"):
+            state = sbi["s_ext4_flags"]
+            for flag in ("EXT4_FLAGS_SHUTDOWN", "EXT4_FLAGS_EMERGENCY_RO"):
+                number = btf.enumerator(flag)
+                if number is not None and state & (1 << number):
+                    raise FormatError(f"{out} and the filesystem is shut down or "
+                                      "read-only after an error: not rendered")
+        return out + self._ext4_quota(btf, sbi, s_fs_info)
+
+    def _ext4_flag_names(self, specs_at: int) -> tuple[dict[int, str], set[int]]:
+        """token2str(): token -> the name of the first flag parameter (no type) with that
+        token in ``ext4_param_specs`` (a NULL name ends it); and every parameter's
+        token."""
+        k = self.k
+        size = k.types.sizeof(k.types.find("fs_parameter_spec"))
+        off = {m: k.types.offsetof("fs_parameter_spec", m) for m in ("name", "type", "opt")}
+        raw = k.read(specs_at, size * MAX_OPTION_TABLE)
+        out: dict[int, str] = {}
+        tokens: set[int] = set()
+        for i in range(MAX_OPTION_TABLE):
+            at = i * size
+            name = int.from_bytes(raw[at + off["name"]:at + off["name"] + 8], "little")
+            if not name:
+                return out, tokens
+            kind = int.from_bytes(raw[at + off["type"]:at + off["type"] + 8], "little")
+            token = raw[at + off["opt"]]
+            tokens.add(token)
+            if not kind and token not in out:
+                out[token] = self.vfs.k_string(name, 64)
+        raise FormatError(f"ext4_param_specs is longer than {MAX_OPTION_TABLE}")
+
+    def _ext4_quota(self, btf: ModuleBtf, sbi: BtfStruct, s_fs_info: int) -> str:
+        """ext4_show_quota_options: jqfmt=, usrjquota=, grpjquota=."""
+        out = ""
+        if sbi.has("s_jquota_fmt") and sbi["s_jquota_fmt"]:
+            out += f",jqfmt={QFMT.get(sbi['s_jquota_fmt'], '')}"
+        if sbi.has("s_qf_names"):
+            at = s_fs_info + sbi.offset("s_qf_names")
+            names = self.k.read(at, 16)
+            for i, text in ((0, "usrjquota"), (1, "grpjquota")):
+                ptr = int.from_bytes(names[i * 8:i * 8 + 8], "little")
+                if ptr:
+                    out += f",{text}={self.vfs.k_string(ptr, 256)}"
+        return out
+
+    def _fat_options(self, fn: int, s_fs_info: int) -> str:
+        """fs/fat/inode.c fat_show_options (vfat and msdos)."""
+        k = self.k
+        module = self._module_for(fn, "fat")
+        btf = self.module_btf(module)
+        sbi = btf.read(k.read, "msdos_sb_info", s_fs_info)
+        _size, members = btf.layout("fat_mount_options")
+        base = sbi.offset("options")
+        o = BtfStruct("fat_mount_options", members,
+                      sbi.data[base:base + btf.layout("fat_mount_options")[0]])
+        isvfat = o["isvfat"]
+        out = ""
+        uid, gid = o["fs_uid"] & 0xFFFFFFFF, o["fs_gid"] & 0xFFFFFFFF
+        if uid:
+            out += f",uid={uid}"
+        if gid:
+            out += f",gid={gid}"
+        out += f",fmask={o['fs_fmask']:04o},dmask={o['fs_dmask']:04o}"
+        if o["allow_utime"]:
+            out += f",allow_utime={o['allow_utime']:04o}"
+        if sbi["nls_disk"]:
+            charset = k.obj("nls_table", sbi["nls_disk"])
+            if charset is None:
+                raise FormatError("fat's codepage table is unreadable")
+            out += ",codepage=" + self.vfs.k_string(int(charset.charset), 64)[2:]
+        if isvfat:
+            if sbi["nls_io"]:
+                charset = k.obj("nls_table", sbi["nls_io"])
+                if charset is None:
+                    raise FormatError("fat's iocharset table is unreadable")
+                out += ",iocharset=" + self.vfs.k_string(int(charset.charset), 64)
+            mask = VFAT_SFN_DISPLAY_WIN95 | VFAT_SFN_CREATE_WIN95 | VFAT_SFN_DISPLAY_WINNT | \
+                VFAT_SFN_CREATE_WINNT | VFAT_SFN_DISPLAY_LOWER
+            out += ",shortname=" + FAT_SHORTNAME.get(o["shortname"] & mask, "unknown")
+        if o["name_check"] != ord("n"):
+            out += f",check={chr(o['name_check'])}"
+        for member in ("usefree", "quiet", "showexec", "sys_immutable"):
+            if o[member]:
+                out += f",{member}"
+        if not isvfat:
+            if o["dotsOK"]:
+                out += ",dotsOK=yes"
+            if o["nocase"]:
+                out += ",nocase"
+        else:
+            if o["utf8"]:
+                out += ",utf8"
+            if o["unicode_xlate"]:
+                out += ",uni_xlate"
+            if not o["numtail"]:
+                out += ",nonumtail"
+            if o["rodir"]:
+                out += ",rodir"
+        if o["flush"]:
+            out += ",flush"
+        if o["tz_set"]:
+            offset = o["time_offset"]
+            offset = offset - (1 << 32) if offset & (1 << 31) else offset
+            out += f",time_offset={offset}" if offset else ",tz=UTC"
+        out += ",errors=" + FAT_ERRORS.get(o["errors"], "remount-ro")
+        if o["nfs"] == FAT_NFS_NOSTALE_RO:
+            out += ",nfs=nostale_ro"
+        elif o["nfs"]:
+            out += ",nfs=stale_rw"
+        if o["discard"]:
+            out += ",discard"
+        if o["dos1xfloppy"]:
+            out += ",dos1xfloppy"
         return out
 
 
