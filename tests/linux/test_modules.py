@@ -104,13 +104,24 @@ def test_lsmod_is_the_guests_proc_modules(dump):
     _warnings_are_left_out_pages(s, key)
 
 
+def _part_left_out(row: dict[str, Any], sections: dict[str, str], key: str) -> bool:
+    """On a filtered dump, a module's sections read in part (the rest of the list on a
+    page the filter left out, as ``missing`` says): each section shown is the guest's."""
+    got = row["sections"]
+    return (key in FILTERED and isinstance(got, dict) and got != sections
+            and LEFT_OUT in (row.get("missing") or {}).get("sections", "")
+            and all(sections.get(name) == addr for name, addr in got.items()))
+
+
 def test_sections_are_the_guests_sysfs(dump):
     fx, key, s = dump
     want = fx.truth["module_sections"]
     got = {r["name"]: r for r in rows(s, "lsmod", sections=True)}
     assert set(want) == set(got)
-    assert {name: _same(got[name], {"sections": sections}, key)
-            for name, sections in want.items()} == {name: {} for name in want}
+    whole = [name for name, sections in want.items()
+             if not _part_left_out(got[name], sections, key)]
+    assert {name: _same(got[name], {"sections": want[name]}, key) for name in whole} == \
+        {name: {} for name in whole}
     assert sum(r["sections"] is not None for r in got.values()) >= (
         len(want) if key not in FILTERED else 1)
 
