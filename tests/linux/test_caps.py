@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 
 import kvmfx
-from kvmfx.errors import MissingPageError
 from kvmfx.objects import Object
 from kvmfx_plugins.linux.creds import parse_status_credentials
 from tests.cli.test_live_commands import kvmfx as run_cli
 from tests.factory import ALL_DUMPS, get_fixture
 from tests.factory.scenarios import SCENARIOS
+from tests.linux.test_partial_fields import _target, _without_page
 
 KERNELS = ("bullseye", "basic", "trixie", "backports", "arm64", "arm64-16k")
 #: the formats QEMU writes of an aarch64 guest (makedumpfile here reads x86_64 dumps only)
@@ -177,24 +177,6 @@ def test_the_process_with_privileges_set(name):
 @pytest.fixture(scope="module")
 def basic():
     return get_fixture("basic")
-
-
-def _target(fx) -> int:
-    return next(int(pid) for pid, t in fx.truth["processes"].items()
-                if t["cmdline"][:1] == ["kvmfx-user"])
-
-
-def _without_page(session: kvmfx.Session, bad_page: int) -> None:
-    """Make kernel virtual page ``bad_page`` unreadable in ``session`` (as if left out)."""
-    layer = session.kernel
-    real_read = layer.read
-
-    def read(vaddr: int, size: int, *, zero_fill: bool = False) -> bytes:
-        if vaddr < bad_page + PAGE and bad_page < vaddr + size:
-            raise MissingPageError("page not in the dump (test)", address=bad_page)
-        return real_read(vaddr, size, zero_fill=zero_fill)
-
-    layer.read = read  # type: ignore[method-assign]
 
 
 def _overwrite(session: kvmfx.Session, address: int, data: bytes) -> None:
