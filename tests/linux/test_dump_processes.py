@@ -22,6 +22,15 @@ def fx():
     return get_fixture("basic")
 
 
+def worker_name(comm: str | None) -> str | None:
+    """A command name to compare with the guest's: a workqueue worker's (``kworker/...``)
+    carries the work item it runs, which changes between the guest's snapshot and the dump,
+    so only the worker's own name counts."""
+    if comm is not None and comm.startswith("kworker/"):
+        return re.split(r"[-+]", comm, maxsplit=1)[0]
+    return comm
+
+
 def _check_session(s: kvmfx.Session, truth: dict) -> int:
     procs = {p.pid: p for p in s.processes()}
     expected = {int(pid): t for pid, t in truth["processes"].items()}
@@ -29,12 +38,7 @@ def _check_session(s: kvmfx.Session, truth: dict) -> int:
     checked = 0
     for pid, t in expected.items():
         p = procs[pid]
-        comm, want = p.comm, t["comm"]
-        if want.startswith("kworker/"):
-            # a workqueue worker's name carries its current work item, which changes
-            # between the guest's snapshot and the dump: compare the worker's own name
-            comm = re.split(r"[-+]", comm, maxsplit=1)[0]
-            want = re.split(r"[-+]", want, maxsplit=1)[0]
+        comm, want = worker_name(p.comm), worker_name(t["comm"])
         assert (p.ppid, comm, p.uid, p.euid, p.gid) == (
             t["ppid"], want, t["uid"][0], t["uid"][1], t["gid"][0]), pid
         assert (p.pgid, p.sid, p.nthreads) == (t["pgid"], t["sid"], t["nthreads"]), pid

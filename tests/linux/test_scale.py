@@ -12,6 +12,7 @@ import pytest
 import kvmfx
 from tests.factory import get_fixture
 from tests.factory.scenarios import SCENARIOS
+from tests.linux.test_dump_processes import worker_name
 
 #: scenario -> how many kvmfx-scale sleepers it starts
 SLEEPERS = {"scale-100": 40, "scale-1k": 940, "scale": 5000, "scale-20k": 19940}
@@ -55,4 +56,5 @@ def test_every_process_of_the_guest_is_listed_with_its_argv(name):
         assert {p.pid for p in procs} == {int(pid) for pid in truth}
         for p in procs:
             t = truth[str(p.pid)]
-            assert (p.ppid, p.comm, p.nthreads) == (t["ppid"], t["comm"], t["nthreads"])
+            assert (p.ppid, worker_name(p.comm), p.nthreads) == (
+                t["ppid"], worker_name(t["comm"]), t["nthreads"])
