@@ -111,9 +111,6 @@ FAT_NFS_NOSTALE_RO = 2
 HZ_CHOICES = (100, 250, 300, 1000, 24, 32, 48, 64, 128, 200, 256, 500, 1024, 1200)
 #: a module's BTF is at most this large
 MAX_MODULE_BTF = 16 << 20
-#: where the code reaches the kernel's page count when no symbol names it:
-#: si_meminfo() first loads _totalram_pages (val->totalram = totalram_pages())
-TOTALRAM_USE = ("si_meminfo", "load", 0)
 
 
 def seq_escape(text: str, chars: str) -> str:
@@ -819,18 +816,7 @@ class Mounts:
         if self._totalram is False:
             self._totalram = None
             k = self.k
-            addr = k.symbols.lookup("_totalram_pages")
-            if addr is None:
-                function, kind, index = TOTALRAM_USE
-                start = k.symbols.lookup(function)
-                if start is not None:
-                    try:
-                        refs = [a for kd, a in k.session.arch.code_refs(
-                            k.read(start, 512), start) if kd == kind]
-                    except KvmError:
-                        refs = []
-                    if len(refs) > index:
-                        addr = refs[index]
+            addr = k.variable("_totalram_pages", required=False)
             if addr is not None:
                 try:
                     self._totalram = int.from_bytes(k.read(addr, 8), "little")

@@ -65,6 +65,8 @@ VARIABLE_USES = {
     "avenrun": ("get_avenrun", "load", 0),
     "tk_core": ("getboottime64", "addr", 0),
     "task_struct_cachep": ("free_task", "load", 0),
+    # si_meminfo() first loads it (val->totalram = totalram_pages()): tmpfs's size=
+    "_totalram_pages": ("si_meminfo", "load", 0),
 }
 
 
