@@ -72,6 +72,8 @@ class KernelImage:
     def unslide_all(self, addresses: Iterable[int]) -> list[int]:
         """:meth:`unslide` of each address (one pass, for whole symbol tables)."""
         off = self.kaslr_offset
+        if not off:
+            return list(addresses)
         lo, hi = self.image_window
         return [a - off if lo <= a - off < hi else a for a in addresses]
 

@@ -201,7 +201,7 @@ class ImageKallsymsProvider:
             _check_text(table, session)
             # kallsyms of code only (no CONFIG_KALLSYMS_ALL): the table says it is not
             # complete, and the data symbols VMCOREINFO names fill in (init_uts_ns, prb...)
-            data = sum(1 for kind in table.type_letters() if kind in "DdBbRr")
+            data = table.count_types("DdBbRr")
             if data < min(1000, len(table) // 20):
                 table.complete = False
                 for name, addr in anchors.items():
@@ -260,7 +260,7 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
     num = int.from_bytes(session.read(tables["kallsyms_num_syms"], 4), "little")
     lo, hi = kallsyms.tables_span(tables, num)
     buf = session.image.read(lo, hi - lo)  # 2 MiB runs
-    layout = kallsyms.layout_from_tables(buf, lo, tables)
+    layout = kallsyms.layout_from_tables(buf, lo, tables, guess_encoding=False)
     names, kinds = kallsyms.decode_name_columns(buf, layout)
     try:
         layout.encoding = kallsyms.choose_encoding(buf, layout, names, anchors)

@@ -23,6 +23,10 @@ here is a pure function of a byte buffer (fuzzable); failures raise FormatError.
 
 from __future__ import annotations
 
+import array
+import itertools
+import operator
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -293,14 +297,26 @@ def _convert(offs: tuple[int, ...], encoding: str, base: int, place: int | None,
     if encoding == ABSOLUTE:
         return list(picked)
     if encoding == BASE_RELATIVE:
-        return [(base + (o & _U32)) & _U64 for o in picked]
+        unsigned = array.array("I", array.array("i", picked).tobytes())  # o & 0xffffffff
+        return _in_u64(list(map(base.__add__, unsigned)))
     if encoding == ABSOLUTE_PERCPU:
         return [o if o >= 0 else (base - 1 - o) & _U64 for o in picked]
     if encoding == PLACE_RELATIVE:
         if place is None:
             raise FormatError("place-relative kallsyms offsets need the table's address")
+        if whole:  # one pass in C
+            return _in_u64(list(map(operator.add, picked,
+                                    range(place, place + 4 * len(offs), 4))))
         return [(place + 4 * i + o) & _U64 for i, o in zip(indexes, picked, strict=True)]
     raise FormatError(f"unknown kallsyms encoding {encoding!r}")
+
+
+def _in_u64(values: list[int]) -> list[int]:
+    """``values`` wrapped to 64 bits, as the kernel's unsigned arithmetic does (checked
+    in C; a Python pass only when some value is out of range)."""
+    if values and (min(values) < 0 or max(values) > _U64):
+        return [v & _U64 for v in values]
+    return values
 
 
 def decode_addresses(buf: bytes, layout: KallsymsLayout,
@@ -355,6 +371,10 @@ def plausible_encodings(buf: bytes, layout: KallsymsLayout,
     return out
 
 
+_AFTER_SEPARATOR = re.compile("\u0100(.)", re.DOTALL)
+_SEPARATOR_AND_LETTER = re.compile("\u0100.", re.DOTALL)
+
+
 def decode_name_columns(buf: bytes, layout: KallsymsLayout) -> tuple[list[str], str]:
     """Every symbol's name, and its type letter (one character each), in table order."""
     if not (0 <= layout.token_index <= len(buf) - 512):
@@ -399,13 +419,15 @@ def decode_name_columns(buf: bytes, layout: KallsymsLayout) -> tuple[list[str], 
     joined = "\u0100".join(pieces).translate(table)
     del pieces
     ascii_only = joined.isascii()
-    full = joined.split("\u0100")
-    del joined
-    if "" in full:
+    # each entry is its type letter and its name: split off both in C (an entry whose
+    # tokens expand to nothing leaves two separators together)
+    if "\u0100\u0100" in joined or joined[:1] == "\u0100" or joined[-1:] == "\u0100":
+        full = joined.split("\u0100")
         raise FormatError(f"kallsyms entry {full.index('')} is empty", offset=start)
-    kinds = "".join([name[0] for name in full])
-    names = [name[1:] for name in full]
-    del full
+    kinds = joined[:1] + "".join(_AFTER_SEPARATOR.findall(joined))
+    names = _SEPARATOR_AND_LETTER.split(joined)
+    del joined
+    names[0] = names[0][1:]
     if not ascii_only:  # tokens hold UTF-8 bytes: decode the names that have any
         names = [n if n.isascii() else n.encode("latin-1").decode("utf-8", "replace")
                  for n in names]
@@ -429,15 +451,13 @@ def choose_encoding(buf: bytes, layout: KallsymsLayout,
     """
     candidates = shape_encodings(layout)
     where: dict[str, list[int]] = {}
-    plain: list[str] = [n if isinstance(n, str) else n[0] for n in names]
-    for name in anchors or ():
-        at = -1
-        while True:  # every entry of the name (list.index runs in C)
-            try:
-                at = plain.index(name, at + 1)
-            except ValueError:
-                break
-            where.setdefault(name, []).append(at)
+    plain: Sequence[str] = names if not names or isinstance(names[0], str) else \
+        [n[0] for n in names]  # type: ignore[index]
+    if anchors:  # every entry of each anchor's name, found in one pass in C
+        wanted_names = set(anchors)
+        for at in itertools.compress(itertools.count(), map(wanted_names.__contains__,
+                                                               plain)):
+            where.setdefault(plain[at], []).append(at)
     if not where:
         plausible = plausible_encodings(buf, layout)
         if not plausible:
@@ -546,9 +566,12 @@ def tables_span(tables: Mapping[str, int], num_syms: int) -> tuple[int, int]:
     return lo, hi
 
 
-def layout_from_tables(buf: bytes, address: int, tables: Mapping[str, int]) -> KallsymsLayout:
+def layout_from_tables(buf: bytes, address: int, tables: Mapping[str, int], *,
+                       guess_encoding: bool = True) -> KallsymsLayout:
     """The layout of tables whose addresses VMCOREINFO gives, ``buf`` read from ``address``
-    (see :func:`tables_span`); checked as :func:`locate` checks what it finds."""
+    (see :func:`tables_span`); checked as :func:`locate` checks what it finds. The address
+    encoding is the first plausible one, or (``guess_encoding`` false, for a caller that
+    runs :func:`choose_encoding` next) the first this table's shape can hold."""
     def at(name: str, size: int) -> int:
         off = tables[name] - address
         if not 0 <= off <= len(buf) - size:
@@ -577,7 +600,7 @@ def layout_from_tables(buf: bytes, address: int, tables: Mapping[str, int]) -> K
         base = at("kallsyms_relative_base", 8) if "kallsyms_relative_base" in tables else None
     layout = KallsymsLayout(token_table, token_index, None, 0, names, num, offsets, base,
                             entry_size=entry, address=address)
-    plausible = plausible_encodings(buf, layout)
+    plausible = plausible_encodings(buf, layout) if guess_encoding else []
     layout.encoding = plausible[0] if plausible else shape_encodings(layout)[0]
     return layout
 

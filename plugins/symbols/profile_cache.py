@@ -84,8 +84,12 @@ def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]]
     """Write a profile atomically (a temporary file renamed into place); addresses as in
     the kernel file (``unslide`` takes the image's KASLR offset off a list of them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    names, addrs, kinds = columns_of(symbols.symbols)
-    blob, offsets, addrs, kinds = sorted_columns(names, unslide(addrs), kinds)
+    if isinstance(symbols.symbols, SortedSymbols):  # sorted when the table was made
+        blob, offsets, addrs, kinds = symbols.symbols.sorted_columns()
+        addrs = unslide(addrs)
+    else:
+        names, addrs, kinds = columns_of(symbols.symbols)
+        blob, offsets, addrs, kinds = sorted_columns(names, unslide(addrs), kinds)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
