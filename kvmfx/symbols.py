@@ -284,11 +284,9 @@ def sorted_columns(names: Sequence[str], addresses: Sequence[int], types: str
         keep = [i for i, n in enumerate(names) if "\0" not in n]
         return sorted_columns([names[i] for i in keep], [addresses[i] for i in keep],
                               "".join([types[i] for i in keep]))
-    keys: Sequence[str] | list[bytes]
-    if joined.isascii():  # str order is byte order
-        keys = names
-    else:
-        keys = joined.encode("utf-8", "surrogateescape").split(b"\0")
+    # ASCII names: str order is byte order; others are sorted by their UTF-8 bytes
+    keys: Sequence[str] | list[bytes] = names if joined.isascii() else \
+        joined.encode("utf-8", "surrogateescape").split(b"\0")
     del joined
     # a stable sort: the entries of one name stay in column order, the first one first
     order = sorted(range(count), key=keys.__getitem__)

@@ -451,8 +451,8 @@ def choose_encoding(buf: bytes, layout: KallsymsLayout,
     """
     candidates = shape_encodings(layout)
     where: dict[str, list[int]] = {}
-    plain: Sequence[str] = names if not names or isinstance(names[0], str) else \
-        [n[0] for n in names]  # type: ignore[index]
+    plain: Sequence[str] = [n if isinstance(n, str) else n[0] for n in names] if \
+        names and not isinstance(names[0], str) else names  # type: ignore[assignment]
     if anchors:  # every entry of each anchor's name, found in one pass in C
         wanted_names = set(anchors)
         for at in itertools.compress(itertools.count(), map(wanted_names.__contains__,
