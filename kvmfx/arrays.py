@@ -23,3 +23,12 @@ def from_little(typecode: str, blob: bytes) -> array.array[int]:
     if sys.byteorder != "little":
         out.byteswap()
     return out
+
+
+def from_big(typecode: str, blob: bytes) -> array.array[int]:
+    """An array of ``typecode`` items from big-endian bytes (as :func:`from_little`)."""
+    out = array.array(typecode)
+    out.frombytes(blob)
+    if sys.byteorder != "big":
+        out.byteswap()
+    return out

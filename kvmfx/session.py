@@ -518,7 +518,8 @@ class Session:
                     if line not in failed:
                         failed.append(line)
                     continue
-                if result is not None and (not isinstance(result, SymbolTable) or len(result)):
+                if result is not None and (not isinstance(result, SymbolTable)
+                                           or not result.is_empty()):
                     return result, failed, set()
         # providers may also record failures themselves (one candidate file of several)
         own = [f for f in self.symbol_failures[start:] if f not in failed + recorded]

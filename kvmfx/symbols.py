@@ -59,6 +59,10 @@ class _Columns(MutableMapping[str, Symbol]):
         entry a name, without making a Symbol of each."""
         raise NotImplementedError
 
+    def is_empty(self) -> bool:
+        """Whether no symbol is held."""
+        return len(self) == 0
+
     def type_letters(self) -> Iterator[str]:
         """Each symbol's type letter (no Symbol made)."""
         raise NotImplementedError
@@ -68,93 +72,12 @@ class _Columns(MutableMapping[str, Symbol]):
         raise NotImplementedError
 
 
-class LazySymbols(_Columns):
-    """``name -> Symbol`` over columns (names, addresses, type letters), a Symbol made only
-    when it is asked for: a table of 88,000 symbols opens without building them.
-
-    ``move`` (optional) gives each column address where it lies in this image (a KASLR
-    slide), applied when a symbol is made, so a cached profile is not slid name by name.
-    The first of several entries of one name wins, as nm and the kernel's lookup do.
-    """
-
-    def __init__(self, names: list[str], addresses: Sequence[int], types: str,
-                 move: Callable[[int], int] | None = None) -> None:
-        n = len(names)
-        # in table order; where a name repeats, the first entry's index is the one kept
-        self._index = dict(zip(names, range(n), strict=True))
-        if len(self._index) != n:
-            self._index.update(zip(reversed(names), range(n - 1, -1, -1), strict=True))
-        self._names, self._addresses, self._types, self._move = names, addresses, types, move
-        self._made: dict[str, Symbol] = {}
-        #: names whose Symbol was set by hand (not from the columns)
-        self._by_hand: set[str] = set()
-
-    def __getitem__(self, name: str) -> Symbol:
-        sym = self._made.get(name)
-        return sym if sym is not None else self._symbol(name, self._index[name])
-
-    def __setitem__(self, name: str, sym: Symbol) -> None:
-        if name not in self._index:
-            self._index[name] = -1
-        self._made[name] = sym
-        self._by_hand.add(name)
-
-    def __delitem__(self, name: str) -> None:
-        del self._index[name]
-        self._made.pop(name, None)
-        self._by_hand.discard(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._index
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index)
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def columns(self) -> tuple[list[str], list[int], str]:
-        """Every symbol as columns (names, addresses as found or moved, type letters), one
-        entry a name, without making a Symbol of each."""
-        names = list(self._index)
-        picks = list(self._index.values())
-        addresses, types, move = self._addresses, self._types, self._move
-        if not self._by_hand:
-            addrs = [addresses[i] for i in picks]
-            kinds = "".join([types[i] for i in picks])
-            return names, [move(a) for a in addrs] if move else addrs, kinds
-        addrs = [(move(addresses[i]) if move else addresses[i]) if i >= 0 else 0
-                 for i in picks]
-        letters = [types[i] if i >= 0 else "?" for i in picks]
-        for k, name in enumerate(names):
-            if name in self._by_hand:
-                sym = self._made[name]
-                addrs[k], letters[k] = sym.address, sym.type[:1] or "?"
-        return names, addrs, "".join(letters)
-
-    def type_letters(self) -> Iterator[str]:
-        """Each symbol's type letter (no Symbol made)."""
-        if not self._by_hand:
-            return iter([self._types[i] for i in self._index.values()])
-        return iter(self.columns()[2])
-
-    def moved(self, offset: int) -> LazySymbols:
-        """A copy whose every address is ``offset`` further on (symbols set by hand too)."""
-        move = self._move
-        out = LazySymbols([], [], "")
-        out._index, out._names, out._addresses, out._types = (
-            self._index, self._names, self._addresses, self._types)
-        out._move = (lambda a: move(a) + offset) if move else (lambda a: a + offset)
-        out._made = {n: Symbol(n, s.address + offset, s.type) for n, s in self._made.items()}
-        out._by_hand = set(self._by_hand)
-        return out
-
-
 class SortedSymbols(_Columns):
     """``name -> Symbol`` over a blob of unique names sorted by their UTF-8 bytes, each
     ending in NUL, with ``offsets`` (where each name starts, and one past the last): a
     name is found by binary search in the blob, so a table of 88,000 symbols opens with no
-    per-symbol work at all (a profile's form). ``move`` as in :class:`LazySymbols`;
+    per-symbol work at all (a profile's form). ``move`` (optional) gives each column
+    address where it lies in this image (a KASLR slide), applied when a symbol is made;
     symbols set or deleted by hand are kept beside the columns."""
 
     def __init__(self, blob: bytes, offsets: Sequence[int], addresses: Sequence[int],
@@ -399,6 +322,15 @@ class SymbolTable:
         """A table over columns (the first entry of a repeated name wins), sorted once
         into the form a profile keeps (:func:`sorted_columns`)."""
         return cls(source, SortedSymbols(*sorted_columns(names, addresses, types)))
+
+    def is_empty(self) -> bool:
+        """Whether the table holds no symbol (without counting a large one)."""
+        if isinstance(self.symbols, _Columns):
+            return self.symbols.is_empty()
+        return not self.symbols
+
+    def __bool__(self) -> bool:
+        return not self.is_empty()
 
     def count_types(self, letters: str) -> int:
         """How many symbols have one of ``letters`` as their type letter."""

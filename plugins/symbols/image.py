@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 from collections.abc import Mapping
 from io import BytesIO
@@ -201,8 +202,7 @@ class ImageKallsymsProvider:
             _check_text(table, session)
             # kallsyms of code only (no CONFIG_KALLSYMS_ALL): the table says it is not
             # complete, and the data symbols VMCOREINFO names fill in (init_uts_ns, prb...)
-            data = table.count_types("DdBbRr")
-            if data < min(1000, len(table) // 20):
+            if _code_only(table):
                 table.complete = False
                 for name, addr in anchors.items():
                     if name not in table:
@@ -237,6 +237,16 @@ class ImageKallsymsProvider:
             raise SymbolError(f"corrupt BTF in the image at {where:#x}: {exc.message}") from None
 
 
+def _code_only(table: SymbolTable) -> bool:
+    """Whether a kallsyms table lists code only (fewer than one data symbol in 20, and
+    under 1,000 of them): counted, or for a table read through its index estimated from
+    the first entry of each block of 256 (nothing decoded)."""
+    if isinstance(table.symbols, kallsyms.IndexedSymbols):
+        hits, seen = table.symbols.sample_types("DdBbRr")
+        return hits * 20 < seen
+    return table.count_types("DdBbRr") < min(1000, len(table) // 20)
+
+
 class _Disagreement(FormatError):
     """The tables VMCOREINFO names decode to addresses its own SYMBOL()s contradict."""
 
@@ -259,8 +269,17 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
         return None
     num = int.from_bytes(session.read(tables["kallsyms_num_syms"], 4), "little")
     lo, hi = kallsyms.tables_span(tables, num)
-    buf = session.image.read(lo, hi - lo)  # 2 MiB runs
+    try:  # 6.4+: the name index (3 bytes a symbol) follows the tables VMCOREINFO names
+        buf = session.image.read(lo, hi - lo + 3 * num + 16)  # 2 MiB runs
+    except KvmError:
+        buf = session.image.read(lo, hi - lo)
     layout = kallsyms.layout_from_tables(buf, lo, tables, guess_encoding=False)
+    indexed = _indexed_table(buf, layout, anchors)
+    if indexed is not None:
+        cache["kallsyms_found_by"] = "vmcoreinfo"
+        cache["kallsyms_encoding"] = layout.encoding
+        cache["kallsyms_index"] = True
+        return indexed
     names, kinds = kallsyms.decode_name_columns(buf, layout)
     try:
         layout.encoding = kallsyms.choose_encoding(buf, layout, names, anchors)
@@ -270,6 +289,37 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
     cache["kallsyms_found_by"] = "vmcoreinfo"
     cache["kallsyms_encoding"] = layout.encoding
     return SymbolTable.from_columns("image:kallsyms", names, addrs, kinds)
+
+
+def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping[str, int]
+                   ) -> SymbolTable | None:
+    """The table read through the kernel's own name index (6.2+): nothing decoded but the
+    names looked up; None when the tables carry no index that reads as sorted."""
+    found = kallsyms.find_name_index(buf, layout)
+    if found is None:
+        return None
+    markers, seqs = found
+    names = bytes(buf[layout.names:layout.token_table])
+    offsets = kallsyms.entry_offsets(names, layout.num_syms)
+    if list(offsets[::256]) != list(markers):
+        return None
+    index = kallsyms.IndexedNames(names, kallsyms.token_strings(buf, layout), offsets, seqs)
+    if not index.check():
+        return None
+    where = {}
+    for name in anchors:
+        try:
+            at = index.find_all(name.encode("utf-8").decode("latin-1"))
+        except UnicodeEncodeError:
+            continue
+        if at:
+            where[name] = at
+    try:
+        layout.encoding = kallsyms.choose_encoding_where(buf, layout, where, anchors)
+    except FormatError as exc:
+        raise _Disagreement(f"kallsyms tables named by VMCOREINFO: {exc.message}") from None
+    addrs = array.array("Q", kallsyms.decode_addresses(buf, layout))
+    return SymbolTable("image:kallsyms", kallsyms.IndexedSymbols(index, addrs))
 
 
 def kallsyms_by_scan(session: Session, anchors: Mapping[str, int],

@@ -28,10 +28,12 @@ import itertools
 import operator
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from kvmfx.arrays import from_big, from_little
 from kvmfx.errors import FormatError
+from kvmfx.symbols import SortedSymbols, Symbol, _Columns, sorted_columns
 
 #: The token table keeps the digits as single-character tokens, in order.
 _DIGITS = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00"
@@ -377,27 +379,26 @@ _SEPARATOR_AND_LETTER = re.compile("\u0100.", re.DOTALL)
 
 def decode_name_columns(buf: bytes, layout: KallsymsLayout) -> tuple[list[str], str]:
     """Every symbol's name, and its type letter (one character each), in table order."""
-    if not (0 <= layout.token_index <= len(buf) - 512):
-        raise FormatError("kallsyms token index outside the data", offset=layout.token_index)
-    idx = struct.unpack_from("<256H", buf, layout.token_index)
-    tokens: list[bytes] = []
-    for off in idx:
-        p = layout.token_table + off
-        end = buf.find(b"\0", p, p + 256)
-        if p < 0 or end < 0:
-            raise FormatError("kallsyms token without terminator", offset=p)
-        tokens.append(bytes(buf[p:end]))
+    tokens = token_strings(buf, layout)
+    start = layout.names
+    # the names table ends before the token table in every layout: decode up to it once
+    limit = layout.token_table if layout.token_table > start else len(buf)
+    return expand_entries(buf, start, limit, layout.num_syms, tokens)
+
+
+def expand_entries(buf: bytes, start: int, limit: int, count: int, tokens: Sequence[str]
+                   ) -> tuple[list[str], str]:
+    """The names and type letters of ``count`` kallsyms_names entries from ``start``
+    (ending by ``limit``), each token index expanded to its token (latin-1 strings)."""
     # Expand every name in C: the entries' token bytes, joined by a character no token
     # index can be (U+0100), go through one str.translate whose table maps each token
     # index to its token; the type letter is each name's first character.
-    pos = start = layout.names
+    pos = start
     size = len(buf)
-    # the names table ends before the token table in every layout: decode up to it once
-    limit = layout.token_table if layout.token_table > start else size
     region = bytes(buf[start:limit]).decode("latin-1")
     pieces: list[str] = []
     add = pieces.append
-    for _ in range(layout.num_syms):
+    for _ in range(count):
         if pos >= size:
             raise FormatError("kallsyms names run past the data", offset=pos)
         n = buf[pos]
@@ -415,8 +416,7 @@ def decode_name_columns(buf: bytes, layout: KallsymsLayout) -> tuple[list[str], 
         add(region[pos - start:pos - start + n])
         pos += n
     del region
-    table = {i: tok.decode("latin-1") for i, tok in enumerate(tokens)}
-    joined = "\u0100".join(pieces).translate(table)
+    joined = "\u0100".join(pieces).translate(dict(enumerate(tokens)))
     del pieces
     ascii_only = joined.isascii()
     # each entry is its type letter and its name: split off both in C (an entry whose
@@ -449,7 +449,6 @@ def choose_encoding(buf: bytes, layout: KallsymsLayout,
 
     FormatError when anchors are in the table and no encoding gives all of them.
     """
-    candidates = shape_encodings(layout)
     where: dict[str, list[int]] = {}
     plain: Sequence[str] = [n if isinstance(n, str) else n[0] for n in names] if \
         names and not isinstance(names[0], str) else names  # type: ignore[assignment]
@@ -458,6 +457,13 @@ def choose_encoding(buf: bytes, layout: KallsymsLayout,
         for at in itertools.compress(itertools.count(), map(wanted_names.__contains__,
                                                                plain)):
             where.setdefault(plain[at], []).append(at)
+    return choose_encoding_where(buf, layout, where, anchors or {})
+
+
+def choose_encoding_where(buf: bytes, layout: KallsymsLayout, where: Mapping[str, list[int]],
+                          anchors: Mapping[str, int]) -> str:
+    """:func:`choose_encoding` given the table indexes of each anchor's name (``where``)."""
+    candidates = shape_encodings(layout)
     if not where:
         plausible = plausible_encodings(buf, layout)
         if not plausible:
@@ -465,7 +471,6 @@ def choose_encoding(buf: bytes, layout: KallsymsLayout,
                               f"any encoding ({', '.join(candidates)})",
                               offset=layout.offsets)
         return layout.encoding if layout.encoding in plausible else plausible[0]
-    assert anchors is not None
     offs = _offsets(buf, layout)
     wanted = sorted({i for ix in where.values() for i in ix})
     scores: list[tuple[int, str]] = []
@@ -607,3 +612,388 @@ def layout_from_tables(buf: bytes, address: int, tables: Mapping[str, int], *,
 
 def _sorted_strict(values: tuple[int, ...]) -> bool:
     return all(a < b for a, b in zip(values, values[1:], strict=False))
+
+
+# -- the kernel's own name index (kallsyms_seqs_of_names, Linux 6.2+) ---------------------
+
+#: names compared by the name-sorted index in the positions a lookup checks before it is
+#: trusted (evenly spread; each costs one decoded block of 256 entries)
+INDEX_CHECKS = 64
+
+
+def _aligned_up(pos: int, address: int | None, align: int) -> int:
+    base = address or 0
+    return pos + (-(base + pos)) % align
+
+
+def _aligned_down(pos: int, address: int | None, align: int) -> int:
+    base = address or 0
+    return pos - (base + pos) % align
+
+
+def _seqs_at(buf: bytes, pos: int, num: int, width: int = 3) -> array.array | None:
+    """The table indexes at ``pos`` (3-byte big-endian; ``width`` 4: little-endian u32,
+    6.1.42-6.1.59) as u32, when they are a permutation of the table (in C: byte slices,
+    no Python code per entry)."""
+    if pos < 0 or pos + width * num > len(buf) or not num:
+        return None
+    raw = buf[pos:pos + width * num]
+    if width == 3:
+        wide = bytearray(4 * num)
+        wide[1::4], wide[2::4], wide[3::4] = raw[0::3], raw[1::3], raw[2::3]
+        seqs = from_big("I", bytes(wide))
+    else:
+        seqs = from_little("I", bytes(raw))
+    if max(seqs) >= num or len(set(seqs)) != num:
+        return None
+    return seqs
+
+
+def _markers_at(buf: bytes, pos: int, num: int, names: int, names_end: int
+                ) -> list[int] | None:
+    """kallsyms_markers at ``pos`` (u32, one per 256 entries), when they fit the names:
+    0 first, increasing, inside the table, and the first block's 256 entries end where
+    the second marker says."""
+    count = (num + 255) // 256
+    if pos < 0 or pos + 4 * count > len(buf):
+        return None
+    markers = list(struct.unpack_from(f"<{count}I", buf, pos))
+    if markers[0] != 0 or not _sorted_strict(tuple(markers)) or \
+            names + markers[-1] >= names_end:
+        return None
+    if count > 1:
+        try:
+            if _skip_entries(buf, names, 256, names_end) - names != markers[1]:
+                return None
+        except (FormatError, IndexError):
+            return None
+    return markers
+
+
+def entry_offsets(names: bytes, count: int) -> array.array:
+    """Where each of ``count`` kallsyms_names entries starts in ``names`` (the table
+    alone, from its first entry); FormatError when they run past it."""
+    out = [0] * count
+    pos = 0
+    try:
+        for k in range(count):
+            out[k] = pos
+            n = names[pos]
+            if n < 0x80:
+                pos += n + 1
+            else:  # "big" symbols (Linux 6.1+): two-byte ULEB128 length
+                pos += ((n & 0x7F) | (names[pos + 1] << 7)) + 2
+    except IndexError:
+        raise FormatError("kallsyms names run past their table", offset=pos) from None
+    if pos > len(names):
+        raise FormatError("kallsyms names run past their table", offset=pos)
+    return array.array("I", out)
+
+
+def find_name_index(buf: bytes, layout: KallsymsLayout
+                    ) -> tuple[list[int], array.array] | None:
+    """kallsyms_markers and kallsyms_seqs_of_names (the table's indexes sorted by name,
+    Linux 6.2+) in ``buf``, or None when the kernel has no such index there.
+
+    From 6.2 to 6.3 the index lies between the markers and the token table; from 6.4 it
+    is the last table, after the address offsets (and the relative base, before 7.0).
+    Labels are 8-aligned (4-aligned from 7.0): each candidate is tried under both.
+    """
+    num, addr = layout.num_syms, layout.address
+    names_end = layout.token_table
+    after_addresses = layout.offsets + layout.entry_size * num
+    if layout.relative_base is not None:
+        after_addresses = max(after_addresses, layout.relative_base + 8)
+    count = (num + 255) // 256
+    for align in (8, 4):
+        # 6.4+: markers right before the token table, the index after the addresses
+        seqs = _seqs_at(buf, _aligned_up(after_addresses, addr, align), num)
+        if seqs is not None:
+            markers = _markers_at(buf, _aligned_down(names_end - 4 * count, addr, align),
+                                  num, layout.names, names_end)
+            if markers is not None:
+                return markers, seqs
+        # 6.2-6.3 (and 6.1.42+, 4 bytes an entry until 6.1.59): names, markers, index,
+        # token table
+        for width in (3, 4):
+            seqs_pos = _aligned_down(names_end - width * num, addr, align)
+            seqs = _seqs_at(buf, seqs_pos, num, width)
+            if seqs is not None:
+                markers = _markers_at(buf, _aligned_down(seqs_pos - 4 * count, addr, align),
+                                      num, layout.names, seqs_pos)
+                if markers is not None:
+                    return markers, seqs
+    return None
+
+
+def token_strings(buf: bytes, layout: KallsymsLayout) -> list[str]:
+    """The 256 tokens, as latin-1 strings (a token's bytes, one character each)."""
+    if not (0 <= layout.token_index <= len(buf) - 512):
+        raise FormatError("kallsyms token index outside the data", offset=layout.token_index)
+    tokens = []
+    for off in struct.unpack_from("<256H", buf, layout.token_index):
+        p = layout.token_table + off
+        end = buf.find(b"\0", p, p + 256)
+        if end < 0:
+            raise FormatError("kallsyms token without terminator", offset=p)
+        tokens.append(bytes(buf[p:end]).decode("latin-1"))
+    return tokens
+
+
+#: most entries of one name a lookup goes through (a hostile index cannot make it scan
+#: the whole table)
+MAX_RUN = 65536
+
+
+def _lto_key(name: str) -> str:
+    """The name as kallsyms sorts it in a clang LTO kernel (up to the first '.')."""
+    return name.partition(".")[0]
+
+
+def _full_key(name: str) -> str:
+    return name
+
+
+class IndexedNames:
+    """The names of a kallsyms table, looked up the kernel's way (kallsyms_lookup_name
+    since 6.2): binary search over kallsyms_seqs_of_names, expanding only the entries it
+    compares, so no name is decoded until one is asked for.
+
+    Pure: built from the names table's bytes (entries from offset 0), the 256 tokens,
+    where each entry starts (:func:`entry_offsets`) and the index; nothing is read past
+    ``names`` (a hostile table gives misses, never an exception). :meth:`check` must pass
+    before lookups are trusted."""
+
+    def __init__(self, names: bytes, tokens: Sequence[str], offsets: Sequence[int],
+                 seqs: Sequence[int], key: str | None = None) -> None:
+        self.names, self.tokens, self.offsets, self.seqs = names, list(tokens), offsets, seqs
+        self.count = min(len(seqs), len(offsets))
+        self._cache: dict[int, str] = {}
+        #: how the index sorts names: "full" (strcmp of whole names) or "lto" (names up
+        #: to their first '.', a clang LTO kernel's); set by :meth:`check`
+        self.key = key
+        self._key = _lto_key if key == "lto" else _full_key
+
+    # -- entries ------------------------------------------------------------------------
+    def _span(self, i: int) -> tuple[int, int]:
+        """Where entry ``i``'s token bytes start and end."""
+        names, size = self.names, len(self.names)
+        pos = self.offsets[i]
+        if pos >= size:
+            return size, size
+        n = names[pos]
+        if n & 0x80:
+            n = (n & 0x7F) | (names[pos + 1] << 7) if pos + 1 < size else 0
+            pos += 1
+        return pos + 1, min(size, pos + 1 + n)
+
+    def entry(self, i: int) -> str:
+        """Entry ``i`` expanded: its type letter, then its name (latin-1: one character a
+        byte)."""
+        got = self._cache.get(i)
+        if got is None:
+            lo, hi = self._span(i)
+            got = "".join(map(self.tokens.__getitem__, self.names[lo:hi]))
+            if len(self._cache) < 100_000:
+                self._cache[i] = got
+        return got
+
+    def letter(self, i: int) -> str:
+        """Entry ``i``'s type letter (the first character of its first token)."""
+        lo, hi = self._span(i)
+        return self.tokens[self.names[lo]][:1] or "?" if lo < hi else "?"
+
+    # -- lookups ------------------------------------------------------------------------
+    def _sorted_name(self, p: int) -> str:
+        i = self.seqs[p]
+        return self.entry(i)[1:] if 0 <= i < self.count else ""
+
+    def find_all(self, name: str) -> list[int]:
+        """Every table index whose name is ``name`` (latin-1, as :meth:`entry`), in
+        table order."""
+        key, target = self._key, self._key(name)
+        lo, hi = 0, self.count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if key(self._sorted_name(mid)) < target:
+                lo = mid + 1
+            else:
+                hi = mid
+        found = []
+        for p in range(lo, min(self.count, lo + MAX_RUN)):
+            got = self._sorted_name(p)
+            if key(got) != target:
+                break
+            if got == name and 0 <= self.seqs[p] < self.count:
+                found.append(self.seqs[p])
+        return sorted(found)
+
+    def find(self, name: str) -> int:
+        """The first table index whose name is ``name``, or -1."""
+        found = self.find_all(name)
+        return found[0] if found else -1
+
+    def check(self, samples: int = INDEX_CHECKS) -> bool:
+        """Whether the index reads as sorted by name: ``samples`` positions spread over it
+        and their neighbours in order, by whole names or (a clang LTO kernel's) by names
+        up to their first '.'. Chooses the comparison lookups use."""
+        if self.count < 2:
+            return False
+        step = max(1, (self.count - 1) // samples)
+        picks = sorted({min(p, self.count - 2) for p in range(0, self.count - 1, step)})
+        names = [(self._sorted_name(p), self._sorted_name(p + 1)) for p in picks]
+        flat = [n for pair in names for n in pair]
+        if any(not n for n in flat):
+            return False
+        lto = any(".llvm." in n for n in flat)
+        for key in ((_lto_key, _full_key) if lto else (_full_key, _lto_key)):
+            keys = [key(n) for n in flat]
+            if keys == sorted(keys):
+                self._key = key
+                self.key = "lto" if key is _lto_key else "full"
+                return True
+        return False
+
+    def expand_all(self) -> tuple[list[str], str]:
+        """Every name and type letter in table order (as :func:`decode_name_columns`)."""
+        return expand_entries(self.names, 0, len(self.names), self.count, self.tokens)
+
+
+class IndexedSymbols(_Columns):
+    """``name -> Symbol`` over a kallsyms table read through its own name index
+    (:class:`IndexedNames`): opening a table of 200,000 symbols decodes none of them; a
+    name is found by binary search, expanding some 18 entries. Listing every symbol
+    (iteration, ``len``, columns) decodes the whole table once, when first asked.
+
+    ``addresses`` in table order; ``move`` and symbols set or deleted by hand as in
+    :class:`SortedSymbols`."""
+
+    def __init__(self, index: IndexedNames, addresses: Sequence[int],
+                 move: Callable[[int], int] | None = None) -> None:
+        self.index, self._addresses, self._move = index, addresses, move
+        self._made: dict[str, Symbol] = {}
+        self._by_hand: dict[str, Symbol] = {}
+        self._deleted: set[str] = set()
+        self._absent: set[str] = set()
+        self._whole: SortedSymbols | None = None
+
+    def _find(self, name: str) -> int:
+        if name in self._absent:
+            return -1
+        try:
+            key = name.encode("utf-8", "surrogateescape").decode("latin-1")
+        except UnicodeEncodeError:
+            return -1
+        i = self.index.find(key)
+        if not 0 <= i < min(self.index.count, len(self._addresses)):
+            self._absent.add(name)
+            return -1
+        return i
+
+    def _symbol(self, name: str, i: int) -> Symbol:
+        addr = self._addresses[i]
+        sym = self._made[name] = Symbol(name, self._move(addr) if self._move else addr,
+                                        self.index.letter(i))
+        return sym
+
+    def __getitem__(self, name: str) -> Symbol:
+        sym = self._by_hand.get(name) or self._made.get(name)
+        if sym is not None:
+            return sym
+        i = -1 if name in self._deleted else self._find(name)
+        if i < 0:
+            raise KeyError(name)
+        return self._symbol(name, i)
+
+    def __setitem__(self, name: str, sym: Symbol) -> None:
+        self._by_hand[name] = sym
+        self._deleted.discard(name)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self:
+            raise KeyError(name)
+        self._by_hand.pop(name, None)
+        self._made.pop(name, None)
+        self._deleted.add(name)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str) or name in self._deleted:
+            return False
+        return name in self._by_hand or name in self._made or self._find(name) >= 0
+
+    @property
+    def addresses(self) -> Sequence[int]:
+        """Every entry's address in table order, as found (not moved)."""
+        return self._addresses
+
+    @property
+    def move(self) -> Callable[[int], int] | None:
+        return self._move
+
+    @property
+    def by_hand(self) -> dict[str, Symbol]:
+        """Symbols set by hand (found by searching, or anchors), by name."""
+        return dict(self._by_hand)
+
+    @property
+    def deleted(self) -> set[str]:
+        return set(self._deleted)
+
+    def forget(self, name: str) -> None:
+        """Delete ``name`` whether or not it is held (a profile's record of deletions)."""
+        self._by_hand.pop(name, None)
+        self._made.pop(name, None)
+        self._deleted.add(name)
+
+    def whole(self) -> SortedSymbols:
+        """Every symbol decoded and sorted (once), with what was set or deleted by hand."""
+        if self._whole is None:
+            names, kinds = self.index.expand_all()
+            if not "".join(names).isascii():  # tokens hold UTF-8 bytes
+                names = [n if n.isascii() else n.encode("latin-1").decode("utf-8", "replace")
+                         for n in names]
+            count = min(len(names), len(self._addresses))
+            self._whole = SortedSymbols(*sorted_columns(
+                names[:count], list(self._addresses[:count]), kinds[:count]), self._move)
+        out = SortedSymbols(self._whole._blob, self._whole._offsets,
+                            self._whole._addresses, self._whole._types, self._move)
+        out._by_hand, out._deleted = dict(self._by_hand), set(self._deleted)
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.whole())
+
+    def is_empty(self) -> bool:
+        return not (self.index.count or self._by_hand)
+
+    def __len__(self) -> int:
+        return len(self.whole())
+
+    def columns(self) -> tuple[list[str], list[int], str]:
+        return self.whole().columns()
+
+    def type_letters(self) -> Iterator[str]:
+        return self.whole().type_letters()
+
+    def count_types(self, letters: str) -> int:
+        return self.whole().count_types(letters)
+
+    def sample_types(self, letters: str) -> tuple[int, int]:
+        """``(entries with one of letters, entries looked at)`` over the first entry of
+        each block of 256 (no decoding: an estimate of the table's mix)."""
+        picks = range(0, self.index.count, 256)
+        hits = sum(1 for i in picks if self.index.letter(i) in letters)
+        return hits, len(picks)
+
+    def sorted_columns(self) -> tuple[bytes, list[int], list[int], str]:
+        return self.whole().sorted_columns()
+
+    def moved(self, offset: int) -> IndexedSymbols:
+        move = self._move
+        out = IndexedSymbols(self.index, self._addresses,
+                             (lambda a: move(a) + offset) if move else (lambda a: a + offset))
+        out._by_hand = {n: Symbol(n, s.address + offset, s.type)
+                        for n, s in self._by_hand.items()}
+        out._deleted = set(self._deleted)
+        out._absent = self._absent
+        return out

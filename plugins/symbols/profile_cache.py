@@ -34,9 +34,10 @@ from kvmfx.symbols import (
 )
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols.btf import parse_btf
+from kvmfx_plugins.symbols.kallsyms import IndexedNames, IndexedSymbols
 
 PROFILE_FORMAT = "kvmfx-profile"
-PROFILE_VERSION = 3
+PROFILE_VERSION = 4
 
 
 def cache_dir() -> Path:
@@ -74,6 +75,13 @@ def kernel_key(session: Session) -> str | None:
 #: BTF and its index as the BTF model saves it
 _NAMES, _OFFSETS, _ADDRS, _KINDS = ("symbols.names", "symbols.offsets", "symbols.addresses",
                                     "symbols.types")
+#: or, for a kallsyms table with its own name index (Linux 6.2+), the kernel's tables as
+#: they are: kallsyms_names, the 256 tokens (NUL-separated), where each entry starts and
+#: the index (little-endian u32 each), the addresses in table order (u64); symbols set or
+#: deleted by hand, and how the index compares names, in meta.json
+_K_NAMES, _K_TOKENS, _K_OFFSETS, _K_SEQS, _K_ADDRS = (
+    "kallsyms.names", "kallsyms.tokens", "kallsyms.offsets", "kallsyms.seqs",
+    "kallsyms.addresses")
 
 
 
@@ -84,20 +92,36 @@ def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]]
     """Write a profile atomically (a temporary file renamed into place); addresses as in
     the kernel file (``unslide`` takes the image's KASLR offset off a list of them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(symbols.symbols, SortedSymbols):  # sorted when the table was made
-        blob, offsets, addrs, kinds = symbols.symbols.sorted_columns()
-        addrs = unslide(addrs)
+    members: dict[str, bytes] = {}
+    indexed = symbols.symbols
+    if isinstance(indexed, IndexedSymbols) and indexed.move is None:
+        # the kernel's compressed tables and name index as they are: nothing decoded
+        index = indexed.index
+        members[_K_NAMES] = index.names
+        members[_K_TOKENS] = "\0".join(index.tokens).encode("latin-1")
+        members[_K_OFFSETS] = to_little(array.array("I", index.offsets))
+        members[_K_SEQS] = to_little(array.array("I", index.seqs))
+        members[_K_ADDRS] = to_little(array.array("Q", unslide(list(indexed.addresses))))
+        meta = {**meta, "by_hand": {name: [unslide([sym.address])[0], sym.type[:1] or "?"]
+                                    for name, sym in indexed.by_hand.items()},
+                "deleted": sorted(indexed.deleted), "index_key": index.key}
     else:
-        names, addrs, kinds = columns_of(symbols.symbols)
-        blob, offsets, addrs, kinds = sorted_columns(names, unslide(addrs), kinds)
+        if isinstance(symbols.symbols, SortedSymbols):  # sorted when the table was made
+            blob, offsets, addrs, kinds = symbols.symbols.sorted_columns()
+            addrs = unslide(addrs)
+        else:
+            names, addrs, kinds = columns_of(symbols.symbols)
+            blob, offsets, addrs, kinds = sorted_columns(names, unslide(addrs), kinds)
+        members[_NAMES] = blob
+        members[_OFFSETS] = to_little(array.array("I", offsets))
+        members[_ADDRS] = to_little(array.array("Q", addrs))
+        members[_KINDS] = kinds.encode("latin-1", "replace")
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
                                             "version": PROFILE_VERSION, **meta}))
-        z.writestr(_NAMES, blob)
-        z.writestr(_OFFSETS, to_little(array.array("I", offsets)))
-        z.writestr(_ADDRS, to_little(array.array("Q", addrs)))
-        z.writestr(_KINDS, kinds.encode("latin-1", "replace"))
+        for name, data in members.items():
+            z.writestr(name, data)
         if btf is not None:
             z.writestr("types.btf", btf)
         for name, blob in (btf_index or {}).items():
@@ -114,9 +138,14 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
             meta = json.loads(z.read("meta.json"))
             if meta.get("format") != PROFILE_FORMAT or meta.get("version") != PROFILE_VERSION:
                 raise FormatError("not a kvmfx profile of this version", path=str(path))
-            raw_names, raw_offsets = z.read(_NAMES), z.read(_OFFSETS)
-            raw_addrs, raw_kinds = z.read(_ADDRS), z.read(_KINDS)
             members = z.namelist()
+            if _K_SEQS in members:
+                kallsyms_members = {m: z.read(m) for m in (_K_NAMES, _K_TOKENS, _K_OFFSETS,
+                                                           _K_SEQS, _K_ADDRS)}
+            else:
+                kallsyms_members = None
+                raw_names, raw_offsets = z.read(_NAMES), z.read(_OFFSETS)
+                raw_addrs, raw_kinds = z.read(_ADDRS), z.read(_KINDS)
             btf = z.read("types.btf") if "types.btf" in members else None
             index = {m.rpartition(".")[2]: z.read(m) for m in members
                      if m.startswith("types.index.")}
@@ -124,6 +153,8 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
                 meta["btf_index"] = index
     except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         raise FormatError(f"unreadable profile: {exc}", path=str(path)) from None
+    if kallsyms_members is not None:
+        return _indexed_profile(path, kallsyms_members, meta, slide), btf, meta
     try:
         offsets = from_little("I", raw_offsets)
         count = len(offsets) - 1
@@ -139,6 +170,34 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
         raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
     table = SymbolTable(f"profile:{path.name}", symbols)
     return table, btf, meta
+
+
+def _indexed_profile(path: Path, raw: dict[str, bytes], meta: dict[str, Any],
+                     slide: Callable[[int], int] | None) -> SymbolTable:
+    """The kallsyms tables of a profile, read through their index (FormatError when the
+    members do not fit together)."""
+    try:
+        tokens = raw[_K_TOKENS].decode("latin-1").split("\0")
+        offsets = from_little("I", raw[_K_OFFSETS])
+        seqs = from_little("I", raw[_K_SEQS])
+        addrs = from_little("Q", raw[_K_ADDRS])
+        count = len(seqs)
+        key = meta.get("index_key")
+        if len(tokens) != 256 or len(addrs) != count or len(offsets) != count or \
+                key not in ("full", "lto"):
+            raise ValueError(f"{len(tokens)} tokens, {count} index entries, {len(addrs)} "
+                             f"addresses, {len(offsets)} name offsets, key {key!r}")
+        # checked when the profile was made; a damaged one gives misses, never an error
+        symbols = IndexedSymbols(IndexedNames(raw[_K_NAMES], tokens, offsets, seqs, key),
+                                 addrs, slide)
+        for name, (address, kind) in dict(meta.get("by_hand") or {}).items():
+            symbols[str(name)] = Symbol(str(name), slide(int(address)) if slide else
+                                        int(address), str(kind)[:1] or "?")
+        for name in meta.get("deleted") or ():
+            symbols.forget(str(name))
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
+    return SymbolTable(f"profile:{path.name}", symbols)
 
 
 class ProfileCacheProvider:

@@ -55,3 +55,24 @@ def test_a_decode_the_anchors_contradict_is_refused(tmp_path, monkeypatch):
         s.image.anchors["_stext"] += 0x200000  # as if the tables were another kernel's
         assert s.symbols.source == "image:vmcoreinfo"  # the last resort, not wrong addresses
         assert any("disagree" in f and "_stext" in f for f in s.symbol_failures)
+
+
+def test_lookups_through_the_kernels_name_index_equal_the_guests_kallsyms(fx, tmp_path,
+                                                                          monkeypatch):
+    """6.x kernels carry kallsyms_seqs_of_names (Debian 12's 6.1 by a stable backport): a
+    cold open decodes no name but those it looks up, and so does the profile it leaves;
+    either way every name (one in five here, and the first entry of a repeated name)
+    gives the guest's own address and type, and names it lacks give nothing."""
+    from kvmfx_plugins.symbols.kallsyms import IndexedSymbols
+
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    truth = _truth(fx)
+    picks = sorted(truth)[::5]
+    for _ in ("cold", "warm"):
+        with kvmfx.open(str(fx.path("elf"))) as s:
+            symbols = s.symbols.symbols
+            assert isinstance(symbols, IndexedSymbols) == (fx.name != "bullseye")
+            got = {n: (symbols[n].address, symbols[n].type) for n in picks}
+            assert got == {n: truth[n] for n in picks}
+            assert "no_such_symbol_in_any_kernel" not in symbols
+            assert s.symbols.lookup(picks[0] + "\x00") is None
