@@ -9,7 +9,9 @@ commands read the kernel's identity from that one object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import itertools
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,7 +77,15 @@ class KernelImage:
         if not off:
             return list(addresses)
         lo, hi = self.image_window
-        return [a - off if lo <= a - off < hi else a for a in addresses]
+        # in C over the whole list: every address moved, then the few outside the image
+        # window (per-CPU offsets, absolute values) put back
+        given = addresses if isinstance(addresses, Sequence) else list(addresses)
+        out = list(map(operator.sub, given, itertools.repeat(off)))
+        outside = itertools.compress(itertools.count(), map(
+            operator.or_, map(lo.__gt__, out), map(hi.__le__, out)))
+        for i in outside:
+            out[i] = given[i]
+        return out
 
     def slide(self, address: int, offset: int | None = None) -> int:
         """A kernel-file address where it lies in this image (``offset``: another slide)."""

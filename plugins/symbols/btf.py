@@ -90,7 +90,6 @@ for _k in _KINDS:
     _PER_VLEN[_k] = _EXTRA_PER_VLEN.get(_k, 0)
 _FIXED_WORDS = [-1 if n < 0 else n // 4 for n in _FIXED]
 _PER_VLEN_WORDS = [n // 4 for n in _PER_VLEN]
-_TAGGED = frozenset((4, 5, 6, 19))  # struct, union, enum, enum64 (7, FWD, kept apart)
 #: the index's parts, as a profile saves them (u32 arrays, little-endian)
 INDEX_PARTS = ("offsets", "tags", "fwds", "typedefs", "vars")
 
@@ -215,38 +214,44 @@ class BtfTypeModel(TypeModel):
                               offset=pos)
         words = from_little("I", self._data[pos:self._t_end])
         count = len(words)
-        fixed, per_vlen = _FIXED_WORDS, _PER_VLEN_WORDS
+        # an unknown kind jumps past the end (the record is named after the walk)
+        jump = [count + 1 if n < 0 else n for n in _FIXED_WORDS]
+        per_vlen = _PER_VLEN_WORDS
         tags, fwds, typedefs, var_types = self._tags, self._fwds, self._typedefs, \
             self._var_types
         offsets = array.array("I")
         add = offsets.append
         tid = 0
-        w = 0
-        while w < count:
-            if w + 3 > count:
-                raise FormatError("BTF type record truncated", offset=pos + 4 * w)
-            info = words[w + 1]
-            kind_no = (info >> 24) & 0x1F
-            size = fixed[kind_no]
-            if size < 0:
-                raise FormatError(f"unknown BTF kind {kind_no}", offset=pos + 4 * w)
-            nxt = w + size + per_vlen[kind_no] * (info & 0xFFFF)
-            if nxt > count:
-                raise FormatError(f"BTF {_KINDS[kind_no]} record runs past the type section",
-                                  offset=pos + 4 * w)
-            add(pos + 4 * w)
-            tid += 1
-            name_off = words[w]
-            if name_off:
-                if kind_no in _TAGGED:
-                    tags.setdefault(name_off, tid)
-                elif kind_no == 8:
-                    typedefs.setdefault(name_off, tid)
-                elif kind_no == 7:
-                    fwds.setdefault(name_off, tid)
-                elif kind_no == 14:
-                    var_types.setdefault(name_off, words[w + 2])
-            w = nxt
+        w = last = 0
+        try:
+            while w < count:
+                add(pos + 4 * w)
+                last = w
+                tid += 1
+                name_off = words[w]
+                info = words[w + 1]
+                kind_no = (info >> 24) & 0x1F
+                if name_off:
+                    if 4 <= kind_no <= 8 or kind_no == 19:  # struct union enum fwd typedef
+                        if kind_no == 8:
+                            typedefs.setdefault(name_off, tid)
+                        elif kind_no == 7:
+                            fwds.setdefault(name_off, tid)
+                        else:
+                            tags.setdefault(name_off, tid)
+                    elif kind_no == 14:
+                        var_types.setdefault(name_off, words[w + 2])
+                w += jump[kind_no] + per_vlen[kind_no] * (info & 0xFFFF)
+        except IndexError:
+            raise FormatError("BTF type record truncated", offset=pos + 4 * last) from None
+        if w > count:
+            kind_no = (words[last + 1] >> 24) & 0x1F
+            if _FIXED_WORDS[kind_no] < 0:
+                raise FormatError(f"unknown BTF kind {kind_no}", offset=pos + 4 * last)
+            if last + 3 > count:
+                raise FormatError("BTF type record truncated", offset=pos + 4 * last)
+            raise FormatError(f"BTF {_KINDS[kind_no]} record runs past the type section",
+                              offset=pos + 4 * last)
         if any(o >= len(self._strings) for o in (max(tags, default=0), max(fwds, default=0),
                                                   max(typedefs, default=0),
                                                   max(var_types, default=0))):

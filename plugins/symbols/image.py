@@ -273,7 +273,8 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
         buf = session.image.read(lo, hi - lo + 3 * num + 16)  # 2 MiB runs
     except KvmError:
         buf = session.image.read(lo, hi - lo)
-    layout = kallsyms.layout_from_tables(buf, lo, tables, guess_encoding=False)
+    layout = kallsyms.layout_from_tables(buf, lo, tables, guess_encoding=False,
+                                         check_names=False)  # both decodes walk them
     indexed = _indexed_table(buf, layout, anchors)
     if indexed is not None:
         cache["kallsyms_found_by"] = "vmcoreinfo"

@@ -130,7 +130,9 @@ def _read_markers(buf: bytes, table_start: int) -> tuple[int, int, list[int]]:
     from 6.2 to 6.3 (3 bytes per symbol; 4 bytes in 6.1.42-6.1.59). Entries are u32 since
     5.6 (u64 before, still accepted); the first is 0 and each next one 256 names further."""
     lo = max(0, table_start - 4 * MAX_SYMS - 64)
-    for size in (8, 4):
+    # u32 first: the kernels of today (a u64 array read as u32 has a zero second entry,
+    # which no markers array has)
+    for size in (4, 8):
         zero = bytes(size)
         hi = table_start
         while True:
@@ -302,7 +304,12 @@ def _convert(offs: tuple[int, ...], encoding: str, base: int, place: int | None,
         unsigned = array.array("I", array.array("i", picked).tobytes())  # o & 0xffffffff
         return _in_u64(list(map(base.__add__, unsigned)))
     if encoding == ABSOLUTE_PERCPU:
-        return [o if o >= 0 else (base - 1 - o) & _U64 for o in picked]
+        # relative entries count down from the base; absolute ones (o >= 0: per-CPU
+        # offsets, a few at the start of the table) are patched after, in C either way
+        out = _in_u64(list(map(operator.sub, itertools.repeat(base - 1), picked)))
+        for i in itertools.compress(itertools.count(), map((0).__le__, picked)):
+            out[i] = picked[i]
+        return out
     if encoding == PLACE_RELATIVE:
         if place is None:
             raise FormatError("place-relative kallsyms offsets need the table's address")
@@ -572,7 +579,8 @@ def tables_span(tables: Mapping[str, int], num_syms: int) -> tuple[int, int]:
 
 
 def layout_from_tables(buf: bytes, address: int, tables: Mapping[str, int], *,
-                       guess_encoding: bool = True) -> KallsymsLayout:
+                       guess_encoding: bool = True, check_names: bool = True
+                       ) -> KallsymsLayout:
     """The layout of tables whose addresses VMCOREINFO gives, ``buf`` read from ``address``
     (see :func:`tables_span`); checked as :func:`locate` checks what it finds. The address
     encoding is the first plausible one, or (``guess_encoding`` false, for a caller that
@@ -594,8 +602,9 @@ def layout_from_tables(buf: bytes, address: int, tables: Mapping[str, int], *,
         raise FormatError("kallsyms_token_index does not index a token table",
                           address=tables["kallsyms_token_index"])
     names = at("kallsyms_names", 1)
-    try:
-        _skip_entries(buf, names, num, token_table)
+    try:  # (a caller that walks the names itself next, as every decode does, skips this)
+        if check_names:
+            _skip_entries(buf, names, num, token_table)
     except IndexError:
         raise FormatError("kallsyms names run past the data", offset=names) from None
     if "kallsyms_addresses" in tables:
