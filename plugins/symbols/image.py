@@ -77,6 +77,9 @@ def symbols_from_kallsyms_bytes(buf: bytes, source: str, *, address: int | None 
     when known), their encoding checked against ``anchors`` (see kallsyms.choose_encoding)."""
     try:
         layout = kallsyms.locate(buf, address=address)
+        indexed = _indexed_table(buf, layout, anchors or {}, source)  # 6.2+: its own index
+        if indexed is not None:
+            return indexed
         names, addrs, kinds = kallsyms.decode_columns(buf, layout, anchors)
     except (FormatError, IndexError, ValueError) as exc:
         raise SymbolError(f"no usable kallsyms tables: {exc}", path=source) from None
@@ -275,7 +278,10 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
         buf = session.image.read(lo, hi - lo)
     layout = kallsyms.layout_from_tables(buf, lo, tables, guess_encoding=False,
                                          check_names=False)  # both decodes walk them
-    indexed = _indexed_table(buf, layout, anchors)
+    try:
+        indexed = _indexed_table(buf, layout, anchors)
+    except _Disagreement as exc:
+        raise _Disagreement(f"kallsyms tables named by VMCOREINFO: {exc.message}") from None
     if indexed is not None:
         cache["kallsyms_found_by"] = "vmcoreinfo"
         cache["kallsyms_encoding"] = layout.encoding
@@ -292,8 +298,8 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
     return SymbolTable.from_columns("image:kallsyms", names, addrs, kinds)
 
 
-def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping[str, int]
-                   ) -> SymbolTable | None:
+def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping[str, int],
+                   source: str = "image:kallsyms") -> SymbolTable | None:
     """The table read through the kernel's own name index (6.2+): nothing decoded but the
     names looked up; None when the tables carry no index that reads as sorted."""
     found = kallsyms.find_name_index(buf, layout)
@@ -318,9 +324,9 @@ def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping
     try:
         layout.encoding = kallsyms.choose_encoding_where(buf, layout, where, anchors)
     except FormatError as exc:
-        raise _Disagreement(f"kallsyms tables named by VMCOREINFO: {exc.message}") from None
+        raise _Disagreement(exc.message) from None
     addrs = array.array("Q", kallsyms.decode_addresses(buf, layout))
-    return SymbolTable("image:kallsyms", kallsyms.IndexedSymbols(index, addrs))
+    return SymbolTable(source, kallsyms.IndexedSymbols(index, addrs))
 
 
 def kallsyms_by_scan(session: Session, anchors: Mapping[str, int],
