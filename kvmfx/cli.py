@@ -4,25 +4,27 @@ Exit status: 0 success; 1 internal error (a bug: rerun with --debug); 2 usage er
 3 unreadable or unusable input (the one-line message names file, offset or address);
 4 partial result (output written, some rows flagged ``partial``, or Timesketch events
 without a time).
+
+The commands, their options and help are click's, in :mod:`kvmfx.clitree`. The line typed
+most, ``kvmfx run COMMAND [COREFILE] [OPTIONS]``, is parsed here and run without click
+(importing click and building its command tree would be a good part of a short command's
+start): only a line whose every word is understood here is, and anything else (help, an
+unknown option, a value click would refuse, a usage error) goes to click's tree, which then
+answers exactly as it always does. Both run a command through :func:`run_command`.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import sys
-import traceback
-from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
-
-import click
 
 from kvmfx.commands import IDENTIFIED_FORMATS, OUTPUT_FORMATS, Column
 from kvmfx.errors import KvmError, KvmOpenError
-from kvmfx.symbols import TYPE_FORMATS
 
 if TYPE_CHECKING:  # the rest is imported when a command runs (kvmfx --help stays quick)
+    import click
+
     from kvmfx.exporters import DumpId
     from kvmfx.registry import Registry
     from kvmfx.session import Session
@@ -30,27 +32,53 @@ if TYPE_CHECKING:  # the rest is imported when a command runs (kvmfx --help stay
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INPUT, EXIT_PARTIAL = 0, 1, 2, 3, 4
 
 
-class _State:
-    def __init__(self, plugin_dirs: tuple[str, ...], debug: bool) -> None:
+def echo_err(message: str) -> None:
+    """A line on stderr, written as click writes it (ANSI styles left out when stderr is no
+    terminal): click is imported when there is something to say."""
+    import click
+
+    click.echo(message, err=True)
+
+
+class State:
+    """What the options of ``kvmfx`` itself set (plugin folders, --debug, --types), and the
+    registry of plugins, loaded on first use."""
+
+    def __init__(self, plugin_dirs: tuple[str, ...], debug: bool,
+                 types: str | None = None) -> None:
         self.plugin_dirs = plugin_dirs
         self.debug = debug
-        self.types: str | None = None
+        self.types = types
         self._registry: Registry | None = None
+        self._reported = False
 
-    @property
-    def registry(self) -> Registry:
+    def load_registry(self) -> Registry:
+        """The registry, loaded once (its broken plugins not reported yet)."""
         if self._registry is None:
             from kvmfx.registry import load_registry
 
             self._registry = load_registry(self.plugin_dirs)
             self._registry.collect_all()
-            for failure in self._registry.failures:
-                click.echo(f"kvmfx: warning: plugin {failure.name} skipped: {failure.reason}",
-                           err=True)
         return self._registry
 
+    def adopt(self, other: State) -> None:
+        """Use the registry ``other`` loaded for the same plugin folders (a line the plain
+        ``run`` parser handed to click), its broken plugins still reported here."""
+        if other.plugin_dirs == self.plugin_dirs and self._registry is None:
+            self._registry, self._reported = other._registry, other._reported
 
-def _pipe_closed() -> None:
+    @property
+    def registry(self) -> Registry:
+        """The registry; the plugins it skipped are named on stderr, once."""
+        registry = self.load_registry()
+        if not self._reported:
+            self._reported = True
+            for failure in registry.failures:
+                echo_err(f"kvmfx: warning: plugin {failure.name} skipped: {failure.reason}")
+        return registry
+
+
+def pipe_closed() -> None:
     """End normally when the reader of stdout went away (``kvmfx run psaux | head -1``).
 
     devnull takes stdout's place so that the flush at interpreter shutdown has somewhere to
@@ -65,38 +93,27 @@ def _pipe_closed() -> None:
     sys.exit(EXIT_OK)
 
 
-def _fail(state: _State | None, exc: BaseException) -> None:
+def fail(state: State | None, exc: BaseException) -> None:
+    """End on an error a command raised: one line on stderr and its exit status (the
+    traceback too with --debug)."""
     if state is not None and state.debug:
+        import traceback
+
         traceback.print_exc()
     if isinstance(exc, KvmError):
-        click.echo(f"kvmfx: {exc}", err=True)
+        echo_err(f"kvmfx: {exc}")
         sys.exit(exc.exit_status)
     if isinstance(exc, OSError) and exc.filename is not None:
         # a file the system refused (a directory, no permission...): input, not a bug
-        click.echo(f"kvmfx: {exc.filename}: {exc.strerror or type(exc).__name__}", err=True)
+        echo_err(f"kvmfx: {exc.filename}: {exc.strerror or type(exc).__name__}")
         sys.exit(EXIT_INPUT)
     message = " ".join(str(exc).split()) or type(exc).__name__
-    click.echo(f"kvmfx: internal error: {type(exc).__name__}: {message} "
-               "(rerun with --debug for a traceback)", err=True)
+    echo_err(f"kvmfx: internal error: {type(exc).__name__}: {message} "
+             "(rerun with --debug for a traceback)")
     sys.exit(EXIT_INTERNAL)
 
 
-def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state = click.get_current_context().find_object(_State)
-        try:
-            return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
-            raise
-        except BrokenPipeError:
-            _pipe_closed()
-        except Exception as exc:
-            _fail(state, exc)
-    return wrapper
-
-
-def _check_output(path: str | None) -> None:
+def check_output(path: str | None) -> None:
     """Refuse an ``-o`` path that cannot be written before any work is done (the file itself
     is only created when the output is ready, so a failed run leaves an existing file)."""
     if path is None or path == "-":
@@ -108,7 +125,8 @@ def _check_output(path: str | None) -> None:
         raise KvmOpenError(f"cannot write the output: no directory {parent}", path=path)
 
 
-def _open_output(path: str | None) -> IO[str]:
+def open_output(path: str | None) -> IO[str]:
+    """Where output goes: stdout, or the file ``-o`` names."""
     if path is None or path == "-":
         return sys.stdout
     try:
@@ -117,9 +135,19 @@ def _open_output(path: str | None) -> IO[str]:
         raise KvmOpenError(f"cannot write the output: {exc.strerror}", path=path) from None
 
 
-def _corefile(corefile: str | None, core_opt: str | None) -> str | None:
+def close_output(out: IO[str]) -> None:
+    """Close a file :func:`open_output` opened; flush stdout."""
+    if out is not sys.stdout:
+        out.close()
+    else:
+        out.flush()
+
+
+def corefile_of(corefile: str | None, core_opt: str | None) -> str | None:
     """The one corefile given, positionally or with -M."""
     if corefile is not None and core_opt is not None:
+        import click
+
         raise click.UsageError(f"two corefiles: {corefile} and -M {core_opt} "
                                "(give one, as COREFILE or with -M)")
     path = corefile if corefile is not None else core_opt
@@ -128,244 +156,13 @@ def _corefile(corefile: str | None, core_opt: str | None) -> str | None:
     return path
 
 
-def _session(state: _State, corefile: str | None, execfile: str | None,
-             swapfile: str | None) -> Session:
+def open_session(state: State, corefile: str | None, execfile: str | None,
+                 swapfile: str | None) -> Session:
+    """A session on the dump (or the live system) with the plugins of ``state``."""
     from kvmfx.session import Session
 
     return Session(corefile=corefile, execfile=execfile, swapfile=swapfile,
                    registry=state.registry, types=state.types)
-
-
-def _one_line(exc: click.ClickException) -> str:
-    """A click error as one line, with where to look for help when there is a command."""
-    text = " ".join(exc.format_message().split())
-    ctx = getattr(exc, "ctx", None)
-    if isinstance(exc, click.UsageError) and ctx is not None:
-        text += f" (see '{ctx.command_path} --help')"
-    return text
-
-
-class _Main(click.Group):
-    """The ``kvmfx`` group: usage errors as one line ``kvmfx: <what>``, exit 2."""
-
-    def main(self, args: Any = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
-        try:
-            status = super().main(args, prog_name or "kvmfx", complete_var,
-                                  standalone_mode=False, **extra)
-        except click.exceptions.NoArgsIsHelpError as exc:  # a group alone: its help
-            if not standalone_mode:
-                raise
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            if not standalone_mode:
-                raise
-            click.echo(f"kvmfx: {_one_line(exc)}", err=True)
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            if not standalone_mode:
-                raise
-            click.echo("kvmfx: interrupted", err=True)
-            sys.exit(130)
-        except SystemExit as exc:
-            # click ends its own writes (help, version) to a closed pipe with exit 1, after
-            # wrapping stdout in its PacifyFlushWrapper (recognised by name: click 8.5 made
-            # the class private as _PacifyFlushWrapper)
-            if exc.code == EXIT_INTERNAL and \
-                    type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
-                _pipe_closed()
-            raise
-        if not standalone_mode:
-            return status
-        sys.exit(status if isinstance(status, int) else EXIT_OK)
-
-
-_HELP = {"help_option_names": ["-h", "--help"]}
-
-
-@click.group(cls=_Main, context_settings=_HELP)
-@click.option("--plugin-dir", "plugin_dirs", multiple=True,
-              type=click.Path(exists=True, file_okay=False, dir_okay=True),
-              help="Load plugin files (*.py) from this directory (repeatable).")
-@click.option("--debug", is_flag=True, help="Show a traceback on errors.")
-@click.option("--types", "types", type=click.Choice([t for t in TYPE_FORMATS if t]), default=None,
-              help="Read types in this format only (default: the first source found).")
-@click.version_option(package_name="kvmfx")
-@click.pass_context
-def main(ctx: click.Context, plugin_dirs: tuple[str, ...], debug: bool,
-         types: str | None) -> None:
-    """kvmfx: kernel-memory forensics for live systems and crash dumps."""
-    ctx.obj = _State(plugin_dirs, debug)
-    ctx.obj.types = types
-
-
-@main.command("plugins")
-@click.pass_obj
-@_guarded
-def plugins_cmd(state: _State) -> None:
-    """List commands, dump and swap formats, architectures, symbol providers and OS
-    profiles."""
-    reg = state.registry
-    sections = [("commands", list(reg.commands.values())), ("formats", reg.dump_formats),
-                ("swap-formats", reg.swap_formats),
-                ("architectures", reg.architectures), ("kernel-finders", reg.kernel_finders),
-                ("symbols", reg.symbol_providers),
-                ("os-profiles", reg.os_profiles)]
-    for title, items in sections:
-        if not items:
-            continue
-        click.echo(f"{title}:")
-        width = max(len(i.name) for i in items)
-        for item in sorted(items, key=lambda i: i.name):
-            click.echo(f"  {item.name:<{width}}  {getattr(item, 'description', '')}")
-    for failure in reg.failures:
-        click.echo(f"broken: {failure.name}: {failure.reason}")
-
-
-_COMMON = [
-    click.option("-M", "--core", "core_opt", type=click.Path(), default=None,
-                 help="Core file (dump), instead of COREFILE; default: the live system."),
-    click.option("-N", "--exec", "execfile", type=click.Path(), default=None,
-                 help="Kernel image / symbol file (execfile)."),
-    click.option("-W", "--swap", "swapfile", type=click.Path(), default=None,
-                 help="Swap image (swapfile)."),
-]
-
-
-def _apply(options: list[Any], fn: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(options):
-        fn = opt(fn)
-    return fn
-
-
-def common_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return _apply(_COMMON, fn)
-
-
-#: Errors of these parts mean nothing about the kernel was recognised (Session.info()).
-_FATAL_INFO_ERRORS = ("memory", "arch")
-
-
-def _trailing_group(part: str) -> tuple[str, str] | None:
-    """``("what failed", "causes")`` for ``"what failed (causes)"``, else None."""
-    if not part.endswith(")"):
-        return None
-    depth = 0
-    for i in range(len(part) - 1, -1, -1):
-        depth += {")": 1, "(": -1}.get(part[i], 0)
-        if depth == 0:
-            head = part[:i]
-            return (head.rstrip(), part[i + 1:-1]) if head.endswith(" ") else None
-    return None
-
-
-def _split_reasons(message: str) -> list[str]:
-    """The separate reasons in one error message: its ``; ``-separated parts, and those of
-    a trailing parenthesised list of causes, each part once."""
-    parts: list[str] = []
-    depth, start = 0, 0
-    for i, ch in enumerate(message):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth = max(0, depth - 1)
-        elif ch == ";" and depth == 0:
-            parts.append(message[start:i])
-            start = i + 1
-    parts.append(message[start:])
-    out: list[str] = []
-    for part in (p.strip() for p in parts):
-        group = _trailing_group(part)
-        if group is not None:
-            out.extend(_split_reasons(group[1]))
-            out.append(group[0])
-        elif part:
-            out.append(part)
-    return list(dict.fromkeys(out))
-
-
-def _distinct_reasons(errors: dict[str, str]) -> list[tuple[str, str]]:
-    """The reasons in ``errors`` (part -> message), each once: ``(parts, reasons)`` pairs.
-
-    A reason that only wraps another one (``no kernel symbols: image-kallsyms: <reason>``)
-    is that reason; the parts one reason made fail are named together."""
-    per_key = {key: _split_reasons(str(message)) for key, message in errors.items()}
-    every = list(dict.fromkeys(r for reasons in per_key.values() for r in reasons))
-
-    def root(reason: str) -> str:
-        inner = [r for r in every if r != reason and reason.endswith(": " + r)]
-        return root(min(inner, key=len)) if inner else reason
-
-    keys_of: dict[str, list[str]] = {}
-    for key, reasons in per_key.items():
-        for reason in reasons:
-            owners = keys_of.setdefault(root(reason), [])
-            if key not in owners:
-                owners.append(key)
-    grouped: dict[str, list[str]] = {}
-    for reason, keys in keys_of.items():
-        grouped.setdefault(", ".join(keys), []).append(reason)
-    return [(keys, "; ".join(reasons)) for keys, reasons in grouped.items()]
-
-
-@main.command("info")
-@click.argument("corefile", required=False, type=click.Path())
-@common_options
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              help="Output format.")
-@click.option("-o", "--output", type=click.Path(), default=None,
-              help="Write to FILE instead of stdout.")
-@click.pass_obj
-@_guarded
-def info_cmd(state: _State, corefile: str | None, core_opt: str | None, execfile: str | None,
-             swapfile: str | None, fmt: str, output: str | None) -> None:
-    """Describe a dump (or the live system): format, architecture, kernel, symbols.
-
-    Exit status 3 when nothing about the kernel could be recognised."""
-    path = _corefile(corefile, core_opt)
-    _check_output(output)
-    with _session(state, path, execfile, swapfile) as session:
-        info = session.info()
-    errors = info.get("errors") or {}
-    out = _open_output(output)
-    try:
-        if fmt == "json":
-            json.dump(info, out, indent=1, default=str)
-            out.write("\n")
-        else:
-            for key, value in info.items():
-                if key == "errors":
-                    continue
-                if key == "ranges":
-                    value = ", ".join(f"{a:#x}-{b:#x}" for a, b in value)
-                elif isinstance(value, int) and not isinstance(value, bool) and key in (
-                        "dtb", "kaslr_offset", "phys_base"):
-                    value = f"{value:#x}"
-                elif isinstance(value, dict):
-                    value = "; ".join(f"{k}: {v}" for k, v in value.items())
-                out.write(f"{key:<16} {value}\n")
-            for keys, reasons in _distinct_reasons(errors):
-                out.write(f"{'error':<16} {keys}: {reasons}\n")
-    finally:
-        if out is not sys.stdout:
-            out.close()
-        else:
-            out.flush()
-    fatal = {key: errors[key] for key in _FATAL_INFO_ERRORS if key in errors}
-    if fatal and "os_profile" not in info:
-        reasons = "; ".join(reason for _, reason in _distinct_reasons(fatal))
-        click.echo(f"kvmfx: {path or 'live system'}: no kernel recognised: {reasons}", err=True)
-        sys.exit(EXIT_INPUT)
-
-
-def _option_to_click(opt: Any) -> Any:
-    decl = "--" + opt.name.replace("_", "-")
-    if opt.flag:
-        return click.option(decl, opt.name, is_flag=True, help=opt.help)
-    kind = {"int": int, "str": str, "float": float}.get(opt.type, str)
-    return click.option(decl, opt.name, type=kind, default=opt.default, help=opt.help)
 
 
 def _dump_identity(session: Session, path: str | None, host: str | None,
@@ -397,239 +194,279 @@ def _process_starts(session: Session, plugin: str, command: Any) -> dict[int, st
         return {}
 
 
-def _command_for(plugin: str, command: Any, name: str) -> click.Command:
-    """The click command that runs plugin command ``command`` (shown as ``name``)."""
+def run_command(state: State, plugin: str, command: Any, corefile: str | None,
+                core_opt: str | None, execfile: str | None, swapfile: str | None, fmt: str,
+                output: str | None, id_host: str | None, use_hash: bool,
+                opts: dict[str, Any]) -> None:
+    """``kvmfx run``: the rows of plugin command ``command`` in format ``fmt``, then its
+    warnings on stderr; exit status 4 when the result is partial."""
+    path = corefile_of(corefile, core_opt)
+    if (id_host is not None or use_hash) and fmt not in IDENTIFIED_FORMATS:
+        import click
 
-    @_guarded
-    def invoke(corefile: str | None, core_opt: str | None, execfile: str | None,
-               swapfile: str | None, fmt: str, output: str | None, id_host: str | None,
-               use_hash: bool, **opts: Any) -> None:
-        state = click.get_current_context().find_object(_State)
-        assert state is not None
-        path = _corefile(corefile, core_opt)
-        if (id_host is not None or use_hash) and fmt not in IDENTIFIED_FORMATS:
-            which = "--host" if id_host is not None else "--hash"
-            raise click.UsageError(f"{which} labels the rows of --format "
-                                   f"{', '.join(IDENTIFIED_FORMATS)} (not {fmt})")
-        if use_hash and path is None:
-            raise click.UsageError("--hash needs a dump (the live system is no file)")
-        _check_output(output)
-        untimed = 0
-        with _session(state, path, execfile, swapfile) as session:
-            partial = [False]
-            from kvmfx.render import render, render_exported, tee_partial
+        which = "--host" if id_host is not None else "--hash"
+        raise click.UsageError(f"{which} labels the rows of --format "
+                               f"{', '.join(IDENTIFIED_FORMATS)} (not {fmt})")
+    if use_hash and path is None:
+        import click
 
-            rows = tee_partial(command.run(session, opts), partial)
-            columns = list(command.columns) or [Column("value")]
-            out = _open_output(output)
-            try:
-                if fmt in IDENTIFIED_FORMATS:
-                    untimed = render_exported(
-                        fmt, plugin, list(command.columns), rows, out,
-                        dump=lambda: _dump_identity(session, path, id_host, use_hash),
-                        starts=lambda: _process_starts(session, plugin, command)).untimed
-                else:
-                    render(fmt, columns, rows, out)
-            finally:
-                if out is not sys.stdout:
-                    out.close()
-                else:
-                    out.flush()
-            warnings = list(session.warnings)
-        for warning in warnings:
-            click.echo(f"kvmfx: warning: {warning}", err=True)
-        if untimed:
-            events = "1 event" if untimed == 1 else f"{untimed} events"
-            click.echo(f"kvmfx: {plugin}: {events} without a time (datetime null; the "
-                       "reason in no_time_reason)", err=True)
-        if partial[0] or warnings or untimed:
-            what = "rows flagged partial" if partial[0] else \
-                "see the warnings" if warnings else "events without a time"
-            click.echo(f"kvmfx: {plugin}: partial result ({what})", err=True)
-            sys.exit(EXIT_PARTIAL)
+        raise click.UsageError("--hash needs a dump (the live system is no file)")
+    check_output(output)
+    untimed = 0
+    with open_session(state, path, execfile, swapfile) as session:
+        partial = [False]
+        from kvmfx.render import render, render_exported, tee_partial
 
-    params = [click.argument("corefile", required=False, type=click.Path()), *_COMMON,
-              click.option("--format", "fmt", type=click.Choice(OUTPUT_FORMATS), default="text",
-                           help="Output format (jsonl, timesketch and ecs: each row with the "
-                                "dump's identity, as kvmfx batch writes it; docs/output.md)."),
-              click.option("-o", "--output", type=click.Path(), default=None,
-                           help="Write to FILE instead of stdout."),
-              click.option("--host", "id_host", default=None, metavar="NAME",
-                           help="jsonl/timesketch/ecs: the host name rows carry (default: "
-                                "the dump's own, uname nodename, where known)."),
-              click.option("--hash", "use_hash", is_flag=True,
-                           help="jsonl/timesketch/ecs: the dump's sha256 in every row."),
-              *(_option_to_click(o) for o in command.options)]
-    return click.command(name, help=command.description, context_settings=_HELP)(
-        _apply(params, invoke))
-
-
-class _PluginGroup(click.Group):
-    """Subcommands built from the registry's commands whose names start with ``prefix``
-    (shown without it): ``kvmfx run psaux``, ``kvmfx profile build``."""
-
-    def __init__(self, *args: Any, prefix: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.prefix = prefix
-
-    def registry(self, ctx: click.Context) -> Registry:
-        state = ctx.find_object(_State)
-        assert state is not None
-        return state.registry
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        plugins = sorted(n[len(self.prefix):] for n in self.registry(ctx).commands
-                         if n.startswith(self.prefix))
-        return sorted({*super().list_commands(ctx), *plugins})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        own = super().get_command(ctx, cmd_name)
-        if own is not None:
-            return own
-        plugin = self.prefix + cmd_name
-        command = self.registry(ctx).commands.get(plugin)
-        return None if command is None else _command_for(plugin, command, cmd_name)
-
-    def resolve_command(self, ctx: click.Context,
-                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
-        name = args[0]
-        if self.get_command(ctx, name) is None and not name.startswith("-"):
-            known = ", ".join(self.list_commands(ctx)) or "none"
-            raise click.UsageError(f"unknown command {name!r} (known: {known})")
-        return super().resolve_command(ctx, args)
-
-
-@main.group("run", cls=_PluginGroup, context_settings=_HELP)
-def run_group() -> None:
-    """Run a command on COREFILE (or the live system): kvmfx run COMMAND [COREFILE]
-    [OPTIONS]. kvmfx run COMMAND --help lists its options."""
-
-
-@main.group("profile", cls=_PluginGroup, prefix="profile-", context_settings=_HELP)
-def profile_group() -> None:
-    """Kernel profiles: build DUMP caches the dump's symbols and types; export-isf DUMP
-    --isf FILE writes them as a Volatility 3 symbol file."""
-
-
-@profile_group.command("list")
-@click.pass_context
-@_guarded
-def profile_list(ctx: click.Context) -> None:
-    """List the profile actions."""
-    group = ctx.parent.command if ctx.parent is not None else None
-    assert isinstance(group, _PluginGroup)
-    registry = group.registry(ctx)
-    names = [n for n in group.list_commands(ctx) if n != "list"]
-    width = max((len(n) for n in names), default=0)
-    for name in names:
-        description = registry.commands[group.prefix + name].description
-        click.echo(f"{name:<{width}}  {description}")
-
-
-@main.command("batch", context_settings=_HELP)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-c", "--command", "commands", multiple=True, required=True,
-              help="A command to run on every dump (repeatable): -c psaux -c envars.")
-@click.option("-o", "--outdir", required=True, type=click.Path(),
-              help="Directory for the outputs, batch.json and the resume state.")
-@click.option("--format", "kinds", multiple=True, type=click.Choice(["rows", "timesketch", "ecs"]),
-              default=("rows",), show_default=True,
-              help="What to write per command (repeatable): rows (with the dump's identity), "
-                   "timesketch, ecs.")
-@click.option("--output-format", "file_format", type=click.Choice(["jsonl", "csv", "parquet"]),
-              default="jsonl", show_default=True,
-              help="File format of rows (timesketch: jsonl or csv; ecs: always jsonl).")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:8786",
-              help="Run on this Dask cluster (dump paths must be readable by its workers); "
-                   "default: a local cluster on this machine.")
-@click.option("--ship", is_flag=True,
-              help="Send each dump's bytes to the worker with its task (workers that cannot "
-                   "read the dump paths; a few dumps in memory at a time).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Local cluster: worker processes (default: one per core).")
-@click.option("--memory-limit", default=None, metavar="SIZE",
-              help="Local cluster: memory per worker, e.g. 4GB (default: Dask's auto).")
-@click.option("--hash", "use_hash", is_flag=True,
-              help="Record each dump's sha256 (in every row; resume by content).")
-@click.option("--retry-failed", is_flag=True, help="Run again the dumps that failed before.")
-@click.option("--report", is_flag=True, help="Write OUTDIR/report.html (fleet views).")
-@click.option("--progress/--no-progress", "live", default=None,
-              help="A live progress bar (default: when stderr is a terminal).")
-@click.pass_obj
-@_guarded
-def batch_cmd(state: _State, inputs: tuple[str, ...], commands: tuple[str, ...], outdir: str,
-              kinds: tuple[str, ...], file_format: str, scheduler: str | None, ship: bool,
-              workers: int | None, memory_limit: str | None, use_hash: bool,
-              retry_failed: bool, report: bool, live: bool | None) -> None:
-    """Run commands on many dumps (one Dask task per dump): INPUT is a dump, a directory
-    of dumps (recognised by content) or a manifest (CSV/JSON: path, host, execfile,
-    swapfile). Writes one file per command and OUTDIR/batch.json; a re-run skips what is
-    done. Exit status 4 when a dump failed or gave partial results (docs/batch.md)."""
-    import importlib.util
-
-    from kvmfx import batch
-
-    known = state.registry.commands
-    for name in commands:
-        if name not in known:
-            raise click.UsageError(f"unknown command {name!r} (known: {', '.join(sorted(known))})")
-    needed = ["distributed"] + (["pyarrow"] if file_format == "parquet" else []) + \
-        (["jinja2", "plotly"] if report else [])
-    absent = [m for m in needed if importlib.util.find_spec(m) is None]
-    if absent:
-        raise click.UsageError(f"kvmfx batch needs {', '.join(absent)} (pip install "
-                               "'kvmfx[batch]')")
-    if os.path.exists(outdir) and not os.path.isdir(outdir):
-        raise KvmOpenError("cannot write the outputs: not a directory", path=outdir)
-    batch.check_cluster_options(scheduler, memory_limit)
-    commands = tuple(dict.fromkeys(commands))
-    specs = batch.plan(inputs, state.registry)
-    if not specs:
-        raise KvmOpenError("no dumps found (no file a dump format recognises)",
-                           path=", ".join(inputs))
-    os.makedirs(outdir, exist_ok=True)
-    options = batch.TaskOptions(commands, state.plugin_dirs, state.types, use_hash)
-    view = batch.ProgressView(sys.stderr.isatty() if live is None else live,
-                              lambda line: click.echo(line, err=True))
-    client = batch.remote_client(scheduler) if scheduler else \
-        batch.local_client(workers, memory_limit)
-    n_workers = len(client.scheduler_info()["workers"])
-    where = scheduler or f"local cluster, {n_workers} worker{'' if n_workers == 1 else 's'}"
-    try:
-        result, outcome = batch.run_batch(
-            specs, options, outdir, client, retry_failed=retry_failed, ship=ship,
-            on_start=view.start,
-            on_result=view.update, meta={"scheduler": where})
-    finally:
-        view.stop()
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None and not scheduler:
-            cluster.close()
-    for written in batch.write_outputs(result, commands, state.registry, kinds=kinds,
-                                       file_format=file_format):
-        if written.left_out:
-            click.echo(f"kvmfx: batch: {written.path}: {written.left_out} rows without a "
-                       "time left out (no process start and no capture time known)", err=True)
-    if report:
-        from kvmfx.report import write_report
-
-        write_report(result, os.path.join(outdir, "report.html"))
-    entries = [result.dumps[s.path] for s in specs if s.path in result.dumps]
-    statuses = [e["status"] for e in entries]
-    failed, partial = statuses.count(batch.FAILED), statuses.count(batch.PARTIAL)
-    click.echo(f"kvmfx: batch: {len(specs)} dumps: {statuses.count(batch.OK)} ok, {partial} "
-               f"partial, {failed} failed ({outcome.skipped} skipped, done before); "
-               f"{outcome.seconds:.1f} s on {where}; "
-               f"{os.path.join(outdir, batch.SUMMARY)}", err=True)
-    for entry in entries:
-        if entry["status"] == batch.FAILED:  # run's line, after the dump it is about
-            click.echo(f"kvmfx: batch: failed: {entry['path']}: {entry['error']}", err=True)
-    if failed == len(entries):
-        sys.exit(EXIT_INPUT)
-    if failed or partial:
+        rows = tee_partial(command.run(session, opts), partial)
+        columns = list(command.columns) or [Column("value")]
+        out = open_output(output)
+        try:
+            if fmt in IDENTIFIED_FORMATS:
+                untimed = render_exported(
+                    fmt, plugin, list(command.columns), rows, out,
+                    dump=lambda: _dump_identity(session, path, id_host, use_hash),
+                    starts=lambda: _process_starts(session, plugin, command)).untimed
+            else:
+                render(fmt, columns, rows, out)
+        finally:
+            close_output(out)
+        warnings = list(session.warnings)
+    for warning in warnings:
+        echo_err(f"kvmfx: warning: {warning}")
+    if untimed:
+        events = "1 event" if untimed == 1 else f"{untimed} events"
+        echo_err(f"kvmfx: {plugin}: {events} without a time (datetime null; the reason in "
+                 "no_time_reason)")
+    if partial[0] or warnings or untimed:
+        what = "rows flagged partial" if partial[0] else \
+            "see the warnings" if warnings else "events without a time"
+        echo_err(f"kvmfx: {plugin}: partial result ({what})")
         sys.exit(EXIT_PARTIAL)
 
 
+# -- the plain ``kvmfx run`` line, parsed without click ------------------------------------
+
+#: The options of every ``kvmfx run COMMAND`` that take a value (kvmfx.clitree declares
+#: them; tests/cli/test_plain_run.py holds the two the same): option -> parameter.
+RUN_VALUE_OPTIONS = {"-M": "core_opt", "--core": "core_opt", "-N": "execfile",
+                     "--exec": "execfile", "-W": "swapfile", "--swap": "swapfile",
+                     "--format": "fmt", "-o": "output", "--output": "output",
+                     "--host": "id_host"}
+#: ... and its flags
+RUN_FLAGS = {"--hash": "use_hash"}
+#: its parameters and their defaults
+RUN_DEFAULTS: dict[str, Any] = {"corefile": None, "core_opt": None, "execfile": None,
+                                "swapfile": None, "fmt": "text", "output": None,
+                                "id_host": None, "use_hash": False}
+#: the parameters that are paths (click.Path(): an existing path must be readable)
+RUN_PATHS = ("corefile", "core_opt", "execfile", "swapfile", "output")
+#: a command option's type -> how click converts its value
+OPTION_TYPES = {"int": int, "str": str, "float": float}
+
+
+def _plain_head(args: list[str]) -> tuple[bool, str | None, str, list[str]] | None:
+    """``(debug, types, command, words after it)`` of ``kvmfx [--debug] [--types T] run
+    COMMAND ...``; None for any other line."""
+    debug, types, i = False, None, 0
+    while i < len(args) and args[i] != "run":
+        arg = args[i]
+        if arg == "--debug":
+            debug, i = True, i + 1
+        elif arg == "--types" and i + 1 < len(args):
+            types, i = args[i + 1], i + 2
+        elif arg.startswith("--types="):
+            types, i = arg[len("--types="):], i + 1
+        else:
+            return None
+    if i + 1 >= len(args) or args[i + 1].startswith("-"):
+        return None
+    if types is not None:
+        from kvmfx.symbols import TYPE_FORMATS
+
+        if not types or types not in TYPE_FORMATS:
+            return None
+    return debug, types, args[i + 1], args[i + 2:]
+
+
+def _own_options(command: Any) -> tuple[dict[str, tuple[str, Any]], dict[str, str],
+                                        dict[str, Any]] | None:
+    """A command's own options as click makes them (kvmfx.clitree): value options
+    (option -> parameter, type), flags (option -> parameter) and defaults; None when one
+    is not a plain ``--name`` of its own."""
+    values: dict[str, tuple[str, Any]] = {}
+    flags: dict[str, str] = {}
+    defaults: dict[str, Any] = {}
+    for opt in command.options:
+        decl = "--" + opt.name.replace("_", "-")
+        if not opt.name.isidentifier() or opt.name in RUN_DEFAULTS or opt.name in defaults \
+                or decl in RUN_VALUE_OPTIONS or decl in RUN_FLAGS or decl == "--help" \
+                or decl in values or decl in flags:
+            return None
+        if opt.flag:
+            flags[decl], defaults[opt.name] = opt.name, False
+            continue
+        kind = OPTION_TYPES.get(opt.type, str)
+        values[decl] = (opt.name, kind)
+        try:
+            defaults[opt.name] = None if opt.default is None else kind(opt.default)
+        except (TypeError, ValueError):
+            return None
+    return values, flags, defaults
+
+
+def _plain_options(command: Any, words: list[str]) -> tuple[dict[str, Any],
+                                                           dict[str, Any]] | None:
+    """The parameters and the command's options of ``kvmfx run COMMAND WORDS``, as click
+    would parse them; None when click would answer otherwise (help, an unknown option, a
+    refused value, a usage error) or this parser is not sure."""
+    own = _own_options(command)
+    if own is None:
+        return None
+    own_values, own_flags, opts = own
+    params = dict(RUN_DEFAULTS)
+    raw: dict[str, str] = {}
+    positional: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == "--":
+            return None
+        if len(word) < 2 or not word.startswith("-"):
+            positional.append(word)
+            continue
+        name, eq, attached = word.partition("=")
+        if name.startswith("--") and (name in RUN_VALUE_OPTIONS or name in own_values):
+            if not eq:
+                if i == len(words):
+                    return None
+                attached, i = words[i], i + 1
+        elif not eq and (word in RUN_FLAGS or word in own_flags):
+            if word in RUN_FLAGS:
+                params[RUN_FLAGS[word]] = True
+            else:
+                opts[own_flags[word]] = True
+            continue
+        elif word.startswith("--"):
+            return None
+        else:  # -X: a short option, its value attached or the next word
+            name = word[:2]
+            if name not in RUN_VALUE_OPTIONS:
+                return None
+            attached = word[2:]
+            if not attached:
+                if i == len(words):
+                    return None
+                attached, i = words[i], i + 1
+        if name in RUN_VALUE_OPTIONS:
+            params[RUN_VALUE_OPTIONS[name]] = attached
+        else:
+            raw[name] = attached
+    if len(positional) > 1:
+        return None
+    if positional:
+        params["corefile"] = positional[0]
+    for name, value in raw.items():
+        param, kind = own_values[name]
+        try:
+            opts[param] = kind(value)
+        except ValueError:
+            return None
+    if params["fmt"] not in OUTPUT_FORMATS:
+        return None
+    for param in RUN_PATHS:
+        value = params[param]
+        if value is None:
+            continue
+        try:
+            os.stat(value)
+        except OSError:
+            continue
+        except ValueError:
+            return None
+        if not os.access(value, os.R_OK):
+            return None
+    # what run_command would refuse as a usage error
+    if params["corefile"] is not None and params["core_opt"] is not None:
+        return None
+    if (params["id_host"] is not None or params["use_hash"]) and \
+            params["fmt"] not in IDENTIFIED_FORMATS:
+        return None
+    if params["use_hash"] and params["corefile"] is None and params["core_opt"] is None:
+        return None
+    return params, opts
+
+
+def run_plain(args: list[str]) -> State | None:
+    """Run ``args`` when it is a plain ``kvmfx run`` line (this ends the process); else
+    None, or the state with the registry loaded on the way, for click's tree."""
+    head = _plain_head(args)
+    if head is None:
+        return None
+    debug, types, name, words = head
+    state = State((), debug, types)
+    try:
+        registry = state.load_registry()
+        if registry.failures:  # click's tree names them, where it always does
+            return state
+        command = registry.commands.get(name)
+        parsed = None if command is None else _plain_options(command, words)
+        if parsed is None:
+            return state
+        params, opts = parsed
+        try:
+            run_command(state, name, command, opts=opts, **params)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BrokenPipeError:
+            pipe_closed()
+        except Exception as exc:
+            fail(state, exc)
+    except KeyboardInterrupt:
+        import click
+
+        click.echo(file=sys.stderr)  # as click ends the terminal's ^C
+        echo_err("kvmfx: interrupted")
+        sys.exit(130)
+    sys.exit(EXIT_OK)
+
+
+class Kvmfx:
+    """The ``kvmfx`` command, as the console script and ``python -m kvmfx.cli`` call it:
+    the click group of :mod:`kvmfx.clitree` (whose attributes it has), imported when first
+    needed; a plain ``kvmfx run`` line (:func:`run_plain`) is run without it."""
+
+    name = "kvmfx"
+
+    @property
+    def group(self) -> click.Group:
+        """click's ``kvmfx`` group."""
+        from kvmfx.clitree import main as group
+
+        return group
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        """As :meth:`click.Command.main`."""
+        if standalone_mode and prog_name in (None, self.name) and complete_var is None \
+                and not extra and not os.environ.get("_KVMFX_COMPLETE"):
+            state = run_plain(sys.argv[1:] if args is None else list(args))
+            if state is not None:
+                extra["obj"] = state
+        return self.group.main(args, prog_name, complete_var, standalone_mode, **extra)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.main(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.group, name)
+
+
+main = Kvmfx()
+
+
 if __name__ == "__main__":
-    main()
+    from kvmfx.cli import main as entry  # this module as kvmfx.cli, as kvmfx.clitree uses it
+
+    entry()

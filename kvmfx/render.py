@@ -11,12 +11,9 @@ character of a value is expanded, interpreted by the terminal or dropped.
 
 from __future__ import annotations
 
-import csv
 import json
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from kvmfx.commands import IDENTIFIED_FORMATS, OUTPUT_FORMATS, Column
 
@@ -34,6 +31,8 @@ _INVISIBLE = frozenset("\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u
 
 
 def _escape_char(ch: str) -> str:
+    import unicodedata  # a cell that is not all printable
+
     if ch in _NAMED_ESCAPES:
         return _NAMED_ESCAPES[ch]
     if ch in _INVISIBLE or unicodedata.category(ch) in ("Cc", "Cs"):
@@ -129,6 +128,8 @@ def render_jsonl(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[
 
 
 def render_csv(columns: list[Column], rows: Iterable[dict[str, Any]], out: IO[str]) -> int:
+    import csv
+
     rows = list(rows)
     names = _names(columns, rows)
     writer = csv.writer(out, lineterminator="\n")
@@ -150,8 +151,7 @@ def render(fmt: str, columns: list[Column], rows: Iterable[dict[str, Any]],
     return RENDERERS[fmt](columns, rows, out)
 
 
-@dataclass(frozen=True)
-class Exported:
+class Exported(NamedTuple):
     """What :func:`render_exported` wrote: rows, and of them the Timesketch events that
     carry no time (``datetime`` null: no time of their own and no capture time known)."""
 

@@ -10,8 +10,6 @@ from kvmfx.commands import Column, Command, Option
 from kvmfx.errors import UsageError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.session import Session
-from kvmfx_plugins.symbols.isf import export_isf, write_isf
-from kvmfx_plugins.symbols.profile_cache import ProfileCacheProvider
 
 
 class BuildProfile(Command):
@@ -24,6 +22,8 @@ class BuildProfile(Command):
                      Column("symbols", "int", "symbols"), Column("types", "int", "types")])
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        from kvmfx_plugins.symbols.profile_cache import ProfileCacheProvider
+
         symbols, types = session.symbols, session.types
         where = ProfileCacheProvider()._path(session)
         if where is None:
@@ -46,6 +46,8 @@ class ExportIsf(Command):
             options=[Option("isf", "Where to write the ISF (.json or .json.xz).")])
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        from kvmfx_plugins.symbols.isf import export_isf, write_isf  # when an ISF is written
+
         out = options.get("isf")
         if not out:
             raise UsageError("give the ISF file to write with --isf FILE.json.xz")
