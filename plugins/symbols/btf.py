@@ -136,6 +136,7 @@ class BtfTypeModel(TypeModel):
         self._strings = bytes(data[s0:s0 + header["str_len"]])
         self._data = bytes(data)
         self._decoded: dict[int, CType] = {}
+        self._found_names: dict[str, list[int]] = {}
         self._tags: dict[int, int] = {}
         self._fwds: dict[int, int] = {}
         self._typedefs: dict[int, int] = {}
@@ -178,13 +179,19 @@ class BtfTypeModel(TypeModel):
             "utf-8", "replace")
 
     def _name_offsets(self, name: str) -> list[int]:
-        """Offsets in the string section of every copy of ``name``."""
+        """Offsets in the string section of every copy of ``name`` (each name searched
+        for once: a search reads the whole section)."""
+        out = self._found_names.get(name)
+        if out is not None:
+            return out
         strings, needle = self._strings, b"\0" + name.encode("utf-8") + b"\0"
         out = []
         at = strings.find(needle)
         while at >= 0:
             out.append(at + 1)
             at = strings.find(needle, at + 1)
+        if len(self._found_names) < 65536:
+            self._found_names[name] = out
         return out
 
     def _lookup(self, namespace: str, name: str) -> int | None:
