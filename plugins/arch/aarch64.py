@@ -13,11 +13,13 @@ Descriptors (Arm ARM D8.3): bits[1:0] 0b11 is a table (levels 0-2) or a page (le
 
 from __future__ import annotations
 
+import array
 import re
 from collections.abc import Callable
 from typing import Any
 
 from kvmfx.arch import Architecture, VirtualLayer, header_says
+from kvmfx.arrays import from_little
 from kvmfx.boot import BootNotes
 from kvmfx.errors import MissingPageError, SwappedOutError, TranslationError
 from kvmfx.hookspecs import hookimpl
@@ -31,6 +33,8 @@ KERNEL_START = 0xFFF0000000000000
 KIMAGE_VADDR_OLD = 0xFFFF800008000000
 KIMAGE_VADDR = 0xFFFF800080000000
 VALID, TABLE = 0x1, 0x2
+#: Decoded translation tables kept for a kernel and its processes, in bytes of tables.
+TABLE_CACHE_BYTES = 4 << 20
 #: struct elf_prstatus: pr_reg (x0-x30, sp, pc, pstate) starts at byte 112.
 PRSTATUS_REGS = tuple(f"x{i}" for i in range(31)) + ("sp", "pc", "pstate")
 
@@ -109,6 +113,11 @@ class Aarch64Layer(VirtualLayer):
         self.kernel = kernel
         self.release = release
         self._cache = BoundedCache(1 << 16)
+        #: translation tables read whole and decoded, by (physical address, entries):
+        #: the walks of neighbouring pages share them; one cache for the kernel's space
+        #: and every process's, so that all of them together keep some 4 MiB of tables
+        self._tables: BoundedCache = kernel._tables if kernel is not None else \
+            BoundedCache(max(16, TABLE_CACHE_BYTES // regime.page_size))
 
     @property
     def levels(self) -> int:
@@ -121,6 +130,17 @@ class Aarch64Layer(VirtualLayer):
             raise TranslationError(f"level-{level} translation table at physical {table:#x} "
                                    "is not in the dump", address=vaddr) from None
         return int.from_bytes(raw, "little")
+
+    def _table(self, table: int, count: int) -> array.array[int] | None:
+        """The ``count`` descriptors of the translation table at physical ``table``, read
+        and decoded whole once (the walks of the pages next to one walked read the same
+        tables), or None when the dump does not hold it whole."""
+        def load() -> array.array[int] | None:
+            try:
+                return from_little("Q", self.physical.read(table, count * 8))
+            except MissingPageError:
+                return None
+        return self._tables.get((table, count), load)
 
     def translate(self, vaddr: int) -> tuple[int, int]:
         upper = bool(vaddr >> 55 & 1)
@@ -142,7 +162,9 @@ class Aarch64Layer(VirtualLayer):
             shift = r.shift(level)
             width = r.va_bits - shift if level == r.start else r.bits
             index = (vaddr >> shift) & ((1 << width) - 1)
-            desc = self._entry(table, index, vaddr, level)
+            descs = self._table(table, 1 << width)
+            desc = descs[index] if descs is not None else \
+                self._entry(table, index, vaddr, level)
             if not desc & VALID:
                 if level == 3 and desc:
                     if desc & prot_none_bit(self.release):  # present, PROT_NONE
@@ -153,7 +175,8 @@ class Aarch64Layer(VirtualLayer):
                                           swap_offset=swp_offset, address=vaddr)
                 exc = TranslationError(f"not mapped (level-{level} descriptor invalid)",
                                        address=vaddr)
-                exc.span = 1 << shift
+                exc.span = (1 << shift) * (max(1, zeros_around(descs, index))
+                                           if descs is not None else 1)
                 raise exc
             if level == 3:
                 if not desc & TABLE:
@@ -175,6 +198,21 @@ class Aarch64Layer(VirtualLayer):
                 "granule": r.page_size, "va_bits": r.va_bits,
                 "output_addresses": "52-bit LPA2" if r.lpa2 else
                 ("52-bit LPA" if r.lpa else "48-bit")}
+
+
+def zeros_around(descs: array.array[int], index: int) -> int:
+    """How many descriptors the largest aligned block of zero (unmapped) descriptors
+    around ``index`` holds (a power of two; 0 when descriptor ``index`` is not zero): an
+    unmapped address's whole unmapped neighbourhood, for readers that skip it."""
+    if descs[index]:
+        return 0
+    n = 1
+    while n < len(descs):
+        lo = index & ~(2 * n - 1)
+        if any(descs[lo:lo + 2 * n]):
+            break
+        n *= 2
+    return n
 
 
 RET = 0xD65F03C0

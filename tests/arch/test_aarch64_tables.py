@@ -192,3 +192,41 @@ def test_regime_from_vmcoreinfo():
     assert (regime_of(notes).va_bits, regime_of(notes).lpa2) == (48, False)
     with pytest.raises(TranslationError, match="granule"):
         Regime(8192, 48)
+
+
+def test_an_unmapped_address_reports_its_aligned_unmapped_neighbourhood(tmp_path):
+    """The span of an unmapped address is the largest aligned block of zero descriptors
+    around it (readers skip it whole); a swap entry is not unmapped."""
+    r = Regime(4096, 48)
+    base = (1 << 64) - (1 << 48)
+    tables = [0x1000, 0x2000, 0x3000, 0x4000]
+    writes = _map(r, tables, base, 3, 0x5000 | PAGE | AF)
+    for i in [*range(1, 0x50), *range(0xA0, 0x200)]:
+        writes[tables[3] + 8 * i] = 0x5000 | PAGE | AF
+    writes[tables[3] + 8 * 0x60] = (3 << 3) | (0x99 << 8)  # swapped out
+    layer = Aarch64Layer(_memory(tmp_path, writes, {}, 0x6000), tables[0], r)
+
+    def span(vaddr: int) -> int:
+        with pytest.raises(TranslationError) as exc:
+            layer.translate(vaddr)
+        return exc.value.span
+
+    assert span(base + 0x50 * 0x1000) == 0x10 * 0x1000   # 0x50-0x5f; 0x40-0x4f is mapped
+    assert span(base + 0x85 * 0x1000) == 0x20 * 0x1000   # 0x80-0x9f; 0xa0 is mapped
+    assert span(base + 0x61 * 0x1000) == 0x1000          # next to the swap entry
+    assert span(base + 0x7F * 0x1000) == 0x10 * 0x1000   # 0x70-0x7f
+    assert span(base + (1 << 21) * 7) == (1 << 21) * 4   # level 2: 4-7; 0 is mapped
+    assert layer.translate(base + 0x4F * 0x1000) == (0x5000, 0x1000)
+
+
+def test_a_table_the_dump_holds_in_part_is_read_a_descriptor_at_a_time(tmp_path):
+    r = Regime(4096, 48)
+    vaddr = (1 << 64) - (1 << 48) + 5 * 0x1000
+    tables = [0x1000, 0x2000, 0x3000, 0x5000]
+    writes = _map(r, tables, vaddr, 3, 0x4000 | PAGE | AF)
+    mem = _memory(tmp_path, writes, {0x4000: b"partial"}, 0x5000 + 0x100)
+    layer = Aarch64Layer(mem, tables[0], r)
+    assert layer.read(vaddr, 7) == b"partial"
+    with pytest.raises(TranslationError, match="level-3 translation table at physical "
+                                               "0x5000 is not in the dump"):
+        layer.translate(vaddr + 0x40 * 0x1000)
