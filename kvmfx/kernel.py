@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kvmfx.arch import Architecture, VirtualLayer
 from kvmfx.boot import BootNotes
-from kvmfx.errors import KvmError
-from kvmfx.layers import PhysicalLayer
+from kvmfx.errors import KvmError, TranslationError
+from kvmfx.layers import PAGE_SIZE, PhysicalLayer
+
+#: The kernel image is read in runs of this size (its mapping's largest block).
+RUN = 2 << 20
+#: How much of the image is read before runs that do not map contiguously end it.
+IMAGE_PAST = 32 << 20
+#: What an unmapped run reads as (a slice of the whole is the object itself).
+_UNMAPPED = bytes(RUN)
 
 
 @dataclass
@@ -100,29 +107,94 @@ class KernelImage:
 
     def image_bytes(self, start: int, span: int) -> bytes:
         """``span`` bytes of the kernel image's virtual memory from ``start``, for searching
-        (unmapped or missing pages read as zeros: nothing found there is evidence). The
-        image is physically contiguous on every architecture kvmfx reads, so each 2 MiB
-        run whose ends map contiguously is read in one physical read."""
-        out = bytearray()
-        step = 2 << 20
+        (unmapped or missing pages read as zeros: nothing found there is evidence); the
+        concatenation of :meth:`image_chunks`."""
+        return b"".join(self.image_chunks(start, span))
+
+    def image_chunks(self, start: int, span: int) -> Iterator[bytes]:
+        """:meth:`image_bytes` of ``start`` and ``span`` in order, one piece of at most
+        2 MiB at a time, so a search need never hold the whole image. The image is
+        physically contiguous on every architecture kvmfx reads, so each 2 MiB run whose
+        ends map contiguously is read in one physical read; any other is read page by
+        page (:meth:`_pieces`). Past 32 MiB, nine such runs in a row end the image (it is
+        over: what lies beyond is other mappings, or none)."""
+        physical = self.layer.physical
         pos, end = start, start + span
-        misses = 0
-        while pos < end and not (misses > 8 and len(out) > (32 << 20)):
-            n = min(step - pos % step, end - pos)
-            try:
-                first, _ = self.layer.translate(pos)
-                last, _ = self.layer.translate(pos + n - 1)
-                contiguous = last - first == n - 1
-            except KvmError:
-                contiguous = False
-            if contiguous:
-                out += self.layer.physical.read(first, n, zero_fill=True)
+        done = misses = 0
+        while pos < end and not (misses > 8 and done > IMAGE_PAST):
+            n = min(RUN - pos % RUN, end - pos)
+            pieces = list(self._pieces(pos, n))
+            if len(pieces) == 1 and pieces[0][1] >= 0:
+                yield physical.read(pieces[0][1], n, zero_fill=True)
                 misses = 0
+            elif len(pieces) == 1:  # unmapped: the same zeros each time, not new ones
+                yield _UNMAPPED[:n]
+                misses += 1
             else:
-                out += self.layer.read(pos, n, zero_fill=True)
+                yield b"".join(physical.read(paddr, size, zero_fill=True) if paddr >= 0
+                               else bytes(size) for _, paddr, size in pieces)
                 misses += 1
             pos += n
-        return bytes(out)
+            done += n
+
+    def image_windows(self, start: int, span: int, overlap: int
+                      ) -> Iterator[tuple[int, bytes, int]]:
+        """:meth:`image_chunks` as windows ``(address, bytes, fresh)`` for searches that
+        must not hold the whole image: each chunk, and before it a seam of the
+        ``overlap`` bytes either side of where it starts. Anything of up to ``overlap``
+        bytes lies whole in a window where it ends past ``fresh``, and in only one: a
+        search takes what it finds ending at or before ``fresh`` as another window's."""
+        tail = b""
+        address = start
+        for chunk in self.image_chunks(start, span):
+            if tail:
+                yield address - len(tail), tail + chunk[:overlap], len(tail)
+            if len(chunk) > overlap or not tail:
+                yield address, chunk, min(overlap, len(chunk)) if tail else 0
+            address += len(chunk)
+            if overlap > 0:
+                tail = chunk[-overlap:] if len(chunk) >= overlap else (tail + chunk)[-overlap:]
+
+    def _pieces(self, start: int, size: int) -> Iterator[tuple[int, int, int]]:
+        """``[start, start + size)`` as ``(address, physical address, length)`` pieces in
+        order: a 2 MiB run whose ends map contiguously is one piece (see
+        :meth:`image_chunks`); any other is walked page by page, pages that follow each
+        other in physical memory making one piece, and unmapped ones (physical address
+        -1) skipped with the whole unmapped region the walk reports."""
+        layer = self.layer
+        end = start + size
+        try:
+            first, _ = layer.translate(start)
+        except TranslationError as exc:
+            hole = max(exc.span, PAGE_SIZE)
+            if start // hole == (end - 1) // hole:  # all of it unmapped
+                yield start, -1, size
+                return
+        else:
+            try:
+                last, _ = layer.translate(end - 1)
+                if last - first == size - 1:
+                    yield start, first, size
+                    return
+            except TranslationError:
+                pass
+        at, paddr, n = start, -1, 0  # the piece being built
+        pos = start
+        while pos < end:
+            try:
+                here, page = layer.translate(pos)
+                stop = min(end, (pos // page + 1) * page)
+            except TranslationError as exc:
+                hole = max(exc.span, PAGE_SIZE)
+                here, stop = -1, min(end, (pos // hole + 1) * hole)
+            if n and (paddr + n == here if paddr >= 0 else here < 0):
+                n += stop - pos
+            else:
+                if n:
+                    yield at, paddr, n
+                at, paddr, n = pos, here, stop - pos
+            pos = stop
+        yield at, paddr, n
 
     def read(self, start: int, size: int) -> bytes:
         """``size`` bytes of kernel virtual memory, exactly (a missing page raises as any
@@ -133,10 +205,9 @@ class KernelImage:
         if not (lo <= start - self.kaslr_offset and start + size - self.kaslr_offset <= hi):
             return self.layer.read(start, size)
         out = bytearray()
-        step = 2 << 20
         pos, end = start, start + size
         while pos < end:
-            n = min(step - pos % step, end - pos)
+            n = min(RUN - pos % RUN, end - pos)
             try:
                 first, _ = self.layer.translate(pos)
                 last, _ = self.layer.translate(pos + n - 1)
