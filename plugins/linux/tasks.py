@@ -7,6 +7,7 @@ pointer into unmapped memory or an absurd length stops the walk and is reported,
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -459,6 +460,8 @@ def _rss_paths(k: LinuxKernel) -> list[str]:
 
 #: The comm of CPU 0's idle task (INIT_TASK_COMM, renamed "swapper/0" at boot on SMP).
 _INIT_COMMS = (b"swapper/0\0", b"swapper\0")
+#: Either of them, in one search.
+_INIT_COMM = re.compile(b"|".join(re.escape(c) for c in _INIT_COMMS))
 #: How far past the kernel text init_task is searched for (its .data).
 INIT_TASK_SPAN = 96 << 20
 
@@ -467,35 +470,51 @@ def find_init_task(session: Session) -> int | None:
     """init_task found by its shape in the kernel image, for kernels whose symbols do not
     name it (kallsyms without CONFIG_KALLSYMS_ALL lists code only): a task_struct in the
     image's data with comm "swapper/0", pid and tgid 0, itself as its real parent, and a
-    ``tasks`` list whose neighbours point back at it."""
+    ``tasks`` list whose neighbours point back at it. The image is searched a window at a
+    time (never held whole); the first comm of ``_INIT_COMMS`` found wins over the next."""
     types, image = session.types, session.image
     offs = {m: types.offsetof("task_struct", m)
             for m in ("comm", "pid", "tgid", "real_parent", "tasks")}
+    comm = offs["comm"]
+    # the bytes of a candidate that are read: from its start to its comm's or its
+    # members' end, whichever is furthest
+    reach = max(max(len(n) for n in _INIT_COMMS) + comm, offs["pid"] + 4, offs["tgid"] + 4,
+                offs["real_parent"] + 8, offs["tasks"] + 16)
     start = image.text_start(session.arch.default_text(image.boot))
-    data = image.image_bytes(start, INIT_TASK_SPAN)
+    fallback: int | None = None
+    for address, data, fresh in image.image_windows(start, INIT_TASK_SPAN, reach):
+        for found in _INIT_COMM.finditer(data, max(0, fresh - reach + comm)):
+            rank = _INIT_COMMS.index(found.group())
+            base = found.start() - comm
+            cand = address + base
+            # each candidate once: in the first window that holds all of it
+            if base >= 0 and base + reach > fresh and base + reach <= len(data) and \
+                    (cand - start) % 8 == 0 and (rank == 0 or fallback is None) and \
+                    _is_init_task(session, data, base, cand, offs):
+                if rank == 0:
+                    return cand
+                fallback = cand
+    return fallback
 
+
+def _is_init_task(session: Session, data: bytes, base: int, cand: int,
+                  offs: dict[str, int]) -> bool:
+    """Whether the task_struct at ``data[base:]`` (at address ``cand``) is CPU 0's idle
+    task: pid and tgid 0, itself its real parent, its ``tasks`` neighbours pointing back."""
     def u64(at: int) -> int:
         return int.from_bytes(data[at:at + 8], "little")
 
-    for needle in _INIT_COMMS:
-        at = data.find(needle)
-        while at >= 0:
-            base = at - offs["comm"]
-            cand = start + base
-            if base >= 0 and base % 8 == 0 and base + offs["tasks"] + 16 <= len(data) and \
-                    data[base + offs["pid"]:base + offs["pid"] + 4] == bytes(4) and \
-                    data[base + offs["tgid"]:base + offs["tgid"] + 4] == bytes(4) and \
-                    u64(base + offs["real_parent"]) == cand:
-                head = cand + offs["tasks"]
-                nxt, prev = u64(base + offs["tasks"]), u64(base + offs["tasks"] + 8)
-                try:
-                    if int.from_bytes(session.read(nxt + 8, 8), "little") == head and \
-                            int.from_bytes(session.read(prev, 8), "little") == head:
-                        return cand
-                except KvmError:
-                    pass
-            at = data.find(needle, at + 1)
-    return None
+    if data[base + offs["pid"]:base + offs["pid"] + 4] != bytes(4) or \
+            data[base + offs["tgid"]:base + offs["tgid"] + 4] != bytes(4) or \
+            u64(base + offs["real_parent"]) != cand:
+        return False
+    head = cand + offs["tasks"]
+    nxt, prev = u64(base + offs["tasks"]), u64(base + offs["tasks"] + 8)
+    try:
+        return int.from_bytes(session.read(nxt + 8, 8), "little") == head and \
+            int.from_bytes(session.read(prev, 8), "little") == head
+    except KvmError:
+        return False
 
 
 def for_each_task(k: LinuxKernel) -> Iterator[Object]:

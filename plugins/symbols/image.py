@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import array
 import os
+import re
+import struct
 from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
@@ -20,7 +22,7 @@ from kvmfx.session import Session
 from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols import kallsyms
-from kvmfx_plugins.symbols.btf import btf_size, find_btf, parse_btf
+from kvmfx_plugins.symbols.btf import MAX_BTF_BYTES, btf_size, find_btf, parse_btf
 from kvmfx_plugins.symbols.files import gnu_build_id
 from kvmfx_plugins.symbols.profile_cache import remember
 from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
@@ -28,6 +30,11 @@ from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
 #: How much of the kernel image is searched for kallsyms (Debian's is ~60 MiB).
 KERNEL_IMAGE_SPAN = 96 << 20
 MAX_KERNEL_FILE = 1 << 30
+#: How a BTF header starts (Documentation/bpf/btf.rst): magic 0xeb9f, version 1, flags 0;
+#: a pattern, as re searches memory that is mostly zeros faster than bytes.find
+_BTF_START = re.compile(re.escape(b"\x9f\xeb\x01\x00"))
+#: What follows: hdr_len, type_off, type_len, str_off, str_len
+_BTF_SIZES = struct.Struct("<5I")
 
 
 class _KernelFile:
@@ -150,6 +157,35 @@ def _kernel_span(session: Session, span: int = KERNEL_IMAGE_SPAN) -> tuple[int, 
     return start, image.image_bytes(start, span)
 
 
+def _btf_by_shape(session: Session, span: int = KERNEL_IMAGE_SPAN) -> tuple[int, bytes] | None:
+    """Address and bytes of the kernel's BTF found by its header in the image's memory (for
+    kallsyms that names no __start_BTF): the blob :func:`find_btf` would take from the
+    image's bytes, found a window at a time so the image is never held whole (a header
+    says how long its blob is, and only the largest is read)."""
+    image = session.image
+    start = image.text_start(session.arch.default_text(image.boot))
+    best: tuple[int, int] | None = None
+    for address, data, fresh in image.image_windows(start, span, 24):
+        for found in _BTF_START.finditer(data, max(0, fresh - 23)):
+            at = found.start()
+            where = address + at
+            if (where - start) % 4 == 0 and at + 24 <= len(data):
+                hdr_len, type_off, type_len, str_off, str_len = _BTF_SIZES.unpack_from(
+                    data, at + 4)
+                size = hdr_len + str_off + str_len
+                strings = at + hdr_len + str_off
+                if (hdr_len == 24 and type_off == 0 and str_off == type_len and type_len > 0
+                        and str_len > 0 and size <= MAX_BTF_BYTES
+                        and where + size <= start + span and (best is None or size > best[1])
+                        and (data[strings] if strings < len(data) else
+                             image.image_bytes(address + strings, 1)[0]) == 0):
+                    best = (where, size)
+    if best is None:
+        return None
+    blob = image.image_bytes(*best)
+    return (best[0], blob) if find_btf(blob) == (0, best[1]) else None
+
+
 class BtfFileProvider:
     """An execfile that is a raw BTF blob (e.g. a copy of /sys/kernel/btf/vmlinux): types
     only; symbols then come from the image."""
@@ -220,11 +256,10 @@ class ImageKallsymsProvider:
         try:
             if start is None or stop is None or not 0 < stop - start < (64 << 20):
                 # kallsyms without CONFIG_KALLSYMS_ALL names no data: find it by its shape
-                span_start, span = _kernel_span(session)
-                found = find_btf(span)
+                found = _btf_by_shape(session)
                 if found is None:
                     return None
-                start, data = span_start + found[0], span[found[0]:found[0] + found[1]]
+                start, data = found
                 if symbols.source == "image:kallsyms":
                     symbols.add("__start_BTF", start, "R")
                     symbols.add("__stop_BTF", start + len(data), "R")

@@ -12,7 +12,8 @@ import pytest
 import kvmfx
 from kvmfx_plugins.linux.tasks import find_init_task
 from kvmfx_plugins.symbols.btf import find_btf
-from tests.factory import get_fixture
+from kvmfx_plugins.symbols.image import _btf_by_shape, _kernel_span
+from tests.factory import debug_files, get_fixture
 from tests.linux.test_dump_processes import _check_session
 
 
@@ -47,3 +48,28 @@ def test_init_task_and_btf_by_shape_when_symbols_name_no_data(name, tmp_path, mo
         assert table.lookup("__start_BTF") is not None
         assert _check_session(s, fx.truth) == len(fx.truth["processes"])
         assert table.lookup("init_task") == want
+
+
+@pytest.mark.parametrize("name", ["arm64", "basic"])
+def test_searches_a_window_at_a_time_find_what_the_whole_image_holds(name, tmp_path,
+                                                                       monkeypatch):
+    """BTF and init_task are searched for without holding the image: they are where the
+    kernel's System.map puts them (moved by the KASLR offset), and BTF is the blob a search
+    of the image's bytes read whole finds."""
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    fx = get_fixture(name)
+    _vmlinux, system_map = debug_files(fx.truth["kernel"]["release"])
+    smap = {}
+    for line in system_map.read_text().splitlines():
+        addr, _kind, symbol = line.split()[:3]
+        smap.setdefault(symbol, int(addr, 16))
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        slide = s.image.kaslr_offset
+        start, whole = _kernel_span(s)
+        found = find_btf(whole)
+        assert found is not None
+        at, size = found
+        assert _btf_by_shape(s) == (start + at, whole[at:at + size])
+        assert (start + at, size) == (smap["__start_BTF"] + slide,
+                                      smap["__stop_BTF"] - smap["__start_BTF"])
+        assert find_init_task(s) == smap["init_task"] + slide
