@@ -464,6 +464,8 @@ _INIT_COMMS = (b"swapper/0\0", b"swapper\0")
 _INIT_COMM = re.compile(b"|".join(re.escape(c) for c in _INIT_COMMS))
 #: How far past the kernel text init_task is searched for (its .data).
 INIT_TASK_SPAN = 96 << 20
+#: A task_struct is some KiB (with every option, under 16).
+MAX_TASK_STRUCT = 1 << 20
 
 
 def find_init_task(session: Session) -> int | None:
@@ -480,6 +482,8 @@ def find_init_task(session: Session) -> int | None:
     # members' end, whichever is furthest
     reach = max(max(len(n) for n in _INIT_COMMS) + comm, offs["pid"] + 4, offs["tgid"] + 4,
                 offs["real_parent"] + 8, offs["tasks"] + 16)
+    if reach > MAX_TASK_STRUCT:
+        return None  # types that say so describe no task_struct
     start = image.text_start(session.arch.default_text(image.boot))
     fallback: int | None = None
     for address, data, fresh in image.image_windows(start, INIT_TASK_SPAN, reach):

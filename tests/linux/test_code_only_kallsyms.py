@@ -73,3 +73,12 @@ def test_searches_a_window_at_a_time_find_what_the_whole_image_holds(name, tmp_p
         assert (start + at, size) == (smap["__start_BTF"] + slide,
                                       smap["__stop_BTF"] - smap["__start_BTF"])
         assert find_init_task(s) == smap["init_task"] + slide
+
+
+def test_types_that_put_comm_past_any_task_struct_find_no_init_task(tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    with kvmfx.open(str(get_fixture("basic").path("elf"))) as s:
+        real = s.types.offsetof
+        monkeypatch.setattr(s.types, "offsetof", lambda struct_name, member: 1 << 30
+                            if member == "comm" else real(struct_name, member))
+        assert find_init_task(s) is None
