@@ -33,7 +33,7 @@ KERNEL_START = 0xFFF0000000000000
 KIMAGE_VADDR_OLD = 0xFFFF800008000000
 KIMAGE_VADDR = 0xFFFF800080000000
 VALID, TABLE = 0x1, 0x2
-#: Decoded translation tables kept for a kernel and its processes, in bytes of tables.
+#: Decoded translation tables a kernel space keeps, in bytes of tables.
 TABLE_CACHE_BYTES = 4 << 20
 #: struct elf_prstatus: pr_reg (x0-x30, sp, pc, pstate) starts at byte 112.
 PRSTATUS_REGS = tuple(f"x{i}" for i in range(31)) + ("sp", "pc", "pstate")
@@ -113,11 +113,11 @@ class Aarch64Layer(VirtualLayer):
         self.kernel = kernel
         self.release = release
         self._cache = BoundedCache(1 << 16)
-        #: translation tables read whole and decoded, by (physical address, entries):
-        #: the walks of neighbouring pages share them; one cache for the kernel's space
-        #: and every process's, so that all of them together keep some 4 MiB of tables
-        self._tables: BoundedCache = kernel._tables if kernel is not None else \
-            BoundedCache(max(16, TABLE_CACHE_BYTES // regime.page_size))
+        #: the kernel's translation tables read whole and decoded, by (physical address,
+        #: entries): the walks of neighbouring pages share them (a process's space reads
+        #: single descriptors: the few pages of it read seldom share a table)
+        self._tables = BoundedCache(max(16, TABLE_CACHE_BYTES // regime.page_size)) \
+            if upper else None
 
     @property
     def levels(self) -> int:
@@ -132,15 +132,16 @@ class Aarch64Layer(VirtualLayer):
         return int.from_bytes(raw, "little")
 
     def _table(self, table: int, count: int) -> array.array[int] | None:
-        """The ``count`` descriptors of the translation table at physical ``table``, read
-        and decoded whole once (the walks of the pages next to one walked read the same
-        tables), or None when the dump does not hold it whole."""
+        """The ``count`` descriptors of the kernel's translation table at physical
+        ``table``, read and decoded whole once (the walks of the pages next to one walked
+        read the same tables); None in a process's space, or when the dump does not hold
+        the table whole."""
         def load() -> array.array[int] | None:
             try:
                 return from_little("Q", self.physical.read(table, count * 8))
             except MissingPageError:
                 return None
-        return self._tables.get((table, count), load)
+        return self._tables.get((table, count), load) if self._tables is not None else None
 
     def translate(self, vaddr: int) -> tuple[int, int]:
         upper = bool(vaddr >> 55 & 1)
