@@ -113,7 +113,32 @@ class KernelImage:
 
     def image_chunks(self, start: int, span: int) -> Iterator[bytes]:
         """:meth:`image_bytes` of ``start`` and ``span`` in order, one piece of at most
-        2 MiB at a time, so a search need never hold the whole image. The image is
+        2 MiB at a time, so a search need never hold the whole image."""
+        for chunk, _mapped in self._chunks(start, span):
+            yield chunk
+
+    def image_windows(self, start: int, span: int, overlap: int
+                      ) -> Iterator[tuple[int, bytes, int]]:
+        """:meth:`image_chunks` as windows ``(address, bytes, fresh)`` for searches that
+        must not hold the whole image: each chunk, and before it a seam of the
+        ``overlap`` bytes either side of where it starts. Anything of up to ``overlap``
+        bytes lies whole in a window where it ends past ``fresh``, and in only one: a
+        search takes what it finds ending at or before ``fresh`` as another window's.
+        A chunk nothing of which is mapped is only in its seams: what lies whole inside
+        it, away from its ends, is zeros, which no search looks for."""
+        tail = b""
+        address = start
+        for chunk, mapped in self._chunks(start, span):
+            if tail:
+                yield address - len(tail), tail + chunk[:overlap], len(tail)
+            if mapped and (len(chunk) > overlap or not tail):
+                yield address, chunk, min(overlap, len(chunk)) if tail else 0
+            address += len(chunk)
+            if overlap > 0:
+                tail = chunk[-overlap:] if len(chunk) >= overlap else (tail + chunk)[-overlap:]
+
+    def _chunks(self, start: int, span: int) -> Iterator[tuple[bytes, bool]]:
+        """:meth:`image_chunks`, each with whether any of it is mapped. The image is
         physically contiguous on every architecture kvmfx reads, so each 2 MiB run whose
         ends map contiguously is read in one physical read; any other is read page by
         page (:meth:`_pieces`). Past 32 MiB, nine such runs in a row end the image (it is
@@ -125,35 +150,17 @@ class KernelImage:
             n = min(RUN - pos % RUN, end - pos)
             pieces = list(self._pieces(pos, n))
             if len(pieces) == 1 and pieces[0][1] >= 0:
-                yield physical.read(pieces[0][1], n, zero_fill=True)
+                yield physical.read(pieces[0][1], n, zero_fill=True), True
                 misses = 0
             elif len(pieces) == 1:  # unmapped: the same zeros each time, not new ones
-                yield _UNMAPPED[:n]
+                yield _UNMAPPED[:n], False
                 misses += 1
             else:
                 yield b"".join(physical.read(paddr, size, zero_fill=True) if paddr >= 0
-                               else bytes(size) for _, paddr, size in pieces)
+                               else bytes(size) for _, paddr, size in pieces), True
                 misses += 1
             pos += n
             done += n
-
-    def image_windows(self, start: int, span: int, overlap: int
-                      ) -> Iterator[tuple[int, bytes, int]]:
-        """:meth:`image_chunks` as windows ``(address, bytes, fresh)`` for searches that
-        must not hold the whole image: each chunk, and before it a seam of the
-        ``overlap`` bytes either side of where it starts. Anything of up to ``overlap``
-        bytes lies whole in a window where it ends past ``fresh``, and in only one: a
-        search takes what it finds ending at or before ``fresh`` as another window's."""
-        tail = b""
-        address = start
-        for chunk in self.image_chunks(start, span):
-            if tail:
-                yield address - len(tail), tail + chunk[:overlap], len(tail)
-            if len(chunk) > overlap or not tail:
-                yield address, chunk, min(overlap, len(chunk)) if tail else 0
-            address += len(chunk)
-            if overlap > 0:
-                tail = chunk[-overlap:] if len(chunk) >= overlap else (tail + chunk)[-overlap:]
 
     def _pieces(self, start: int, size: int) -> Iterator[tuple[int, int, int]]:
         """``[start, start + size)`` as ``(address, physical address, length)`` pieces in
