@@ -109,7 +109,11 @@ class KernelImage:
         """``span`` bytes of the kernel image's virtual memory from ``start``, for searching
         (unmapped or missing pages read as zeros: nothing found there is evidence); the
         concatenation of :meth:`image_chunks`."""
-        return b"".join(self.image_chunks(start, span))
+        # grown in place, each chunk let go once copied (a join would hold them all)
+        out = bytearray()
+        for chunk in self.image_chunks(start, span):
+            out += chunk
+        return bytes(out)
 
     def image_chunks(self, start: int, span: int) -> Iterator[bytes]:
         """:meth:`image_bytes` of ``start`` and ``span`` in order, one piece of at most
