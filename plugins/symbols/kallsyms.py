@@ -647,8 +647,8 @@ def _seqs_at(buf: bytes, pos: int, num: int, width: int = 3) -> array.array | No
     if pos < 0 or pos + width * num > len(buf) or not num:
         return None
     head = buf[pos:pos + width * min(num, 64)]  # a wrong place fails on its first entries
-    order = "big" if width == 3 else "little"
-    if any(int.from_bytes(head[i:i + width], order) >= num
+    big = width == 3
+    if any(int.from_bytes(head[i:i + width], "big" if big else "little") >= num
            for i in range(0, len(head), width)):
         return None
     raw = buf[pos:pos + width * num]
