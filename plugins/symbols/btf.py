@@ -342,14 +342,26 @@ def find_btf(buf: bytes) -> tuple[int, int] | None:
     best: tuple[int, int] | None = None
     at = buf.find(_BTF_START)
     while at >= 0:
-        if at % 4 == 0 and at + 24 <= len(buf):
-            hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<5I", buf,
-                                                                                at + 4)
-            size = hdr_len + str_off + str_len
-            if (hdr_len == 24 and type_off == 0 and str_off == type_len and type_len > 0
-                    and str_len > 0 and size <= MAX_BTF_BYTES and at + size <= len(buf)
-                    and buf[at + hdr_len + str_off] == 0
-                    and (best is None or size > best[1])):
-                best = (at, size)
+        if at % 4 == 0:
+            found = header_blob_size(buf, at)
+            if found is not None and at + found[0] <= len(buf) and buf[at + found[1]] == 0 \
+                    and (best is None or found[0] > best[1]):
+                best = (at, found[0])
         at = buf.find(_BTF_START, at + 1)
     return best
+
+
+def header_blob_size(buf: bytes, at: int) -> tuple[int, int] | None:
+    """``(size of the blob, where its strings start)``, both from ``at``, when the BTF
+    header at ``at`` in ``buf`` reads as the kernel writes it (version 1, 24 bytes, the
+    type and string sections back to back, neither empty, no larger than MAX_BTF_BYTES);
+    None otherwise. (The strings' first byte, their empty string, is the caller's to
+    check: it may lie past ``buf``.)"""
+    if at < 0 or at + 24 > len(buf):
+        return None
+    hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from("<5I", buf, at + 4)
+    size = hdr_len + str_off + str_len
+    if hdr_len == 24 and type_off == 0 and str_off == type_len and type_len > 0 and \
+            str_len > 0 and size <= MAX_BTF_BYTES:
+        return size, hdr_len + str_off
+    return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 import array
 import os
 import re
-import struct
 from collections.abc import Mapping
 from io import BytesIO
 from typing import Any
@@ -22,7 +21,7 @@ from kvmfx.session import Session
 from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols import kallsyms
-from kvmfx_plugins.symbols.btf import MAX_BTF_BYTES, btf_size, find_btf, parse_btf
+from kvmfx_plugins.symbols.btf import btf_size, find_btf, header_blob_size, parse_btf
 from kvmfx_plugins.symbols.files import gnu_build_id
 from kvmfx_plugins.symbols.profile_cache import remember
 from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
@@ -34,7 +33,6 @@ MAX_KERNEL_FILE = 1 << 30
 #: a pattern, as re searches memory that is mostly zeros faster than bytes.find
 _BTF_START = re.compile(re.escape(b"\x9f\xeb\x01\x00"))
 #: What follows: hdr_len, type_off, type_len, str_off, str_len
-_BTF_SIZES = struct.Struct("<5I")
 
 
 class _KernelFile:
@@ -169,14 +167,10 @@ def _btf_by_shape(session: Session, span: int = KERNEL_IMAGE_SPAN) -> tuple[int,
         for found in _BTF_START.finditer(data, max(0, fresh - 23)):
             at = found.start()
             where = address + at
-            if (where - start) % 4 == 0 and at + 24 <= len(data):
-                hdr_len, type_off, type_len, str_off, str_len = _BTF_SIZES.unpack_from(
-                    data, at + 4)
-                size = hdr_len + str_off + str_len
-                strings = at + hdr_len + str_off
-                if (hdr_len == 24 and type_off == 0 and str_off == type_len and type_len > 0
-                        and str_len > 0 and size <= MAX_BTF_BYTES
-                        and where + size <= start + span and (best is None or size > best[1])
+            header = header_blob_size(data, at) if (where - start) % 4 == 0 else None
+            if header is not None:
+                size, strings = header[0], at + header[1]
+                if (where + size <= start + span and (best is None or size > best[1])
                         and (data[strings] if strings < len(data) else
                              image.image_bytes(address + strings, 1)[0]) == 0):
                     best = (where, size)
