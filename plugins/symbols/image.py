@@ -83,6 +83,8 @@ def symbols_from_kallsyms_bytes(buf: bytes, source: str, *, address: int | None 
     try:
         layout = kallsyms.locate(buf, address=address)
         indexed = _indexed_table(buf, layout, anchors or {}, source)  # 6.2+: its own index
+        if indexed is None:  # before 6.2: one made as the kernel makes it
+            indexed = _indexed_table(buf, layout, anchors or {}, source, own_index=True)
         if indexed is not None:
             return indexed
         names, addrs, kinds = kallsyms.decode_columns(buf, layout, anchors)
@@ -309,6 +311,8 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
                                          check_names=False)  # both decodes walk them
     try:
         indexed = _indexed_table(buf, layout, anchors)
+        if indexed is None:  # before 6.1.42: one made as the kernel makes it
+            indexed = _indexed_table(buf, layout, anchors, own_index=True)
     except _Disagreement as exc:
         raise _Disagreement(f"kallsyms tables named by VMCOREINFO: {exc.message}") from None
     if indexed is not None:
@@ -328,20 +332,27 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
 
 
 def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping[str, int],
-                   source: str = "image:kallsyms") -> SymbolTable | None:
+                   source: str = "image:kallsyms", own_index: bool = False
+                   ) -> SymbolTable | None:
     """The table read through the kernel's own name index (6.2+): nothing decoded but the
-    names looked up; None when the tables carry no index that reads as sorted."""
-    found = kallsyms.find_name_index(buf, layout)
-    if found is None:
-        return None
-    markers, seqs = found
+    names looked up; None when the tables carry no index that reads as sorted. With
+    ``own_index``, through an index made here (:func:`kallsyms.build_name_index`: every
+    name expanded once and sorted, for kernels before 6.2)."""
     names = bytes(buf[layout.names:layout.token_table])
-    offsets = kallsyms.entry_offsets(names, layout.num_syms)
-    if list(offsets[::256]) != list(markers):
-        return None
-    index = kallsyms.IndexedNames(names, kallsyms.token_strings(buf, layout), offsets, seqs)
-    if not index.check():
-        return None
+    tokens = kallsyms.token_strings(buf, layout)
+    if own_index:
+        index = kallsyms.build_name_index(names, layout.num_syms, tokens)
+    else:
+        found = kallsyms.find_name_index(buf, layout)
+        if found is None:
+            return None
+        markers, seqs = found
+        offsets = kallsyms.entry_offsets(names, layout.num_syms)
+        if list(offsets[::256]) != list(markers):
+            return None
+        index = kallsyms.IndexedNames(names, tokens, offsets, seqs)
+        if not index.check():
+            return None
     where = {}
     for name in anchors:
         try:

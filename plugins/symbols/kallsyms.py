@@ -29,7 +29,7 @@ import operator
 import re
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kvmfx.arrays import from_big, from_little
 from kvmfx.errors import FormatError
@@ -71,6 +71,10 @@ class KallsymsLayout:
     encoding: str = ABSOLUTE_PERCPU
     entry_size: int = 4
     address: int | None = None
+    #: whole-table conversions already made, by (encoding, base, place): the structure
+    #: checks and the decode that follows them convert the same table
+    converted: dict[tuple[str, int, int | None], list[int]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def absolute_percpu(self) -> bool:
@@ -320,6 +324,17 @@ def _convert(offs: tuple[int, ...], encoding: str, base: int, place: int | None,
     raise FormatError(f"unknown kallsyms encoding {encoding!r}")
 
 
+def _whole(layout: KallsymsLayout, offs: tuple[int, ...], encoding: str, base: int
+           ) -> list[int]:
+    """Every entry's address under ``encoding``, converted once per layout."""
+    key = (encoding, base, _place(layout))
+    got = layout.converted.get(key)
+    if got is None:
+        got = layout.converted[key] = _convert(offs, encoding, base, key[2],
+                                               range(layout.num_syms))
+    return got
+
+
 def _in_u64(values: list[int]) -> list[int]:
     """``values`` wrapped to 64 bits, as the kernel's unsigned arithmetic does (checked
     in C; a Python pass only when some value is out of range)."""
@@ -335,7 +350,7 @@ def decode_addresses(buf: bytes, layout: KallsymsLayout,
     encoding = encoding or layout.encoding
     offs = _offsets(buf, layout)
     base = _base(buf, layout) if encoding in (BASE_RELATIVE, ABSOLUTE_PERCPU) else 0
-    return _convert(offs, encoding, base, _place(layout), range(layout.num_syms))
+    return list(_whole(layout, offs, encoding, base))
 
 
 def _place(layout: KallsymsLayout) -> int | None:
@@ -374,7 +389,7 @@ def plausible_encodings(buf: bytes, layout: KallsymsLayout,
             if _sorted([4 * i + o for i, o in enumerate(offs)]):
                 out.append(enc)
             continue
-        addrs = _convert(offs, enc, base, _place(layout), range(layout.num_syms))
+        addrs = _whole(layout, offs, enc, base)
         if addrs and addrs[-1] >= KERNEL_HALF and _sorted(addrs):
             out.append(enc)
     return out
@@ -1011,3 +1026,37 @@ class IndexedSymbols(_Columns):
         out._deleted = set(self._deleted)
         out._absent = self._absent
         return out
+
+
+def build_name_index(names: bytes, count: int, tokens: Sequence[str]) -> IndexedNames:
+    """The name index a kernel without one (before 6.2) would have: every entry expanded
+    once (one ``str.translate``) and the table's indexes sorted by name, so the table is
+    then read as :class:`IndexedNames` reads the kernel's own (and a profile keeps it in
+    that form, nothing sorted or copied per symbol). Every step runs in C over the whole
+    table; FormatError when the entries do not all expand to a type letter and a name."""
+    offsets = entry_offsets(names, count)
+    if not count:
+        raise FormatError("kallsyms table of no entries")
+    # each entry's token bytes: from past its length byte(s) to the next entry
+    heads = operator.itemgetter(*offsets)(names) if count > 1 else (names[offsets[0]],)
+    starts = list(map(operator.add, offsets, itertools.repeat(1)))
+    for i in itertools.compress(itertools.count(), map((0x80).__le__, heads)):
+        starts[i] += 1  # "big" symbols: a two-byte length
+    ends = list(offsets[1:])
+    last = names[offsets[-1]]
+    ends.append(offsets[-1] + 1 + (last if last < 0x80 else (
+        (last & 0x7F) | (names[offsets[-1] + 1] << 7)) + 1))
+    region = names.decode("latin-1")
+    pieces = list(map(region.__getitem__, map(slice, starts, ends)))
+    del region
+    joined = "\u0100".join(pieces).translate(dict(enumerate(tokens)))
+    del pieces
+    if "\u0100\u0100" in joined or joined[:1] == "\u0100" or joined[-1:] == "\u0100":
+        raise FormatError("a kallsyms entry expands to nothing")
+    plain = _SEPARATOR_AND_LETTER.split(joined)
+    del joined
+    plain[0] = plain[0][1:]
+    if len(plain) != count:
+        raise FormatError(f"kallsyms entries expand to {len(plain)} names, not {count}")
+    seqs = array.array("I", sorted(range(count), key=plain.__getitem__))
+    return IndexedNames(names, tokens, offsets, seqs, "full")

@@ -127,6 +127,34 @@ def _lto_build() -> tuple[bytes, dict[str, int], list[tuple[str, int, str]]]:
     return enc.build(syms), enc.labels, syms
 
 
+@pytest.mark.parametrize("release", [r for r in sorted(RELEASES) if r not in INDEXED])
+def test_a_table_without_an_index_gets_one_made_as_the_kernel_makes_it(release):
+    buf, _labels, syms = build(release, big=True)
+    layout = kallsyms.locate(buf, address=RODATA)
+    names = bytes(buf[layout.names:layout.token_table])
+    index = kallsyms.build_name_index(names, layout.num_syms,
+                                      kallsyms.token_strings(buf, layout))
+    assert index.check() and index.key == "full"
+    by_name = sorted(range(len(syms)), key=lambda i: (syms[i][0].encode(), i))
+    assert list(index.seqs) == by_name
+    first: dict[str, int] = {}
+    for i, (name, _addr, _kind) in enumerate(syms):
+        first.setdefault(name, i)
+    assert all(index.find(name) == i for name, i in first.items())
+    assert index.find("not_there") == -1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 40))
+def test_an_index_made_of_damaged_entries_is_an_index_or_an_error(names, count):
+    tokens = [chr(65 + i % 26) * (i % 3) for i in range(256)]
+    try:
+        index = kallsyms.build_name_index(names, count, tokens)
+    except FormatError:
+        return
+    assert sorted(index.seqs) == list(range(count))
+
+
 def test_a_clang_lto_kernels_order_is_recognised():
     buf, labels, syms = _lto_build()
     part, layout = _named_part(buf, labels, len(syms))
