@@ -107,6 +107,17 @@ class FileSource:
         past the end gives fewer bytes, and after :meth:`close` raises ValueError."""
         return self._map
 
+    def release(self) -> None:
+        """Let the kernel take back the pages of the file's map this process touched
+        (they stay in the page cache; a later read maps them again). For after a bulk
+        read that was copied out: a search of the kernel image must not keep tens of MiB
+        of the dump resident."""
+        if self._map is not None and hasattr(mmap, "MADV_DONTNEED"):
+            try:
+                self._map.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):
+                pass  # a closed map, or a platform without it: nothing to give back
+
     def view(self) -> memoryview | None:
         """A zero-copy view of the whole file, if it is memory-mapped."""
         return memoryview(self._map) if self._map is not None else None

@@ -17,6 +17,7 @@ from typing import Any
 
 from kvmfx.errors import FormatError, KvmError, MissingPageError, SymbolError, TranslationError
 from kvmfx.hookspecs import hookimpl
+from kvmfx.layers import FileSource
 from kvmfx.session import Session
 from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
@@ -28,6 +29,13 @@ from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
 
 #: How much of the kernel image is searched for kallsyms (Debian's is ~60 MiB).
 KERNEL_IMAGE_SPAN = 96 << 20
+#: how far before the token table the kallsyms tables reach (names, markers, the index,
+#: and the addresses up to 6.3: some 3 MiB for 200,000 symbols), and after it (the token
+#: index, and the addresses and the index from 6.4); a scan reads that much around each
+#: place the token table may be (at most SCAN_CANDIDATES of them) before the whole image
+TABLES_BEFORE_TOKENS = 12 << 20
+TABLES_AFTER_TOKENS = 4 << 20
+SCAN_CANDIDATES = 8
 MAX_KERNEL_FILE = 1 << 30
 #: How a BTF header starts (Documentation/bpf/btf.rst): magic 0xeb9f, version 1, flags 0;
 #: a pattern, as re searches memory that is mostly zeros faster than bytes.find
@@ -371,8 +379,30 @@ def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping
 
 def kallsyms_by_scan(session: Session, anchors: Mapping[str, int],
                       cache: dict[str, Any]) -> SymbolTable:
-    """The tables found by structure in the kernel image's memory."""
-    # kallsyms sits in .rodata, some 20 MiB into the image: read more only if needed
+    """The tables found by structure in the kernel image's memory: around each place the
+    token table's digits are found (a window of the image at a time), then, failing
+    that, in the whole span (kallsyms sits in .rodata, some 20 MiB into the image: read
+    more only if needed)."""
+    image = session.image
+    start = image.text_start(session.arch.default_text(image.boot))
+    mark = kallsyms.TOKEN_DIGITS
+    tried = 0
+    for address, data, fresh in image.image_windows(start, KERNEL_IMAGE_SPAN // 4, len(mark)):
+        at = data.find(mark, max(0, fresh - len(mark) + 1))
+        while at >= 0 and tried < SCAN_CANDIDATES:
+            tried += 1
+            lo = max(start, address + at - TABLES_BEFORE_TOKENS)
+            hi = min(start + KERNEL_IMAGE_SPAN, address + at + TABLES_AFTER_TOKENS)
+            tables = image.image_bytes(lo, hi - lo)
+            _release(session)  # what the search mapped, before the decode needs memory
+            try:
+                table = symbols_from_kallsyms_bytes(tables, "image:kallsyms", address=lo,
+                                                    anchors=anchors)
+            except SymbolError:
+                at = data.find(mark, at + 1)
+                continue
+            cache["kallsyms_found_by"] = "scan"
+            return table
     error: SymbolError | None = None
     for span in (KERNEL_IMAGE_SPAN // 4, KERNEL_IMAGE_SPAN):
         start, data = _kernel_span(session, span)
@@ -386,6 +416,14 @@ def kallsyms_by_scan(session: Session, anchors: Mapping[str, int],
         return table
     assert error is not None
     raise error
+
+
+def _release(session: Session) -> None:
+    """Give back the dump file's pages a bulk read of the image left mapped (see
+    FileSource.release)."""
+    source = getattr(session.physical, "source", None)
+    if isinstance(source, FileSource):
+        source.release()
 
 
 def _check_text(table: SymbolTable, session: Session) -> None:

@@ -37,6 +37,8 @@ from kvmfx.symbols import SortedSymbols, Symbol, _Columns, sorted_columns
 
 #: The token table keeps the digits as single-character tokens, in order.
 _DIGITS = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00"
+#: what a scan looks for first: the digits' tokens, in order, in the token table
+TOKEN_DIGITS = _DIGITS
 MAX_SYMS = 2_000_000
 MAX_NAME = 1024
 KERNEL_HALF = 0xFFFF800000000000
