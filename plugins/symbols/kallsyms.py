@@ -363,6 +363,11 @@ def _sorted(values: list[int]) -> bool:
     return values == sorted(values)  # timsort finds a sorted list in one pass
 
 
+#: tables longer than 4 * SORTED_SAMPLE entries are checked for order on every
+#: SORTED_SAMPLE_STEP-th entry (and the last), not on all
+SORTED_SAMPLE, SORTED_SAMPLE_STEP = 1024, 16
+
+
 def plausible_encodings(buf: bytes, layout: KallsymsLayout,
                         only: Sequence[str] | None = None) -> list[str]:
     """The encodings under which this table reads as kallsyms keeps it: sorted addresses
@@ -391,7 +396,12 @@ def plausible_encodings(buf: bytes, layout: KallsymsLayout,
             if _sorted([4 * i + o for i, o in enumerate(offs)]):
                 out.append(enc)
             continue
-        addrs = _whole(layout, offs, enc, base)
+        n = len(offs)
+        if n <= 4 * SORTED_SAMPLE:
+            addrs = _whole(layout, offs, enc, base)
+        else:  # every 16th entry and the last: a table read wrongly is unsorted throughout
+            addrs = _convert(offs, enc, base, _place(layout),
+                             [*range(0, n - 1, SORTED_SAMPLE_STEP), n - 1])
         if addrs and addrs[-1] >= KERNEL_HALF and _sorted(addrs):
             out.append(enc)
     return out

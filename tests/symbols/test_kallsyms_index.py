@@ -196,3 +196,14 @@ def test_a_damaged_index_gives_misses_not_errors(names, offsets, seqs, query, ke
     symbols = kallsyms.IndexedSymbols(index, list(range(len(seqs))))
     assert symbols.get(query) is None or symbols.get(query).name == query
     symbols.sample_types("D")
+
+
+@pytest.mark.parametrize("release", ["5.10", "6.1", "6.15", "7.0"])
+def test_a_large_tables_encoding_is_told_by_a_sample_of_its_order(release):
+    """Past 4,096 entries the structure check reads every 16th address: still exactly
+    one encoding reads as sorted kernel addresses, and the decode is exact."""
+    buf, _labels, syms = build(release, n=6000)  # type: ignore[arg-type]
+    layout = kallsyms.locate(buf, address=RODATA)
+    assert layout.num_syms == len(syms) > 4 * kallsyms.SORTED_SAMPLE
+    assert kallsyms.plausible_encodings(buf, layout) == [RELEASES[release].encoding]
+    assert kallsyms.decode(buf, layout, anchors_of(syms)) == syms
