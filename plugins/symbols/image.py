@@ -30,11 +30,11 @@ from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
 #: How much of the kernel image is searched for kallsyms (Debian's is ~60 MiB).
 KERNEL_IMAGE_SPAN = 96 << 20
 #: how far before the token table the kallsyms tables reach (names, markers, the index,
-#: and the addresses up to 6.3: some 3 MiB for 200,000 symbols), and after it (the token
-#: index, and the addresses and the index from 6.4); a scan reads that much around each
-#: place the token table may be (at most SCAN_CANDIDATES of them) before the whole image
-TABLES_BEFORE_TOKENS = 12 << 20
-TABLES_AFTER_TOKENS = 4 << 20
+#: and the addresses up to 6.3: some 2 MiB for 100,000 symbols, 3 MiB for 200,000), and
+#: after it (the token index, and the addresses and the index from 6.4); a scan reads
+#: that much around each place the token table may be (at most SCAN_CANDIDATES of them),
+#: a usual kernel's reach first, before it reads the whole image
+TABLES_AROUND_TOKENS = ((4 << 20, 2 << 20), (12 << 20, 4 << 20))
 SCAN_CANDIDATES = 8
 MAX_KERNEL_FILE = 1 << 30
 #: How a BTF header starts (Documentation/bpf/btf.rst): magic 0xeb9f, version 1, flags 0;
@@ -390,19 +390,24 @@ def kallsyms_by_scan(session: Session, anchors: Mapping[str, int],
     for address, data, fresh in image.image_windows(start, KERNEL_IMAGE_SPAN // 4, len(mark)):
         at = data.find(mark, max(0, fresh - len(mark) + 1))
         while at >= 0 and tried < SCAN_CANDIDATES:
-            tried += 1
-            lo = max(start, address + at - TABLES_BEFORE_TOKENS)
-            hi = min(start + KERNEL_IMAGE_SPAN, address + at + TABLES_AFTER_TOKENS)
-            tables = image.image_bytes(lo, hi - lo)
-            _release(session)  # what the search mapped, before the decode needs memory
-            try:
-                table = symbols_from_kallsyms_bytes(tables, "image:kallsyms", address=lo,
-                                                    anchors=anchors)
-            except SymbolError:
+            if kallsyms.token_table_at(data, at) is False:  # digits, but no token table
                 at = data.find(mark, at + 1)
                 continue
-            cache["kallsyms_found_by"] = "scan"
-            return table
+            tried += 1
+            for before, after in TABLES_AROUND_TOKENS:  # a kernel of usual size first
+                # page-aligned: the tables' alignment is read from offsets in the buffer
+                lo = max(start, (address + at - before) & ~0xFFF)
+                hi = min(start + KERNEL_IMAGE_SPAN, address + at + after)
+                tables = image.image_bytes(lo, hi - lo)
+                _release(session)  # what the search mapped, before the decode needs memory
+                try:
+                    table = symbols_from_kallsyms_bytes(tables, "image:kallsyms",
+                                                        address=lo, anchors=anchors)
+                except SymbolError:
+                    continue
+                cache["kallsyms_found_by"] = "scan"
+                return table
+            at = data.find(mark, at + 1)
     error: SymbolError | None = None
     for span in (KERNEL_IMAGE_SPAN // 4, KERNEL_IMAGE_SPAN):
         start, data = _kernel_span(session, span)

@@ -116,6 +116,16 @@ def _token_table(buf: bytes, digits_at: int) -> tuple[int, int]:
                       offset=table_end)
 
 
+def token_table_at(buf: bytes, digits_at: int) -> bool | None:
+    """Whether the digits' tokens at ``digits_at`` are those of a token table followed by
+    its index (:func:`locate`'s first check); None when ``buf`` ends too soon to tell."""
+    try:
+        _token_table(buf, digits_at)
+    except FormatError:
+        return None if len(buf) - digits_at < 256 * 64 + 1024 else False
+    return True
+
+
 def _marker_run(buf: bytes, pos: int, size: int, limit: int) -> list[int]:
     """Values of an increasing array starting at ``pos`` with 0 (a markers candidate)."""
     fmt = "<Q" if size == 8 else "<I"
