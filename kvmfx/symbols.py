@@ -72,31 +72,16 @@ class _Columns(MutableMapping[str, Symbol]):
         raise NotImplementedError
 
 
-class SortedSymbols(_Columns):
-    """``name -> Symbol`` over a blob of unique names sorted by their UTF-8 bytes, each
-    ending in NUL, with ``offsets`` (where each name starts, and one past the last): a
-    name is found by binary search in the blob, so a table of 88,000 symbols opens with no
-    per-symbol work at all (a profile's form). ``move`` (optional) gives each column
-    address where it lies in this image (a KASLR slide), applied when a symbol is made;
-    symbols set or deleted by hand are kept beside the columns."""
+class _SearchedColumns(_Columns):
+    """What the column maps found by searching share: a name is looked for by ``_find``
+    (its column index, or -1) when it was neither set by hand nor made before; symbols
+    set or deleted by hand are kept beside the columns."""
 
-    def __init__(self, blob: bytes, offsets: Sequence[int], addresses: Sequence[int],
-                 types: str, move: Callable[[int], int] | None = None) -> None:
-        self._blob, self._offsets = blob, offsets
-        self._addresses, self._types, self._move = addresses, types, move
-        self._count = len(offsets) - 1 if offsets else 0
-        self._made: dict[str, Symbol] = {}
-        self._by_hand: dict[str, Symbol] = {}
-        self._deleted: set[str] = set()
-
-    def _key(self, i: int) -> bytes:
-        return self._blob[self._offsets[i]:self._offsets[i + 1] - 1]
+    _by_hand: dict[str, Symbol]
+    _deleted: set[str]
 
     def _find(self, name: str) -> int:
-        """The column index of ``name``, or -1."""
-        key = name.encode("utf-8", "surrogateescape")
-        i = bisect.bisect_left(range(self._count), key, key=self._key)
-        return i if i < self._count and self._key(i) == key else -1
+        raise NotImplementedError
 
     def __getitem__(self, name: str) -> Symbol:
         sym = self._by_hand.get(name) or self._made.get(name)
@@ -122,6 +107,33 @@ class SortedSymbols(_Columns):
         if not isinstance(name, str) or name in self._deleted:
             return False
         return name in self._by_hand or name in self._made or self._find(name) >= 0
+
+
+class SortedSymbols(_SearchedColumns):
+    """``name -> Symbol`` over a blob of unique names sorted by their UTF-8 bytes, each
+    ending in NUL, with ``offsets`` (where each name starts, and one past the last): a
+    name is found by binary search in the blob, so a table of 88,000 symbols opens with no
+    per-symbol work at all (a profile's form). ``move`` (optional) gives each column
+    address where it lies in this image (a KASLR slide), applied when a symbol is made;
+    symbols set or deleted by hand are kept beside the columns."""
+
+    def __init__(self, blob: bytes, offsets: Sequence[int], addresses: Sequence[int],
+                 types: str, move: Callable[[int], int] | None = None) -> None:
+        self._blob, self._offsets = blob, offsets
+        self._addresses, self._types, self._move = addresses, types, move
+        self._count = len(offsets) - 1 if offsets else 0
+        self._made: dict[str, Symbol] = {}
+        self._by_hand: dict[str, Symbol] = {}
+        self._deleted: set[str] = set()
+
+    def _key(self, i: int) -> bytes:
+        return self._blob[self._offsets[i]:self._offsets[i + 1] - 1]
+
+    def _find(self, name: str) -> int:
+        """The column index of ``name``, or -1."""
+        key = name.encode("utf-8", "surrogateescape")
+        i = bisect.bisect_left(range(self._count), key, key=self._key)
+        return i if i < self._count and self._key(i) == key else -1
 
     def _names(self) -> list[str]:
         if not self._count:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from kvmfx.arrays import from_big, from_little
 from kvmfx.errors import FormatError
-from kvmfx.symbols import SortedSymbols, Symbol, _Columns, sorted_columns
+from kvmfx.symbols import SortedSymbols, Symbol, _SearchedColumns, sorted_columns
 
 #: The token table keeps the digits as single-character tokens, in order.
 _DIGITS = b"0\x001\x002\x003\x004\x005\x006\x007\x008\x009\x00"
@@ -910,7 +910,7 @@ class IndexedNames:
         return expand_entries(self.names, 0, len(self.names), self.count, self.tokens)
 
 
-class IndexedSymbols(_Columns):
+class IndexedSymbols(_SearchedColumns):
     """``name -> Symbol`` over a kallsyms table read through its own name index
     (:class:`IndexedNames`): opening a table of 200,000 symbols decodes none of them; a
     name is found by binary search, expanding some 18 entries. Listing every symbol
@@ -946,31 +946,6 @@ class IndexedSymbols(_Columns):
         sym = self._made[name] = Symbol(name, self._move(addr) if self._move else addr,
                                         self.index.letter(i))
         return sym
-
-    def __getitem__(self, name: str) -> Symbol:
-        sym = self._by_hand.get(name) or self._made.get(name)
-        if sym is not None:
-            return sym
-        i = -1 if name in self._deleted else self._find(name)
-        if i < 0:
-            raise KeyError(name)
-        return self._symbol(name, i)
-
-    def __setitem__(self, name: str, sym: Symbol) -> None:
-        self._by_hand[name] = sym
-        self._deleted.discard(name)
-
-    def __delitem__(self, name: str) -> None:
-        if name not in self:
-            raise KeyError(name)
-        self._by_hand.pop(name, None)
-        self._made.pop(name, None)
-        self._deleted.add(name)
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str) or name in self._deleted:
-            return False
-        return name in self._by_hand or name in self._made or self._find(name) >= 0
 
     @property
     def addresses(self) -> Sequence[int]:
