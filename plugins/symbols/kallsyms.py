@@ -144,42 +144,58 @@ def _marker_run(buf: bytes, pos: int, size: int, limit: int) -> list[int]:
 def _read_markers(buf: bytes, table_start: int) -> tuple[int, int, list[int]]:
     """kallsyms_markers: before the token table, with kallsyms_seqs_of_names in between
     from 6.2 to 6.3 (3 bytes per symbol; 4 bytes in 6.1.42-6.1.59). Entries are u32 since
-    5.6 (u64 before, still accepted); the first is 0 and each next one 256 names further."""
-    lo = max(0, table_start - 4 * MAX_SYMS - 64)
-    # u32 first: the kernels of today (a u64 array read as u32 has a zero second entry,
-    # which no markers array has)
-    for size in (4, 8):
-        zero = bytes(size)
-        hi = table_start
-        while True:
-            pos = buf.rfind(zero, lo, hi)
-            if pos < 0:
-                break
-            # Inside a run of zero bytes only one aligned word can start the array: the one
-            # whose next word reaches past the run (the second marker is at least 512).
-            # Find the run's start in C and go on from there.
-            run_end, run_start = pos + size, pos
-            while run_start > lo:
-                window = max(lo, run_start - 4096)
-                kept = len(buf[window:run_start].rstrip(b"\0"))
-                run_start = window + kept
-                if kept:
-                    break
-            hi = run_start
-            pos = run_end - size - (run_end - size) % size
-            if pos < run_start or pos + 2 * size <= run_end:
-                continue
-            values = _marker_run(buf, pos, size, table_start)
-            if len(values) < 2:
-                continue
-            end = pos + size * len(values)
-            gap = table_start - end
-            nsyms_max = 256 * len(values)
-            # directly before the table, or with a seqs_of_names array (3 or 4 bytes each)
-            if gap < 16 or any(w * (nsyms_max - 256) <= gap <= w * nsyms_max + 16
-                               for w in (3, 4)):
-                return pos, size, values
+    5.6 (u64 before, still accepted); the first is 0 and each next one 256 names further.
+
+    u32 first (the kernels of today). A u64 array read as u32 gives at most two entries
+    (its first word's high half, 0, then the second's low half): a run that short is
+    only taken when no u64 array is there."""
+    found = _markers_of_size(buf, table_start, 4)
+    if found is not None and len(found[2]) > 2:
+        return found
+    wide = _markers_of_size(buf, table_start, 8)
+    if wide is not None:
+        return wide
+    if found is not None:
+        return found
     raise FormatError("kallsyms markers not found before the token table", offset=table_start)
+
+
+def _markers_of_size(buf: bytes, table_start: int, size: int
+                     ) -> tuple[int, int, list[int]] | None:
+    """:func:`_read_markers` for entries of ``size`` bytes (None: no such array)."""
+    lo = max(0, table_start - 4 * MAX_SYMS - 64)
+    zero = bytes(size)
+    hi = table_start
+    while True:
+        pos = buf.rfind(zero, lo, hi)
+        if pos < 0:
+            break
+        # Inside a run of zero bytes only one aligned word can start the array: the one
+        # whose next word reaches past the run (the second marker is at least 512).
+        # Find the run's start in C and go on from there.
+        run_end, run_start = pos + size, pos
+        while run_start > lo:
+            window = max(lo, run_start - 4096)
+            kept = len(buf[window:run_start].rstrip(b"\0"))
+            run_start = window + kept
+            if kept:
+                break
+        hi = run_start
+        pos = run_end - size - (run_end - size) % size
+        if pos < run_start or pos + 2 * size <= run_end:
+            continue
+        values = _marker_run(buf, pos, size, table_start)
+        if len(values) < 2:
+            continue
+        end = pos + size * len(values)
+        gap = table_start - end
+        nsyms_max = 256 * len(values)
+        # directly before the table, or with a seqs_of_names array (3 or 4 bytes each)
+        if gap < 16 or any(w * (nsyms_max - 256) <= gap <= w * nsyms_max + 16
+                           for w in (3, 4)):
+            return pos, size, values
+    return None
+
 
 
 def _skip_entries(buf: bytes, pos: int, count: int, limit: int) -> int:
