@@ -90,15 +90,9 @@ def symbols_from_kallsyms_bytes(buf: bytes, source: str, *, address: int | None 
     when known), their encoding checked against ``anchors`` (see kallsyms.choose_encoding)."""
     try:
         layout = kallsyms.locate(buf, address=address)
-        indexed = _indexed_table(buf, layout, anchors or {}, source)  # 6.2+: its own index
-        if indexed is None:  # before 6.2: one made as the kernel makes it
-            indexed = _indexed_table(buf, layout, anchors or {}, source, own_index=True)
-        if indexed is not None:
-            return indexed
-        names, addrs, kinds = kallsyms.decode_columns(buf, layout, anchors)
+        return _indexed_table(buf, layout, anchors or {}, source)
     except (FormatError, IndexError, ValueError) as exc:
         raise SymbolError(f"no usable kallsyms tables: {exc}", path=source) from None
-    return SymbolTable.from_columns(source, names, addrs, kinds)
 
 
 class KernelImageProvider:
@@ -318,49 +312,31 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
     layout = kallsyms.layout_from_tables(buf, lo, tables, guess_encoding=False,
                                          check_names=False)  # both decodes walk them
     try:
-        indexed = _indexed_table(buf, layout, anchors)
-        if indexed is None:  # before 6.1.42: one made as the kernel makes it
-            indexed = _indexed_table(buf, layout, anchors, own_index=True)
+        table = _indexed_table(buf, layout, anchors)
     except _Disagreement as exc:
         raise _Disagreement(f"kallsyms tables named by VMCOREINFO: {exc.message}") from None
-    if indexed is not None:
-        cache["kallsyms_found_by"] = "vmcoreinfo"
-        cache["kallsyms_encoding"] = layout.encoding
-        cache["kallsyms_index"] = True
-        return indexed
-    names, kinds = kallsyms.decode_name_columns(buf, layout)
-    try:
-        layout.encoding = kallsyms.choose_encoding(buf, layout, names, anchors)
-    except FormatError as exc:
-        raise _Disagreement(f"kallsyms tables named by VMCOREINFO: {exc.message}") from None
-    addrs = kallsyms.decode_addresses(buf, layout)
     cache["kallsyms_found_by"] = "vmcoreinfo"
     cache["kallsyms_encoding"] = layout.encoding
-    return SymbolTable.from_columns("image:kallsyms", names, addrs, kinds)
+    return table
 
 
 def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping[str, int],
-                   source: str = "image:kallsyms", own_index: bool = False
-                   ) -> SymbolTable | None:
-    """The table read through the kernel's own name index (6.2+): nothing decoded but the
-    names looked up; None when the tables carry no index that reads as sorted. With
-    ``own_index``, through an index made here (:func:`kallsyms.build_name_index`: every
-    name expanded once and sorted, for kernels before 6.2)."""
+                   source: str = "image:kallsyms") -> SymbolTable:
+    """The table read through a name index: the kernel's own (6.2+, 6.1.42+) when it has
+    one that reads as sorted, nothing decoded but the names looked up; else one made here
+    (:func:`kallsyms.build_name_index`: every name expanded once and sorted). FormatError
+    when the tables do not decode."""
     names = bytes(buf[layout.names:layout.token_table])
     tokens = kallsyms.token_strings(buf, layout)
-    if own_index:
-        index = kallsyms.build_name_index(names, layout.num_syms, tokens)
-    else:
-        found = kallsyms.find_name_index(buf, layout)
-        if found is None:
-            return None
+    index = None
+    found = kallsyms.find_name_index(buf, layout)
+    if found is not None:
         markers, seqs = found
         offsets = kallsyms.entry_offsets(names, layout.num_syms)
-        if list(offsets[::256]) != list(markers):
-            return None
-        index = kallsyms.IndexedNames(names, tokens, offsets, seqs)
-        if not index.check():
-            return None
+        if list(offsets[::256]) == list(markers):
+            index = kallsyms.IndexedNames(names, tokens, offsets, seqs)
+    if index is None or not index.check():
+        index = kallsyms.build_name_index(names, layout.num_syms, tokens)
     where = {}
     for name in anchors:
         try:
