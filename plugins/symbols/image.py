@@ -323,7 +323,9 @@ def kallsyms_named_by_vmcoreinfo(session: Session, anchors: Mapping[str, int],
 def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping[str, int],
                    source: str = "image:kallsyms") -> SymbolTable:
     """The table read through a name index: the kernel's own (6.2+, 6.1.42+) when it has
-    one that reads as sorted, nothing decoded but the names looked up; else one made here
+    one that reads as sorted, nothing decoded but the names looked up; else each name
+    looked up compressed as the kernel's build compressed them
+    (:class:`kallsyms.CompressedNames`); else an index made here
     (:func:`kallsyms.build_name_index`: every name expanded once and sorted). FormatError
     when the tables do not decode."""
     names = bytes(buf[layout.names:layout.token_table])
@@ -336,7 +338,14 @@ def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping
         if list(offsets[::256]) == list(markers):
             index = kallsyms.IndexedNames(names, tokens, offsets, seqs)
     if index is None or not index.check():
-        index = kallsyms.build_name_index(names, layout.num_syms, tokens)
+        # before 6.2: the names looked up compressed as scripts/kallsyms compressed them
+        big: list[int] = []
+        offsets = kallsyms.entry_offsets(names, layout.num_syms, big)
+        kallsyms.check_markers(buf, layout, offsets)
+        index = kallsyms.CompressedNames(
+            names, tokens, offsets, kallsyms.entry_letters(names, offsets, tokens, big))
+        if not index.check():
+            index = kallsyms.build_name_index(names, layout.num_syms, tokens)
     where = {}
     for name in anchors:
         try:

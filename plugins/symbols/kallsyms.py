@@ -24,6 +24,7 @@ here is a pure function of a byte buffer (fuzzable); failures raise FormatError.
 from __future__ import annotations
 
 import array
+import bisect
 import itertools
 import operator
 import re
@@ -235,7 +236,12 @@ def _find_names(buf: bytes, markers_at: int, markers: list[int]) -> tuple[int, i
             try:
                 if nmark > 1 and _skip_entries(buf, start, 256, markers_at) - start != markers[1]:
                     continue
-                end = _skip_entries(buf, start, num, markers_at + 1)
+                # the last block (from the last marker) ends the table: the blocks between
+                # are checked against their markers once the entries are walked
+                last = start + markers[-1]
+                if last >= markers_at:
+                    continue
+                end = _skip_entries(buf, last, num - 256 * (nmark - 1), markers_at + 1)
             except (FormatError, IndexError):
                 continue
             if 0 <= markers_at - end < 16:
@@ -737,11 +743,14 @@ def _markers_at(buf: bytes, pos: int, num: int, names: int, names_end: int
     return markers
 
 
-def entry_offsets(names: bytes, count: int) -> array.array:
+def entry_offsets(names: bytes, count: int, big: list[int] | None = None) -> array.array:
     """Where each of ``count`` kallsyms_names entries starts in ``names`` (the table
-    alone, from its first entry); FormatError when they run past it."""
+    alone, from its first entry); FormatError when they run past it. The entries with a
+    two-byte length are added to ``big`` when it is given."""
     out = [0] * count
     pos = 0
+    if big is None:
+        big = []
     try:
         for k in range(count):
             out[k] = pos
@@ -749,6 +758,7 @@ def entry_offsets(names: bytes, count: int) -> array.array:
             if n < 0x80:
                 pos += n + 1
             else:  # "big" symbols (Linux 6.1+): two-byte ULEB128 length
+                big.append(pos)
                 pos += ((n & 0x7F) | (names[pos + 1] << 7)) + 2
     except IndexError:
         raise FormatError("kallsyms names run past their table", offset=pos) from None
@@ -924,6 +934,235 @@ class IndexedNames:
     def expand_all(self) -> tuple[list[str], str]:
         """Every name and type letter in table order (as :func:`decode_name_columns`)."""
         return expand_entries(self.names, 0, len(self.names), self.count, self.tokens)
+
+
+#: most spellings of one name a lookup in a table without an index tries (pairs of
+#: tokens that spell the same string multiply them; past this the index is built)
+MAX_FORMS = 64
+
+
+def token_merges(tokens: Sequence[str]) -> tuple[list[tuple[bytes, tuple[bytes, ...]]],
+                                                  frozenset[int]] | None:
+    """How scripts/kallsyms made a token table, or None when it was not made that way.
+
+    scripts/kallsyms gives each character some symbol uses the token of its own code, then
+    fills the free codes from 255 down, each with the pair of existing tokens that occurs
+    most often, replacing that pair in every symbol (left to right) before choosing the
+    next. The result: the merges in the order they were made, each its code (one byte) and
+    every pair of tokens existing by then that spells it (one, or more when the table
+    alone cannot tell which), and the codes that are characters."""
+    if len(tokens) != 256:
+        return None
+    chars = frozenset(i for i, t in enumerate(tokens) if t == chr(i))
+    spelled: dict[str, list[int]] = {chr(i): [i] for i in chars}
+    merges = []
+    for code in range(255, -1, -1):
+        token = tokens[code]
+        if code in chars or not token:
+            continue
+        if len(token) < 2:
+            return None  # a character in another character's code
+        pairs = tuple(bytes((a, b)) for cut in range(1, len(token))
+                      for a in spelled.get(token[:cut], ()) for b in spelled.get(token[cut:], ()))
+        if not pairs:
+            return None
+        merges.append((bytes((code,)), pairs))
+        spelled.setdefault(token, []).append(code)
+    return merges, chars
+
+
+def compressed_forms(text: bytes, merges: Sequence[tuple[bytes, tuple[bytes, ...]]],
+                     limit: int = MAX_FORMS) -> list[bytes] | None:
+    """``text`` (a type letter and a name, one byte a character) compressed as
+    scripts/kallsyms compressed it, by :func:`token_merges`'s merges: every form it can
+    take (one unless the table is ambiguous), or None past ``limit`` of them."""
+    work: list[tuple[bytes, int]] = [(text, 0)]
+    out: list[bytes] = []
+    while work:
+        data, start = work.pop()
+        for k in range(start, len(merges)):
+            code, pairs = merges[k]
+            if len(pairs) == 1:
+                data = data.replace(pairs[0], code)
+                continue
+            hits = [p for p in pairs if p in data]
+            if len(hits) > 1:
+                work.extend((data.replace(p, code), k + 1) for p in hits[1:])
+                if len(work) + len(out) >= limit:
+                    return None
+            if hits:
+                data = data.replace(hits[0], code)
+        out.append(data)
+    return out
+
+
+def _length_prefix(n: int) -> bytes:
+    """An entry's length as kallsyms_names writes it (two bytes from 128, Linux 6.1+)."""
+    return bytes((n,)) if n < 0x80 else bytes((0x80 | (n & 0x7F), n >> 7))
+
+
+class CompressedNames(IndexedNames):
+    """The names of a kallsyms table without a name index (before 6.2, 6.1.42), looked up
+    without decoding the table: the name is compressed as scripts/kallsyms compressed
+    every symbol (:func:`token_merges`), once for each type letter the table has, and
+    those entries searched for in the compressed names (a byte search, then the match
+    checked to be an entry, and expanded). :meth:`check` compresses entries spread over
+    the table and must get their bytes back before a miss is trusted to mean absent.
+
+    Pure, as :class:`IndexedNames`: a hostile table gives misses, never an exception."""
+
+    def __init__(self, names: bytes, tokens: Sequence[str], offsets: Sequence[int],
+                 letters: str | None = None) -> None:
+        super().__init__(names, tokens, offsets, (), "compressed")
+        self.count = len(offsets)
+        made = token_merges(self.tokens)
+        self._merges, self._chars = made if made is not None else ([], frozenset())
+        self._usable = made is not None
+        self._letters = None if letters is None else sorted(
+            {c.encode("latin-1") for c in letters if ord(c) < 256})
+        self._built: IndexedNames | None = None
+        #: a character no merge touches: joins the forms of every letter into one text
+        free = sorted(self._chars - {b for _code, pairs in self._merges for p in pairs
+                                    for b in p})
+        self._separator = bytes((free[0],)) if free else b""
+
+    def letters(self) -> list[bytes]:
+        """The type letters the table's entries have (the first character of each first
+        token), each one byte: as given, else found (:func:`entry_letters`)."""
+        if self._letters is None:
+            self._letters = [c.encode("latin-1") for c in
+                             entry_letters(self.names, self.offsets, self.tokens)]
+        return self._letters
+
+    def _forms(self, raw: bytes) -> set[bytes] | None:
+        """Every entry (length prefix and tokens) that spells ``raw`` under one of the
+        table's type letters; None when there are too many to try."""
+        letters, sep = self.letters(), self._separator
+        texts = [sep.join(letter + raw for letter in letters)] if sep else \
+            [letter + raw for letter in letters]
+        out: set[bytes] = set()
+        for text in texts:
+            forms = compressed_forms(text, self._merges)
+            if forms is None:
+                return None
+            for form in forms:
+                parts = form.split(sep) if sep else [form]
+                if sep and len(parts) != len(letters):
+                    return None
+                out.update(_length_prefix(len(p)) + p for p in parts if 0 < len(p) < 0x4000)
+        return out
+
+    def _entries_at(self, starts: Sequence[int]) -> list[int]:
+        offsets, count = self.offsets, self.count
+        out = []
+        for st in starts:
+            i = bisect.bisect_left(offsets, st)
+            if i < count and offsets[i] == st:
+                out.append(i)
+        return out
+
+    def find_all(self, name: str) -> list[int]:
+        if not self._usable or not name:
+            return []
+        try:
+            raw = name.encode("latin-1")
+        except UnicodeEncodeError:
+            return []
+        if not set(raw) <= self._chars:
+            return []  # a character no symbol of the table has
+        forms = self._forms(raw)
+        if forms is None:  # too ambiguous to spell: every name expanded once instead
+            return self._fallback().find_all(name)
+        names = self.names
+        starts: set[int] = set()
+        ordered = sorted(forms)
+        tail = _common_suffix(ordered)
+        if len(tail) >= 2:  # one search for what every form ends with
+            lengths = {len(f) for f in forms}
+            at = names.find(tail)
+            while at >= 0:
+                end = at + len(tail)
+                for n in lengths:
+                    if end >= n and names[end - n:end] in forms:
+                        starts.add(end - n)
+                at = names.find(tail, at + 1)
+        else:
+            for form in ordered:
+                at = names.find(form)
+                while at >= 0:
+                    starts.add(at)
+                    at = names.find(form, at + 1)
+        return sorted(i for i in self._entries_at(sorted(starts))
+                      if self.entry(i)[1:] == name)
+
+    def _fallback(self) -> IndexedNames:
+        made = self._built
+        if made is None:
+            try:
+                made = build_name_index(self.names, self.count, self.tokens)
+            except FormatError:
+                made = IndexedNames(self.names, self.tokens, self.offsets, (), "full")
+            self._built = made
+        return made
+
+    def check(self, samples: int = INDEX_CHECKS) -> bool:
+        """Whether entries spread over the table (``samples`` of them, and the first and
+        last) compress back to their own bytes."""
+        if not self._usable or self.count < 1:
+            return False
+        step = max(1, self.count // samples)
+        for i in sorted({*range(0, self.count, step), self.count - 1}):
+            lo, hi = self._span(i)
+            if lo >= hi:
+                return False
+            entry = self.names[lo:hi]
+            text = self.entry(i).encode("latin-1")
+            forms = compressed_forms(text, self._merges)
+            if forms is None or entry not in forms:
+                return False
+        return True
+
+
+def check_markers(buf: bytes, layout: KallsymsLayout, offsets: Sequence[int]) -> None:
+    """FormatError unless kallsyms_markers (when the layout knows where) give the offset of
+    every 256th entry as ``offsets`` do."""
+    if layout.markers is None:
+        return
+    count = (len(offsets) + 255) // 256
+    fmt = f"<{count}{'I' if layout.marker_size == 4 else 'Q'}"
+    try:
+        markers = struct.unpack_from(fmt, buf, layout.markers)
+    except struct.error:
+        raise FormatError("kallsyms markers run past the data", offset=layout.markers) from None
+    if list(markers) != list(offsets[::256]):
+        raise FormatError("kallsyms markers disagree with the names", offset=layout.markers)
+
+
+def entry_letters(names: bytes, offsets: Sequence[int], tokens: Sequence[str],
+                  big: Sequence[int] | None = None) -> str:
+    """Every type letter entries of the table have (the first character of each entry's
+    first token), sorted; ``big``: the entries with a two-byte length, when known (else
+    found)."""
+    size = len(names)
+    starts = map((1).__add__, offsets)
+    try:
+        firsts = set(map(names.__getitem__, starts))
+    except IndexError:
+        firsts = {names[o + 1] for o in offsets if o + 1 < size}
+    if big is None:
+        big = [o for o in offsets if o < size and names[o] & 0x80]
+    firsts.update(names[o + 2] for o in big if o + 2 < size)
+    return "".join(sorted({tokens[b][:1] for b in firsts if b < len(tokens)} - {""}))
+
+
+def _common_suffix(items: Sequence[bytes]) -> bytes:
+    """The longest byte string every item ends with."""
+    if not items:
+        return b""
+    first, n, shortest = items[0], 0, min(map(len, items))
+    while n < shortest and all(it[-1 - n] == first[-1 - n] for it in items):
+        n += 1
+    return first[len(first) - n:]
 
 
 class IndexedSymbols(_SearchedColumns):

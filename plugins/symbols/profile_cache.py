@@ -34,7 +34,7 @@ from kvmfx.symbols import (
 )
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols.btf import parse_btf
-from kvmfx_plugins.symbols.kallsyms import IndexedNames, IndexedSymbols
+from kvmfx_plugins.symbols.kallsyms import CompressedNames, IndexedNames, IndexedSymbols
 
 PROFILE_FORMAT = "kvmfx-profile"
 PROFILE_VERSION = 4
@@ -105,6 +105,8 @@ def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]]
         meta = {**meta, "by_hand": {name: [unslide([sym.address])[0], sym.type[:1] or "?"]
                                     for name, sym in indexed.by_hand.items()},
                 "deleted": sorted(indexed.deleted), "index_key": index.key}
+        if isinstance(index, CompressedNames):
+            meta["letters"] = b"".join(index.letters()).decode("latin-1")
     else:
         if isinstance(symbols.symbols, SortedSymbols):  # sorted when the table was made
             blob, offsets, addrs, kinds = symbols.symbols.sorted_columns()
@@ -181,15 +183,21 @@ def _indexed_profile(path: Path, raw: dict[str, bytes], meta: dict[str, Any],
         offsets = from_little("I", raw[_K_OFFSETS])
         seqs = from_little("I", raw[_K_SEQS])
         addrs = from_little("Q", raw[_K_ADDRS])
-        count = len(seqs)
         key = meta.get("index_key")
+        # a table without an index (key "compressed") keeps none: names are looked up
+        # compressed (kallsyms.CompressedNames)
+        count = len(offsets) if key == "compressed" and not seqs else len(seqs)
         if len(tokens) != 256 or len(addrs) != count or len(offsets) != count or \
-                key not in ("full", "lto"):
+                key not in ("full", "lto", "compressed"):
             raise ValueError(f"{len(tokens)} tokens, {count} index entries, {len(addrs)} "
                              f"addresses, {len(offsets)} name offsets, key {key!r}")
         # checked when the profile was made; a damaged one gives misses, never an error
-        symbols = IndexedSymbols(IndexedNames(raw[_K_NAMES], tokens, offsets, seqs, key),
-                                 addrs, slide)
+        letters = meta.get("letters")
+        index = CompressedNames(raw[_K_NAMES], tokens, offsets,
+                                letters if isinstance(letters, str) else None) \
+            if key == "compressed" \
+            else IndexedNames(raw[_K_NAMES], tokens, offsets, seqs, key)
+        symbols = IndexedSymbols(index, addrs, slide)
         for name, (address, kind) in dict(meta.get("by_hand") or {}).items():
             symbols[str(name)] = Symbol(str(name), slide(int(address)) if slide else
                                         int(address), str(kind)[:1] or "?")
