@@ -7,7 +7,7 @@ results; commands and the libkvm layer only ever see these.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -54,10 +54,15 @@ class Process:
     handle: Any = field(default=None, repr=False, compare=False)
 
     def as_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        row.pop("handle", None)
+        """The record as an output row: every field but ``handle`` (values are numbers,
+        strings and flags: a shallow copy is a copy), ``missing`` None when empty."""
+        row = {name: getattr(self, name) for name in _ROW_FIELDS}
         row["missing"] = dict(self.missing) or None
         return row
+
+
+#: a row's fields, in the record's order
+_ROW_FIELDS = tuple(f.name for f in fields(Process) if f.name != "handle")
 
 
 @dataclass

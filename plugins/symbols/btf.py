@@ -9,6 +9,8 @@ section.
 from __future__ import annotations
 
 import array
+import bisect
+import itertools
 import struct
 from typing import Any
 
@@ -137,6 +139,7 @@ class BtfTypeModel(TypeModel):
         self._data = bytes(data)
         self._decoded: dict[int, CType] = {}
         self._found_names: dict[str, list[int]] = {}
+        self._named: tuple[bytes, list[int], list[int]] | None = None
         self._tags: dict[int, int] = {}
         self._fwds: dict[int, int] = {}
         self._typedefs: dict[int, int] = {}
@@ -178,18 +181,33 @@ class BtfTypeModel(TypeModel):
         return self._strings[off:end if end >= 0 else len(self._strings)].decode(
             "utf-8", "replace")
 
+    def _named_strings(self) -> tuple[bytes, list[int], list[int]]:
+        """The names of the named types and variables alone (a tenth of the string
+        section, which holds every member's name too), NUL-separated, where each starts in
+        that text, and its offset in the section; made on the first lookup."""
+        if self._named is None:
+            strings = self._strings + b"\0"  # every name ends, even the section's last
+            keys = sorted({*self._tags, *self._fwds, *self._typedefs, *self._var_types})
+            names = [strings[o:strings.find(b"\0", o)] for o in keys]
+            starts = list(itertools.accumulate((len(n) + 1 for n in names), initial=1))
+            self._named = (b"\0" + b"\0".join(names) + b"\0", starts[:-1], keys)
+        return self._named
+
     def _name_offsets(self, name: str) -> list[int]:
-        """Offsets in the string section of every copy of ``name`` (each name searched
-        for once: a search reads the whole section)."""
+        """Offsets in the string section of every copy of ``name`` that names a type or a
+        variable (each name searched for once, in :meth:`_named_strings`)."""
         out = self._found_names.get(name)
         if out is not None:
             return out
-        strings, needle = self._strings, b"\0" + name.encode("utf-8") + b"\0"
+        text, starts, keys = self._named_strings()
+        needle = b"\0" + name.encode("utf-8") + b"\0"
         out = []
-        at = strings.find(needle)
+        at = text.find(needle)
         while at >= 0:
-            out.append(at + 1)
-            at = strings.find(needle, at + 1)
+            k = bisect.bisect_left(starts, at + 1)
+            if k < len(starts) and starts[k] == at + 1:
+                out.append(keys[k])
+            at = text.find(needle, at + 1)
         if len(self._found_names) < 65536:
             self._found_names[name] = out
         return out
