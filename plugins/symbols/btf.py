@@ -94,6 +94,9 @@ _FIXED_WORDS = [-1 if n < 0 else n // 4 for n in _FIXED]
 _PER_VLEN_WORDS = [n // 4 for n in _PER_VLEN]
 #: the index's parts, as a profile saves them (u32 arrays, little-endian)
 INDEX_PARTS = ("offsets", "tags", "fwds", "typedefs", "vars")
+#: and, saved since, the names of the named types and variables alone (their text and the
+#: offset of each in the string section)
+NAME_PARTS = ("names", "namekeys")
 
 
 
@@ -140,6 +143,7 @@ class BtfTypeModel(TypeModel):
         self._decoded: dict[int, CType] = {}
         self._found_names: dict[str, list[int]] = {}
         self._named: tuple[bytes, list[int], list[int]] | None = None
+        self._saved_names: tuple[bytes, bytes] | None = None
         self._tags: dict[int, int] = {}
         self._fwds: dict[int, int] = {}
         self._typedefs: dict[int, int] = {}
@@ -157,13 +161,17 @@ class BtfTypeModel(TypeModel):
         def pairs(d: dict[int, int]) -> bytes:
             return to_little(array.array("I", [x for kv in d.items() for x in kv]))
 
+        text, _starts, keys = self._named_strings()
         return {"offsets": to_little(self._offsets), "tags": pairs(self._tags),
                 "fwds": pairs(self._fwds), "typedefs": pairs(self._typedefs),
-                "vars": pairs(self._var_types)}
+                "vars": pairs(self._var_types), "names": text,
+                "namekeys": to_little(array.array("I", keys))}
 
     def _restore(self, index: dict[str, bytes]) -> array.array[int]:
-        if set(index) != set(INDEX_PARTS):
+        if set(index) - set(NAME_PARTS) != set(INDEX_PARTS):
             raise FormatError("saved BTF index has other parts than " + ", ".join(INDEX_PARTS))
+        if all(part in index for part in NAME_PARTS):
+            self._saved_names = (index["names"], index["namekeys"])
         offsets = from_little("I", index["offsets"])
         if any(not 0 <= o < self._t_end for o in offsets[:1] + offsets[-1:]):
             raise FormatError("saved BTF index does not fit the BTF data")
@@ -185,6 +193,14 @@ class BtfTypeModel(TypeModel):
         """The names of the named types and variables alone (a tenth of the string
         section, which holds every member's name too), NUL-separated, where each starts in
         that text, and its offset in the section; made on the first lookup."""
+        if self._named is None and self._saved_names is not None:
+            text, raw_keys = self._saved_names
+            self._saved_names = None
+            keys = list(from_little("I", raw_keys)) if len(raw_keys) % 4 == 0 else []
+            pieces = text[1:-1].split(b"\0") if text[:1] == text[-1:] == b"\0" else []
+            if keys and len(pieces) == len(keys):  # else made again, below
+                starts = list(itertools.accumulate((len(n) + 1 for n in pieces), initial=1))
+                self._named = (text, starts[:-1], keys)
         if self._named is None:
             strings = self._strings + b"\0"  # every name ends, even the section's last
             keys = sorted({*self._tags, *self._fwds, *self._typedefs, *self._var_types})

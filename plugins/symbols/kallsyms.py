@@ -1038,6 +1038,8 @@ class CompressedNames(IndexedNames):
         """Every entry (length prefix and tokens) that spells ``raw`` under one of the
         table's type letters; None when there are too many to try."""
         letters, sep = self.letters(), self._separator
+        if sep in raw:
+            sep = b""
         texts = [sep.join(letter + raw for letter in letters)] if sep else \
             [letter + raw for letter in letters]
         out: set[bytes] = set()

@@ -146,3 +146,26 @@ def test_running_kernels_btf_decodes_with_sane_task_struct():
     assert m.sizeof(m.member("task_struct", "comm")[1]) == 16
     assert m.offsetof("list_head", "prev") == 8
     assert m.offsetof("mm_struct", "arg_end") == m.offsetof("mm_struct", "arg_start") + 8
+
+
+def test_a_saved_index_restores_the_same_lookups_and_names():
+    """A profile keeps the index and the names of the named types; a restored model finds
+    the same types (a name given twice included), with or without the saved names, and
+    saved names that do not fit are made again rather than trusted."""
+    b = sample()
+    b.struct_("task", 8, [("pid", 1, 0, 0)])  # 10: a second 'task' string, a later type
+    blob = b.blob()
+    made = parse_btf(blob)
+    state = made.index_state()
+    assert state["names"].startswith(b"\0task\0") or b"\0task\0" in state["names"]
+    expect = {n: made.find(n) for n in ("task", "list_head", "list_head_t")}
+    assert expect["task"] == 9
+    without = {k: v for k, v in state.items() if k not in ("names", "namekeys")}
+    damaged = {**state, "names": state["names"][:-3]}
+    for index in (state, without, damaged):
+        restored = parse_btf(blob, index=index)
+        assert {n: restored.find(n) for n in expect} == expect
+        with pytest.raises(SymbolError, match="nope"):
+            restored.find("nope")
+    with pytest.raises(FormatError, match="other parts"):
+        parse_btf(blob, index={**state, "extra": b""})

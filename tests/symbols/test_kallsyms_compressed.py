@@ -127,3 +127,25 @@ def test_a_damaged_table_gives_misses_not_errors(names, offsets, tokens, query, 
     table.check()
     got = table.find_all(query.encode("utf-8", "surrogatepass").decode("latin-1"))
     assert all(0 <= i < table.count for i in got)
+
+
+def test_a_wide_tables_forms_are_joined_by_a_character_no_merge_touches():
+    """With more pairs than free codes (as in every kernel), some character is in no
+    merge: every letter's form is compressed in one text joined by it, and a name that
+    has that character is compressed a letter at a time, never by decoding the table."""
+    rng = random.Random(5)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
+    syms = [(rng.choice(LETTERS), "".join(rng.choice(alphabet)
+                                          for _ in range(rng.randint(3, 14))))
+            for _ in range(3000)]
+    syms += [("t", "a$b"), ("T", "c$d$e"), ("D", "c$d$e")]
+    table = _table(syms)
+    assert table.check() and table._separator == b"$"
+    where: dict[str, list[int]] = {}
+    for i, (_kind, name) in enumerate(syms):
+        where.setdefault(name, []).append(i)
+    for name, at in list(where.items())[::7] + [("a$b", where["a$b"]),
+                                                 ("c$d$e", where["c$d$e"])]:
+        assert table.find_all(name) == at, name
+    assert table.find_all("a$c") == [] and table.find_all("zzzzzzzzzzzzzzzzz") == []
+    assert table._built is None
