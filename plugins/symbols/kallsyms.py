@@ -1088,12 +1088,12 @@ class CompressedNames(IndexedNames):
                     if end >= n and names[end - n:end] in forms:
                         starts.add(end - n)
                 at = names.find(tail, at + 1)
-        else:
-            for form in ordered:
-                at = names.find(form)
-                while at >= 0:
-                    starts.add(at)
-                    at = names.find(form, at + 1)
+        else:  # short names: every form at once (a match may overlap the last one)
+            either = re.compile(b"|".join(map(re.escape, ordered)))
+            match = either.search(names)
+            while match:
+                starts.add(match.start())
+                match = either.search(names, match.start() + 1)
         return sorted(i for i in self._entries_at(sorted(starts))
                       if self.entry(i)[1:] == name)
 
