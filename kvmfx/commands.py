@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from kvmfx.session import Session
 
 
-@dataclass(frozen=True)
-class Column:
+class Column(NamedTuple):
     """One output field: a stable name, its JSON type and a description for the docs."""
 
     name: str
@@ -31,8 +30,7 @@ OUTPUT_FORMATS = ("text", "json", "jsonl", "csv", "timesketch", "ecs")
 IDENTIFIED_FORMATS = ("jsonl", "timesketch", "ecs")
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """A command option, e.g. ``--pid 42`` (``type`` int or str) or a ``flag``."""
 
     name: str

@@ -16,15 +16,14 @@ import stat
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from kvmfx.errors import FormatError, KvmError, KvmOpenError, MissingPageError, ReadOnlyError
 
 PAGE_SIZE = 4096
 
 
-@dataclass(frozen=True)
-class Range:
+class Range(NamedTuple):
     """A half-open range of physical addresses ``[start, end)``."""
 
     start: int

@@ -13,7 +13,7 @@ import os
 import struct
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from kvmfx.errors import SymbolError
 
@@ -369,8 +369,7 @@ HEAD_BYTES = 65536
 MAX_SECTIONS = 4096
 
 
-@dataclass(frozen=True)
-class SymbolFile:
+class SymbolFile(NamedTuple):
     """An execfile as the providers are offered it: read once, its first bytes and, for an
     ELF file, its section names, so that each provider scores it without opening it."""
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from kvmfx.errors import KvmError
 from kvmfx.layers import PhysicalLayer
@@ -52,8 +52,7 @@ _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
 
 
-@dataclass(frozen=True)
-class PageFacts:
+class PageFacts(NamedTuple):
     """What the rules need of ``struct page``, from VMCOREINFO (SIZE, OFFSET, NUMBER)."""
 
     size: int
@@ -101,8 +100,7 @@ def _max_order(lengths: Mapping[str, int]) -> int:
     return n - 1 if n is not None and 1 <= n <= MAX_BUDDY_ORDER + 1 else MAX_BUDDY_ORDER
 
 
-@dataclass(frozen=True)
-class PageView:
+class PageView(NamedTuple):
     flags: int
     mapping: int
     mapcount: int

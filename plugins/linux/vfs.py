@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from kvmfx.errors import FormatError, KvmError
 from kvmfx.objects import Fields, Object, cstring
@@ -60,16 +61,14 @@ NS_KINDS = frozenset({"mnt", "net", "uts", "ipc", "pid", "pid_for_children", "us
                       "cgroup", "time", "time_for_children"})
 
 
-@dataclass(frozen=True)
-class VfsPath:
+class VfsPath(NamedTuple):
     """A ``struct path``: a mount (its ``struct vfsmount``) and a dentry."""
 
     mnt: int
     dentry: int
 
 
-@dataclass(frozen=True)
-class Dentry:
+class Dentry(NamedTuple):
     """What a path walk reads of a ``struct dentry``."""
 
     address: int
@@ -83,8 +82,7 @@ class Dentry:
     hashed: bool
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(NamedTuple):
     """What a path walk reads of a ``struct mount``: ``address`` is the struct mount,
     ``vfsmount`` its embedded ``struct vfsmount`` (what a ``struct path`` points to)."""
 
@@ -112,8 +110,7 @@ class FileInfo:
     missing: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class OpenFile:
+class OpenFile(NamedTuple):
     """One descriptor of a file table: its number, its ``struct file``, and whether it is
     closed on exec (None where that bitmap could not be read)."""
 
