@@ -9,7 +9,6 @@ any symbol file.
 from __future__ import annotations
 
 import json
-import lzma
 import os
 from typing import Any
 
@@ -119,9 +118,14 @@ def parse_isf(data: bytes, source: str = "ISF") -> tuple[SymbolTable, TypeModel]
     """Symbols and types of an ISF document (JSON, or xz-compressed JSON)."""
     try:
         if data.startswith(_XZ):
-            data = lzma.LZMADecompressor().decompress(data, max_length=MAX_ISF_BYTES)
+            import lzma  # an xz ISF only
+
+            try:
+                data = lzma.LZMADecompressor().decompress(data, max_length=MAX_ISF_BYTES)
+            except lzma.LZMAError as exc:
+                raise ValueError(str(exc)) from None
         isf = json.loads(data)
-    except (lzma.LZMAError, ValueError) as exc:
+    except ValueError as exc:
         raise FormatError(f"not an ISF file: {exc}") from None
     if not isinstance(isf, dict) or "metadata" not in isf or "user_types" not in isf:
         raise FormatError("not an ISF file (no metadata / user_types)")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import array
 import json
+import mmap
 import os
 import re
-import zipfile
+import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,56 @@ _K_NAMES, _K_TOKENS, _K_OFFSETS, _K_SEQS, _K_ADDRS = (
 
 
 
+class StoredZip:
+    """The members of a zip archive that stores them uncompressed, as :func:`save_profile`
+    writes one, read from its bytes (or a read-only map of the file) without the zipfile
+    module: a warm open reads a profile and nothing else of it. Every member read is
+    checked against its CRC-32; anything else (compressed members, zip64, an archive
+    that does not add up) is a FormatError naming the offset."""
+
+    def __init__(self, data: bytes | mmap.mmap) -> None:
+        self._data = data
+        self._members: dict[str, tuple[int, int, int]] = {}
+        size = len(data)
+        end = data.rfind(b"PK\x05\x06", max(0, size - 22 - 0xFFFF))
+        if end < 0 or end + 22 > size:
+            raise FormatError("not a zip archive: no end of central directory")
+        disk, cd_disk, here, total, cd_size, cd_off = struct.unpack_from("<4xHHHHII", data, end)
+        if disk or cd_disk or here != total or cd_off + cd_size > end:
+            raise FormatError("zip central directory does not fit the archive", offset=end)
+        pos = cd_off
+        for _ in range(total):
+            if pos + 46 > end or data[pos:pos + 4] != b"PK\x01\x02":
+                raise FormatError("damaged zip central directory", offset=pos)
+            flags, method, crc, csize, usize, nlen, xlen, clen = struct.unpack_from(
+                "<8xHH4xIIIHHH", data, pos)
+            local = struct.unpack_from("<I", data, pos + 42)[0]
+            name = bytes(data[pos + 46:pos + 46 + nlen]).decode("utf-8", "replace")
+            pos += 46 + nlen + xlen + clen
+            if method != 0 or flags & 1 or csize != usize or csize == 0xFFFFFFFF:
+                raise FormatError(f"zip member {name!r} is not stored plainly", offset=pos)
+            if local + 30 > size or data[local:local + 4] != b"PK\x03\x04":
+                raise FormatError(f"zip member {name!r} has no local header", offset=local)
+            lnlen, lxlen = struct.unpack_from("<HH", data, local + 26)
+            start = local + 30 + lnlen + lxlen
+            if start + csize > size:
+                raise FormatError(f"zip member {name!r} runs past the archive", offset=start)
+            self._members[name] = (start, csize, crc)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._members)
+
+    def read(self, name: str) -> bytes:
+        """A member's bytes (KeyError when there is none; FormatError when its CRC-32 is
+        not the directory's)."""
+        start, size, crc = self._members[name]
+        blob = bytes(self._data[start:start + size])
+        if zlib.crc32(blob) != crc:
+            raise FormatError(f"zip member {name!r} is damaged (CRC-32)", offset=start)
+        return blob
+
+
 def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]], list[int]],
                  btf: bytes | None, meta: dict[str, object],
                  btf_index: dict[str, bytes] | None = None) -> None:
@@ -118,6 +170,8 @@ def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]]
         members[_OFFSETS] = to_little(array.array("I", offsets))
         members[_ADDRS] = to_little(array.array("Q", addrs))
         members[_KINDS] = kinds.encode("latin-1", "replace")
+    import zipfile
+
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
@@ -136,11 +190,17 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
     """Read a profile, its addresses moved by ``slide`` (when a symbol is made) to where
     this image's kernel lies; FormatError when it is not one kvmfx can use."""
     try:
-        with zipfile.ZipFile(path) as z:
+        with open(path, "rb") as f:
+            try:
+                data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (ValueError, OSError):  # empty, or a file that cannot be mapped
+                data = f.read()
+        try:
+            z = StoredZip(data)
             meta = json.loads(z.read("meta.json"))
             if meta.get("format") != PROFILE_FORMAT or meta.get("version") != PROFILE_VERSION:
                 raise FormatError("not a kvmfx profile of this version", path=str(path))
-            members = z.namelist()
+            members = z.names
             if _K_SEQS in members:
                 kallsyms_members = {m: z.read(m) for m in (_K_NAMES, _K_TOKENS, _K_OFFSETS,
                                                            _K_SEQS, _K_ADDRS)}
@@ -153,7 +213,15 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
                      if m.startswith("types.index.")}
             if index:
                 meta["btf_index"] = index
-    except (OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()
+    except FormatError as exc:
+        if exc.path is not None:  # not a profile of this version
+            raise
+        raise FormatError(f"unreadable profile: {exc.message}", path=str(path),
+                          offset=exc.offset) from None
+    except (OSError, KeyError, ValueError) as exc:
         raise FormatError(f"unreadable profile: {exc}", path=str(path)) from None
     if kallsyms_members is not None:
         return _indexed_profile(path, kallsyms_members, meta, slide), btf, meta

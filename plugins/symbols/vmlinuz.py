@@ -6,8 +6,6 @@ input itself when it already is an ELF), FormatError otherwise.
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import struct
 import zlib
 
@@ -18,17 +16,30 @@ MAX_VMLINUX = 512 << 20
 _HDRS = b"HdrS"
 
 
+# lzma and bz2 are imported when a kernel compressed with them is read (their errors
+# given as ValueError)
+
 def _xz(data: bytes) -> bytes:
+    import lzma
+
     dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-    out = dec.decompress(data, max_length=MAX_VMLINUX)
+    try:
+        out = dec.decompress(data, max_length=MAX_VMLINUX)
+    except lzma.LZMAError as exc:
+        raise ValueError(str(exc)) from None
     if not dec.eof:
         raise FormatError("xz payload is truncated or larger than the limit")
     return out
 
 
 def _lzma(data: bytes) -> bytes:
+    import lzma
+
     dec = lzma.LZMADecompressor(format=lzma.FORMAT_ALONE)
-    return dec.decompress(data, max_length=MAX_VMLINUX)
+    try:
+        return dec.decompress(data, max_length=MAX_VMLINUX)
+    except lzma.LZMAError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _gzip(data: bytes) -> bytes:
@@ -46,6 +57,8 @@ def _zstd(data: bytes) -> bytes:
 
 
 def _bzip2(data: bytes) -> bytes:
+    import bz2
+
     dec = bz2.BZ2Decompressor()
     return dec.decompress(data, max_length=MAX_VMLINUX)
 
@@ -80,7 +93,7 @@ def extract_vmlinux(data: bytes) -> bytes:
         if payload.startswith(magic):
             try:
                 out = fn(payload)
-            except (lzma.LZMAError, zlib.error, OSError, EOFError, ValueError) as exc:
+            except (zlib.error, OSError, EOFError, ValueError) as exc:
                 raise FormatError(f"{name} payload does not decompress: {exc}",
                                   offset=start) from None
             if out[:4] != b"\x7fELF":

@@ -6,6 +6,8 @@ import json
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import kvmfx
 from tests.factory import get_fixture
@@ -78,7 +80,7 @@ def test_profile_build_command_reports_the_cached_file(profile_dir):
 
 @pytest.mark.parametrize(("scenario", "member"), [
     ("basic", "kallsyms.addresses"),  # 6.1: the kernel's tables and name index
-    ("bullseye", "kallsyms.offsets"),  # 5.10: an index made as the kernel makes it
+    ("bullseye", "kallsyms.offsets"),  # 5.10: names looked up compressed
 ])
 def test_a_profile_with_malformed_symbol_columns_is_skipped(profile_dir, scenario, member):
     import zipfile
@@ -162,3 +164,59 @@ def test_symbols_found_by_searching_are_kept_with_the_profile(profile_dir, monke
     with kvmfx.open(str(fx.path("kdump-zlib"))) as s:  # another file of the same kernel
         assert [(p.pid, p.comm) for p in s.processes()] == first
         assert s.symbols.lookup("init_task") == found["init_task"]
+
+
+def _stored_zip(members: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return out.getvalue()
+
+
+def test_a_profile_archive_is_read_member_by_member_and_checked():
+    """Profiles are read without the zipfile module: every member as zipfile stored it,
+    a damaged one refused by its CRC-32, a compressed or cut archive a FormatError."""
+    import io
+    import zipfile
+
+    from kvmfx.errors import FormatError
+    from kvmfx_plugins.symbols.profile_cache import StoredZip
+
+    members = {"meta.json": b'{"format": 1}', "types.btf": bytes(range(256)) * 64, "e": b""}
+    data = _stored_zip(members)
+    z = StoredZip(data)
+    assert z.names == list(members) and {n: z.read(n) for n in members} == members
+    damaged = bytearray(data)
+    damaged[data.index(bytes(range(256))) + 7] ^= 0xFF
+    with pytest.raises(FormatError, match="damaged"):
+        StoredZip(bytes(damaged)).read("types.btf")
+    with pytest.raises(KeyError):
+        z.read("absent")
+    deflated = io.BytesIO()
+    with zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as zz:
+        zz.writestr("meta.json", b"{}" * 100)
+    with pytest.raises(FormatError, match="not stored plainly"):
+        StoredZip(deflated.getvalue())
+    for cut in (0, 30, len(data) // 2, len(data) - 1):
+        with pytest.raises(FormatError):
+            StoredZip(data[:cut])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=600), st.integers(0, 2000), st.integers(0, 255))
+def test_a_hostile_profile_archive_is_an_error_never_a_crash(junk, at, value):
+    from kvmfx.errors import FormatError
+    from kvmfx_plugins.symbols.profile_cache import StoredZip
+
+    data = bytearray(_stored_zip({"meta.json": b"{}", "m": junk}))
+    data[at % len(data)] = value
+    try:
+        z = StoredZip(bytes(data))
+        for name in z.names:
+            z.read(name)
+    except FormatError:
+        pass
