@@ -193,20 +193,21 @@ class BtfTypeModel(TypeModel):
         """The names of the named types and variables alone (a tenth of the string
         section, which holds every member's name too), NUL-separated, where each starts in
         that text, and its offset in the section; made on the first lookup."""
-        if self._named is None and self._saved_names is not None:
+        if self._named is not None:
+            return self._named
+        names: list[bytes] = []
+        keys: list[int] = []
+        if self._saved_names is not None:  # a profile's, when it fits together
             text, raw_keys = self._saved_names
             self._saved_names = None
             keys = list(from_little("I", raw_keys)) if len(raw_keys) % 4 == 0 else []
-            pieces = text[1:-1].split(b"\0") if text[:1] == text[-1:] == b"\0" else []
-            if keys and len(pieces) == len(keys):  # else made again, below
-                starts = list(itertools.accumulate((len(n) + 1 for n in pieces), initial=1))
-                self._named = (text, starts[:-1], keys)
-        if self._named is None:
+            names = text[1:-1].split(b"\0") if text[:1] == text[-1:] == b"\0" else []
+        if not keys or len(names) != len(keys):
             strings = self._strings + b"\0"  # every name ends, even the section's last
             keys = sorted({*self._tags, *self._fwds, *self._typedefs, *self._var_types})
             names = [strings[o:strings.find(b"\0", o)] for o in keys]
-            starts = list(itertools.accumulate((len(n) + 1 for n in names), initial=1))
-            self._named = (b"\0" + b"\0".join(names) + b"\0", starts[:-1], keys)
+        starts = list(itertools.accumulate((len(n) + 1 for n in names), initial=1))
+        self._named = (b"\0" + b"\0".join(names) + b"\0", starts[:-1], keys)
         return self._named
 
     def _name_offsets(self, name: str) -> list[int]:
@@ -364,7 +365,8 @@ def parse_btf(data: bytes, source: str = "BTF",
     return BtfTypeModel(data, source, btf_header(data), index)
 
 
-_BTF_START = b"\x9f\xeb\x01\x00"
+#: how a BTF header starts: magic 0xeb9f, version 1, flags 0 (Documentation/bpf/btf.rst)
+BTF_START = b"\x9f\xeb\x01\x00"
 
 
 def find_btf(buf: bytes) -> tuple[int, int] | None:
@@ -374,14 +376,14 @@ def find_btf(buf: bytes) -> tuple[int, int] | None:
     whose symbols do not name it (kallsyms without CONFIG_KALLSYMS_ALL has no
     __start_BTF)."""
     best: tuple[int, int] | None = None
-    at = buf.find(_BTF_START)
+    at = buf.find(BTF_START)
     while at >= 0:
         if at % 4 == 0:
             found = header_blob_size(buf, at)
             if found is not None and at + found[0] <= len(buf) and buf[at + found[1]] == 0 \
                     and (best is None or found[0] > best[1]):
                 best = (at, found[0])
-        at = buf.find(_BTF_START, at + 1)
+        at = buf.find(BTF_START, at + 1)
     return best
 
 

@@ -22,7 +22,13 @@ from kvmfx.session import Session
 from kvmfx.symbols import SymbolFile, SymbolProvider, SymbolTable
 from kvmfx.types import TypeModel
 from kvmfx_plugins.symbols import kallsyms
-from kvmfx_plugins.symbols.btf import btf_size, find_btf, header_blob_size, parse_btf
+from kvmfx_plugins.symbols.btf import (
+    BTF_START,
+    btf_size,
+    find_btf,
+    header_blob_size,
+    parse_btf,
+)
 from kvmfx_plugins.symbols.files import gnu_build_id
 from kvmfx_plugins.symbols.profile_cache import remember
 from kvmfx_plugins.symbols.vmlinuz import extract_vmlinux
@@ -37,10 +43,9 @@ KERNEL_IMAGE_SPAN = 96 << 20
 TABLES_AROUND_TOKENS = ((4 << 20, 2 << 20), (12 << 20, 4 << 20))
 SCAN_CANDIDATES = 8
 MAX_KERNEL_FILE = 1 << 30
-#: How a BTF header starts (Documentation/bpf/btf.rst): magic 0xeb9f, version 1, flags 0;
-#: a pattern, as re searches memory that is mostly zeros faster than bytes.find
-_BTF_START = re.compile(re.escape(b"\x9f\xeb\x01\x00"))
-#: What follows: hdr_len, type_off, type_len, str_off, str_len
+#: btf.BTF_START as a pattern: re searches memory that is mostly zeros faster than
+#: bytes.find
+_BTF_START = re.compile(re.escape(BTF_START))
 
 
 class _KernelFile:
@@ -330,22 +335,21 @@ def _indexed_table(buf: bytes, layout: kallsyms.KallsymsLayout, anchors: Mapping
     when the tables do not decode."""
     names = bytes(buf[layout.names:layout.token_table])
     tokens = kallsyms.token_strings(buf, layout)
+    big: list[int] = []
+    offsets = kallsyms.entry_offsets(names, layout.num_syms, big)
     index = None
     found = kallsyms.find_name_index(buf, layout)
     if found is not None:
         markers, seqs = found
-        offsets = kallsyms.entry_offsets(names, layout.num_syms)
         if list(offsets[::256]) == list(markers):
             index = kallsyms.IndexedNames(names, tokens, offsets, seqs)
     if index is None or not index.check():
         # before 6.2: the names looked up compressed as scripts/kallsyms compressed them
-        big: list[int] = []
-        offsets = kallsyms.entry_offsets(names, layout.num_syms, big)
         kallsyms.check_markers(buf, layout, offsets)
         index = kallsyms.CompressedNames(
             names, tokens, offsets, kallsyms.entry_letters(names, offsets, tokens, big))
         if not index.check():
-            index = kallsyms.build_name_index(names, layout.num_syms, tokens)
+            index = kallsyms.build_name_index(names, layout.num_syms, tokens, offsets)
     where = {}
     for name in anchors:
         try:

@@ -198,7 +198,6 @@ def _markers_of_size(buf: bytes, table_start: int, size: int
     return None
 
 
-
 def _skip_entries(buf: bytes, pos: int, count: int, limit: int) -> int:
     """Where ``count`` kallsyms_names entries from ``pos`` end (FormatError past ``limit``)."""
     size = len(buf)
@@ -1282,13 +1281,16 @@ class IndexedSymbols(_SearchedColumns):
         return out
 
 
-def build_name_index(names: bytes, count: int, tokens: Sequence[str]) -> IndexedNames:
+def build_name_index(names: bytes, count: int, tokens: Sequence[str],
+                     offsets: Sequence[int] | None = None) -> IndexedNames:
     """The name index a kernel without one (before 6.2) would have: every entry expanded
     once (one ``str.translate``) and the table's indexes sorted by name, so the table is
     then read as :class:`IndexedNames` reads the kernel's own (and a profile keeps it in
     that form, nothing sorted or copied per symbol). Every step runs in C over the whole
-    table; FormatError when the entries do not all expand to a type letter and a name."""
-    offsets = entry_offsets(names, count)
+    table; FormatError when the entries do not all expand to a type letter and a name.
+    ``offsets``: what :func:`entry_offsets` gave for these names, when walked already."""
+    if offsets is None or len(offsets) != count:
+        offsets = entry_offsets(names, count)
     if not count:
         raise FormatError("kallsyms table of no entries")
     # each entry's token bytes: from past its length byte(s) to the next entry
