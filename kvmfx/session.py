@@ -211,6 +211,7 @@ class Session:
         #: one line each; the CLI prints them and exits with the partial-result status.
         self.warnings: list[str] = []
         self.closed = False
+        self._at_close: list[Callable[[], None]] = []
         if no_files:  # KVM_NO_FILES ignores execfile, corefile and swapfile
             return
         # Files the caller named are checked now: kvm_openfiles(3) fails at open.
@@ -698,7 +699,18 @@ class Session:
         except KvmError as exc:
             errors["os_profile"] = str(exc)
 
+    def at_close(self, keep: Callable[[], None]) -> None:
+        """Have ``keep`` run when the session closes (a plugin writing what it learned to
+        its cache once, not on every find); an OSError or KvmError it raises is ignored."""
+        self._at_close.append(keep)
+
     def close(self) -> None:
+        keeps, self._at_close = self._at_close, []
+        for keep in keeps:
+            try:
+                keep()
+            except (KvmError, OSError):
+                pass  # a cache: written again on a later open
         for area in self._swap_areas.values():
             if area is not None:
                 area.close()

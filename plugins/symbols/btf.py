@@ -9,9 +9,8 @@ section.
 from __future__ import annotations
 
 import array
-import bisect
-import itertools
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 from kvmfx.arrays import from_little, to_little
@@ -142,7 +141,7 @@ class BtfTypeModel(TypeModel):
         self._data = bytes(data)
         self._decoded: dict[int, CType] = {}
         self._found_names: dict[str, list[int]] = {}
-        self._named: tuple[bytes, list[int], list[int]] | None = None
+        self._named: tuple[bytes, Sequence[int]] | None = None
         self._saved_names: tuple[bytes, bytes] | None = None
         self._tags: dict[int, int] = {}
         self._fwds: dict[int, int] = {}
@@ -161,7 +160,7 @@ class BtfTypeModel(TypeModel):
         def pairs(d: dict[int, int]) -> bytes:
             return to_little(array.array("I", [x for kv in d.items() for x in kv]))
 
-        text, _starts, keys = self._named_strings()
+        text, keys = self._named_strings()
         return {"offsets": to_little(self._offsets), "tags": pairs(self._tags),
                 "fwds": pairs(self._fwds), "typedefs": pairs(self._typedefs),
                 "vars": pairs(self._var_types), "names": text,
@@ -189,25 +188,27 @@ class BtfTypeModel(TypeModel):
         return self._strings[off:end if end >= 0 else len(self._strings)].decode(
             "utf-8", "replace")
 
-    def _named_strings(self) -> tuple[bytes, list[int], list[int]]:
+    def _named_strings(self) -> tuple[bytes, Sequence[int]]:
         """The names of the named types and variables alone (a tenth of the string
-        section, which holds every member's name too), NUL-separated, where each starts in
-        that text, and its offset in the section; made on the first lookup."""
+        section, which holds every member's name too), NUL-separated between a leading and
+        a trailing NUL, and the offset in the section of each (name ``k`` follows the
+        text's ``k + 1``-th NUL); a profile's when it fits together, else made on the first
+        lookup."""
         if self._named is not None:
             return self._named
-        names: list[bytes] = []
-        keys: list[int] = []
-        if self._saved_names is not None:  # a profile's, when it fits together
+        if self._saved_names is not None:
             text, raw_keys = self._saved_names
             self._saved_names = None
-            keys = list(from_little("I", raw_keys)) if len(raw_keys) % 4 == 0 else []
-            names = text[1:-1].split(b"\0") if text[:1] == text[-1:] == b"\0" else []
-        if not keys or len(names) != len(keys):
-            strings = self._strings + b"\0"  # every name ends, even the section's last
-            keys = sorted({*self._tags, *self._fwds, *self._typedefs, *self._var_types})
-            names = [strings[o:strings.find(b"\0", o)] for o in keys]
-        starts = list(itertools.accumulate((len(n) + 1 for n in names), initial=1))
-        self._named = (b"\0" + b"\0".join(names) + b"\0", starts[:-1], keys)
+            if len(raw_keys) % 4 == 0 and text[:1] == text[-1:] == b"\0":
+                keys = from_little("I", raw_keys)
+                if text.count(b"\0") == len(keys) + 1:
+                    self._named = (text, keys)
+                    return self._named
+        strings = self._strings + b"\0"  # every name ends, even the section's last
+        keys = array.array("I", sorted({*self._tags, *self._fwds, *self._typedefs,
+                                        *self._var_types}))
+        names = [strings[o:strings.find(b"\0", o)] for o in keys]
+        self._named = (b"\0" + b"\0".join(names) + b"\0", keys)
         return self._named
 
     def _name_offsets(self, name: str) -> list[int]:
@@ -216,14 +217,16 @@ class BtfTypeModel(TypeModel):
         out = self._found_names.get(name)
         if out is not None:
             return out
-        text, starts, keys = self._named_strings()
+        text, keys = self._named_strings()
         needle = b"\0" + name.encode("utf-8") + b"\0"
         out = []
         at = text.find(needle)
+        k = -1  # the index of the name after the NUL at ``at``: NULs before it, less one
+        counted = 0
         while at >= 0:
-            k = bisect.bisect_left(starts, at + 1)
-            if k < len(starts) and starts[k] == at + 1:
-                out.append(keys[k])
+            k += text.count(b"\0", counted, at + 1)
+            counted = at + 1
+            out.append(keys[k])
             at = text.find(needle, at + 1)
         if len(self._found_names) < 65536:
             self._found_names[name] = out

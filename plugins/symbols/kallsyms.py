@@ -29,7 +29,7 @@ import itertools
 import operator
 import re
 import struct
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
 from dataclasses import dataclass, field
 
 from kvmfx.arrays import from_big, from_little
@@ -1024,6 +1024,18 @@ class CompressedNames(IndexedNames):
         free = sorted(self._chars - {b for _code, pairs in self._merges for p in pairs
                                     for b in p})
         self._separator = bytes((free[0],)) if free else b""
+        #: names searched for on this open -> what was found (table indexes, in order)
+        self.searched: dict[str, list[int]] = {}
+        self._known: dict[str, list[int]] = {}
+
+    def remember(self, known: Mapping[str, Sequence[int]]) -> None:
+        """Take what earlier opens found (``name -> table indexes``, as :attr:`searched`)
+        as answers without searching: an index is used only while it is an entry that
+        expands to the name, and a name answered wrongly is searched for again."""
+        for name, found in known.items():
+            if isinstance(name, str) and isinstance(found, (list, tuple)) and all(
+                    type(i) is int and 0 <= i < self.count for i in found):
+                self._known[name] = list(found)
 
     def letters(self) -> list[bytes]:
         """The type letters the table's entries have (the first character of each first
@@ -1063,6 +1075,14 @@ class CompressedNames(IndexedNames):
         return out
 
     def find_all(self, name: str) -> list[int]:
+        known = self._known.get(name)
+        if known is not None and all(self.entry(i)[1:] == name for i in known):
+            return list(known)
+        found = self._search(name)
+        self.searched[name] = found
+        return list(found)
+
+    def _search(self, name: str) -> list[int]:
         if not self._usable or not name:
             return []
         try:
@@ -1244,6 +1264,14 @@ class IndexedSymbols(_SearchedColumns):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.whole())
+
+    def items(self) -> ItemsView[str, Symbol]:
+        """Every symbol from the table decoded once (:meth:`whole`), not looked up one by
+        one (a lookup in a table without a name index reads all its names)."""
+        return self.whole().items()
+
+    def values(self) -> ValuesView[Symbol]:
+        return self.whole().values()
 
     def is_empty(self) -> bool:
         return not (self.index.count or self._by_hand)

@@ -312,6 +312,7 @@ class ProfileCacheProvider:
                 info.osrelease, info.build_id):
             raise SymbolError(f"profile is of {meta.get('release')} ({meta.get('build_id')}), "
                               f"not of this dump's kernel", path=str(where))
+        keep_lookups(session, table, _lookups_path(where))
         for name, (address, kind) in self._found(session).items():
             if name not in table.symbols:
                 table.symbols[name] = Symbol(name, session.image.slide(address), kind)
@@ -359,6 +360,45 @@ class ProfileCacheProvider:
             return parse_btf(btf, f"{source} (BTF)")  # a bad saved index: index again
 
 
+#: names whose compressed lookups a profile keeps beside it, at most
+MAX_LOOKUPS = 4096
+
+
+def _lookups_path(profile: Path) -> Path:
+    return profile.with_name(profile.stem + ".lookups.json")
+
+
+def keep_lookups(session: Session, table: SymbolTable, where: Path) -> None:
+    """For a kallsyms table looked up compressed (no name index): answer the names earlier
+    opens of this kernel searched for from ``where`` (a JSON object ``name -> [table
+    indexes]`` beside the profile), and add the names this session searches for when it
+    closes. Each search reads the whole compressed name table; a warm open of the same
+    command then searches for none."""
+    index = getattr(table.symbols, "index", None)
+    if not isinstance(index, CompressedNames):
+        return
+    try:
+        known = json.loads(where.read_text())
+    except (OSError, ValueError):
+        known = None
+    if isinstance(known, dict):
+        index.remember(known)
+    else:
+        known = {}
+
+    def keep() -> None:
+        room = MAX_LOOKUPS - len(known)
+        new = [(n, f) for n, f in index.searched.items() if known.get(n) != f]
+        if not new or room <= 0:
+            return
+        merged = {**known, **dict(new[:room])}
+        tmp = where.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(merged, sort_keys=True))
+        os.replace(tmp, where)
+
+    session.at_close(keep)
+
+
 def remember(session: Session, table: SymbolTable, btf: bytes | None,
              model: TypeModel | None = None) -> None:
     """Save the profile of a session's kernel (best effort: a cache, never an error)."""
@@ -373,7 +413,8 @@ def remember(session: Session, table: SymbolTable, btf: bytes | None,
                       "symbols_from": table.source},
                      getattr(model, "index_state", lambda: None)())
     except OSError:
-        pass
+        return
+    keep_lookups(session, table, _lookups_path(where))
 
 
 @hookimpl

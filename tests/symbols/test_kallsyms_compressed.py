@@ -149,3 +149,17 @@ def test_a_wide_tables_forms_are_joined_by_a_character_no_merge_touches():
         assert table.find_all(name) == at, name
     assert table.find_all("a$c") == [] and table.find_all("zzzzzzzzzzzzzzzzz") == []
     assert table._built is None
+
+
+def test_remembered_answers_are_used_only_while_they_fit_the_table():
+    syms = _names(4, 300)
+    table = _table(syms)
+    first = {name: [i for i, (_k, n) in enumerate(syms) if n == name] for _k, name in syms}
+    right, wrong = "_stext", "prb"
+    table.remember({right: first[right], wrong: [first[right][0]], "gone": [],
+                    "bad": ["1"], "far": [10 ** 9], 7: [1]})  # type: ignore[dict-item]
+    assert table.find_all(right) == first[right] and right not in table.searched
+    assert table.find_all("gone") == [] and "gone" not in table.searched
+    assert table.find_all(wrong) == first[wrong] and table.searched[wrong] == first[wrong]
+    assert table.find_all("bad") == [] and "bad" in table.searched
+    assert table.find_all("far") == [] and "far" in table.searched

@@ -4,6 +4,8 @@ VMCOREINFO names (6.x) and the tables found by a scan give exactly the guest's o
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import kvmfx
@@ -85,3 +87,30 @@ def test_lookups_through_the_kernels_name_index_equal_the_guests_kallsyms(fx, tm
             assert "no_such_symbol_in_any_kernel" not in symbols
             assert not [m for m in misses if m in symbols]
             assert s.symbols.lookup(picks[0] + "\x00") is None
+
+
+def test_names_searched_compressed_are_answered_from_the_profile_next_time(tmp_path,
+                                                                          monkeypatch):
+    """Debian 11's 5.10 has no name index: each name a cold open searches for is kept
+    beside the profile when the session closes, and the next open answers it without
+    searching (the answer checked against the table), the same as the guest's kallsyms."""
+    fx = get_fixture("bullseye")
+    monkeypatch.setenv("KVMFX_PROFILE_DIR", str(tmp_path))
+    truth = _truth(fx)
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        cold = s.symbols.symbols.index
+        assert [p.pid for p in s.processes()]
+        searched = dict(cold.searched)
+    kept = list(tmp_path.glob("*.lookups.json"))
+    assert len(kept) == 1 and "init_task" in searched and "no_such_symbol" not in searched
+    assert json.loads(kept[0].read_text()) == searched
+    with kvmfx.open(str(fx.path("elf"))) as s:
+        warm = s.symbols.symbols
+        for name, found in searched.items():
+            if name in truth:
+                assert found and (warm[name].address, warm[name].type) == truth[name]
+            else:
+                assert not found and name not in warm
+        assert warm.index.searched == {}
+        assert "no_such_symbol" not in warm and warm.index.searched == {"no_such_symbol": []}
+    assert json.loads(kept[0].read_text()) == {**searched, "no_such_symbol": []}
