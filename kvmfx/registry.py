@@ -229,9 +229,33 @@ def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
         tmp.write_text(json.dumps({"state": state, "groups": {group: specs}}))
         os.replace(tmp, path)
+        if not os.environ.get(ENTRY_POINT_CACHE_ENV):
+            _prune(path.parent, "entry-points-", KEEP_ENTRY_POINT_FILES)
     except OSError:
         pass  # a cache: reading the metadata again next time is fine
     return specs
+
+
+#: how many interpreters' (or search paths') remembered entry points the cache keeps
+KEEP_ENTRY_POINT_FILES = 16
+
+
+def _prune(folder: Path, prefix: str, keep: int) -> None:
+    """Remove all but the ``keep`` newest ``prefix*.json`` files of ``folder`` (each search
+    path kvmfx ran with leaves one: virtual environments come and go)."""
+    found = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            if entry.name.startswith(prefix) and entry.name.endswith(".json"):
+                try:
+                    found.append((entry.stat().st_mtime_ns, entry.path))
+                except OSError:
+                    continue
+    for _mtime, old in sorted(found, reverse=True)[keep:]:
+        try:
+            os.unlink(old)
+        except OSError:
+            pass
 
 
 def _load_spec(value: str) -> Any:

@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 _PROFILE_DIR = tempfile.mkdtemp(prefix="kvmfx-profiles-")
 os.environ["KVMFX_PROFILE_DIR"] = _PROFILE_DIR
 atexit.register(shutil.rmtree, _PROFILE_DIR, ignore_errors=True)
+# ... and the entry points kvmfx finds are remembered there too, not in the user's cache
+# (tests run kvmfx with search paths of their own, each of which would leave a file)
+os.environ.setdefault("KVMFX_ENTRY_POINT_CACHE", os.path.join(_PROFILE_DIR,
+                                                              "entry-points.json"))
 
 # KVMFX_FIXTURE_NO_BUILD=1: use the fixtures already built, never boot a guest to build one
 # (several test runs sharing one cache while the factory changes elsewhere).

@@ -112,3 +112,27 @@ def test_scripts_in_different_folders_share_the_remembered_entry_points(tmp_path
         assert r.returncode == 0, r.stderr
         seen.append(json.loads(r.stdout)["metadata"])
     assert seen[1:] == [False, False]
+
+
+def test_the_user_cache_keeps_the_newest_interpreters_entry_points(tmp_path, monkeypatch):
+    """Each interpreter and search path has a file of its own in the user's cache: writing
+    one removes all but the newest few, so virtual environments that come and go do not
+    fill the cache."""
+    from kvmfx import registry
+
+    monkeypatch.delenv("KVMFX_ENTRY_POINT_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    folder = tmp_path / "kvmfx"
+    folder.mkdir()
+    for k in range(registry.KEEP_ENTRY_POINT_FILES + 5):
+        old = folder / f"entry-points-{k:08x}.json"
+        old.write_text("{}")
+        os.utime(old, ns=(k * 10**9, k * 10**9))
+    (folder / "profile.zip").write_text("")
+    specs = registry.entry_point_specs()
+    assert ("commands_ps", "kvmfx_plugins.commands.ps") in specs
+    left = sorted(p.name for p in folder.glob("entry-points-*.json"))
+    assert len(left) == registry.KEEP_ENTRY_POINT_FILES
+    assert registry._cache_path().name in left and "entry-points-00000000.json" not in left
+    assert f"entry-points-{registry.KEEP_ENTRY_POINT_FILES + 4:08x}.json" in left
+    assert (folder / "profile.zip").exists()
