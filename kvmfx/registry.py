@@ -14,14 +14,16 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FunctionType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from kvmfx import hookspecs
 from kvmfx.errors import UsageError
+
+if TYPE_CHECKING:  # pathlib is imported where a plugin folder is given, not at every start
+    from pathlib import Path
 
 ENTRY_POINT_GROUP = "kvmfx"
 PLUGIN_PATH_ENV = "KVMFX_PLUGIN_PATH"
@@ -151,6 +153,8 @@ def _load_file(path: Path) -> ModuleType:
 def _plugin_files(dirs: Iterable[str]) -> list[Path]:
     files: list[Path] = []
     for d in dirs:
+        from pathlib import Path
+
         p = Path(d)
         if p.is_file() and p.suffix == ".py":
             files.append(p)
@@ -184,29 +188,30 @@ def _installed_state() -> list[list[object]]:
     return state
 
 
-def _cache_path() -> Path:
+def _cache_path() -> str:
     where = os.environ.get(ENTRY_POINT_CACHE_ENV)
     if where:
-        return Path(where)
+        return where
     import zlib
 
     # one file per interpreter and search path (the script's own folder, sys.path[0], left
     # out): environments do not overwrite each other's
     key = f"{zlib.crc32(chr(0).join([sys.executable, *sys.path[1:]]).encode()):08x}"
-    return user_cache_dir() / f"entry-points-{key}.json"
+    return os.path.join(user_cache_dir(), f"entry-points-{key}.json")
 
 
-def user_cache_dir() -> Path:
+def user_cache_dir() -> str:
     """kvmfx's folder in the user's cache (profiles, remembered entry points): on Linux
     ``$XDG_CACHE_HOME/kvmfx`` or ``~/.cache/kvmfx`` as the XDG base directory specification
     says (what platformdirs answers there, without importing it at every start), else
     where platformdirs puts it on the platform."""
     if sys.platform == "linux":
         xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-        return Path(xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache")) / "kvmfx"
+        return os.path.join(xdg if os.path.isabs(xdg) else os.path.expanduser("~/.cache"),
+                            "kvmfx")
     import platformdirs
 
-    return Path(platformdirs.user_cache_dir("kvmfx"))
+    return str(platformdirs.user_cache_dir("kvmfx"))
 
 
 def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
@@ -216,7 +221,8 @@ def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
     state = _installed_state()
     path = _cache_path()
     try:
-        cached = json.loads(path.read_text())
+        with open(path, encoding="utf-8") as f:
+            cached = json.loads(f.read())
         if cached.get("state") == state and group in cached.get("groups", {}):
             return [(str(n), str(v)) for n, v in cached["groups"][group]]
     except (OSError, ValueError, AttributeError, TypeError):
@@ -225,12 +231,15 @@ def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
 
     specs = [(ep.name, ep.value) for ep in entry_points(group=group)]
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"state": state, "groups": {group: specs}}))
+        folder = os.path.dirname(path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        tmp = f"{os.path.splitext(path)[0]}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"state": state, "groups": {group: specs}}))
         os.replace(tmp, path)
         if not os.environ.get(ENTRY_POINT_CACHE_ENV):
-            _prune(path.parent, "entry-points-", KEEP_ENTRY_POINT_FILES)
+            _prune(folder, "entry-points-", KEEP_ENTRY_POINT_FILES)
     except OSError:
         pass  # a cache: reading the metadata again next time is fine
     return specs
@@ -240,7 +249,7 @@ def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
 KEEP_ENTRY_POINT_FILES = 16
 
 
-def _prune(folder: Path, prefix: str, keep: int) -> None:
+def _prune(folder: str, prefix: str, keep: int) -> None:
     """Remove all but the ``keep`` newest ``prefix*.json`` files of ``folder`` (each search
     path kvmfx ran with leaves one: virtual environments come and go)."""
     found = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 from kvmfx.commands import Column, Command
@@ -110,6 +109,8 @@ def _dump_files(v: Any, p: Process) -> Iterator[dict[str, Any]]:
 
 
 def _live_files(p: Process) -> Iterator[dict[str, Any]]:
+    from pathlib import Path
+
     base = Path(str(p.handle))
     try:
         fds = sorted(int(e.name) for e in os.scandir(base / "fd") if e.name.isdigit())
@@ -246,6 +247,8 @@ def parse_mountinfo(text: str) -> list[dict[str, Any]]:
 def _live_mounts(session: Session) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()
     for p in session.processes():
+        from pathlib import Path
+
         base = Path(str(p.handle))
         try:
             ns = os.readlink(base / "ns" / "mnt")

@@ -3,6 +3,7 @@ or as a Volatility 3 ISF (``profile-export-isf``)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,7 +29,7 @@ class BuildProfile(Command):
         where = ProfileCacheProvider()._path(session)
         if where is None:
             raise UsageError("no VMCOREINFO (build id, release) to key a profile by")
-        if not where.exists():
+        if not os.path.exists(where):
             raise UsageError(f"symbols came from {symbols.source}: only a profile of the "
                              "image's own symbols and BTF is cached")
         yield {"profile": str(where), "symbols_from": symbols.source,

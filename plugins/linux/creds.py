@@ -18,7 +18,6 @@ changed by sysctl).
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kvmfx.errors import KvmError, ProcessError
@@ -27,6 +26,8 @@ from kvmfx.process import Credentials
 from kvmfx.session import Session
 
 if TYPE_CHECKING:  # the live system's /proc reader below needs none of the dump readers
+    from pathlib import Path
+
     from kvmfx_plugins.linux.tasks import LinuxKernel
 
 #: NGROUPS_MAX: setgroups(2) takes no more; a larger count is not a group_info

@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kvmfx.errors import ProcessError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.process import ArgVector, Credentials, OSProfile, Process, split_nul_block
 from kvmfx.session import Session
+
+if TYPE_CHECKING:  # pathlib is imported when /proc is read, not at every start
+    from pathlib import Path
 
 PF_KTHREAD = 0x00200000
 
@@ -58,8 +61,14 @@ class ProcfsProfile:
     description = "Linux live system via /proc (used by live sessions and KVM_NO_FILES)"
 
     def __init__(self, root: str = "/proc") -> None:
-        self.root = Path(root)
+        self._root = root
         self._tick = _clock_ticks()
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._root)
 
     def applies(self, session: Session) -> int:
         if session.live and sys.platform.startswith("linux") and (self.root / "self").exists():
@@ -121,6 +130,8 @@ class ProcfsProfile:
                 yield t
 
     def _vector(self, proc: Process, name: str) -> ArgVector:
+        from pathlib import Path
+
         path = Path(str(proc.handle or self.root / str(proc.pid))) / name
         try:
             return ArgVector(split_nul_block(path.read_bytes()))
@@ -141,6 +152,8 @@ class ProcfsProfile:
 
     def credentials(self, session: Session, proc: Process) -> Credentials:
         """The credentials in the process's /proc/PID/status (plugins/linux/creds.py)."""
+        from pathlib import Path
+
         from kvmfx_plugins.linux.creds import procfs_credentials
 
         return procfs_credentials(Path(str(proc.handle or self.root / str(proc.pid))))

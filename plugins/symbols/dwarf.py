@@ -28,7 +28,6 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kvmfx.errors import SymbolError
@@ -56,6 +55,8 @@ from kvmfx.types import (
 from kvmfx_plugins.symbols.files import gnu_build_id
 
 if TYPE_CHECKING:  # pyelftools is imported when DWARF is read (kvmfx starts without it)
+    from pathlib import Path
+
     from elftools.dwarf.die import DIE
     from elftools.dwarf.dwarfinfo import DebugSectionDescriptor
 
@@ -300,8 +301,10 @@ class DwarfFile:
             return None
         if not build_id or not build_id.isalnum():
             return None
+        from pathlib import Path
+
         from kvmfx_plugins.symbols.profile_cache import cache_dir
-        return cache_dir() / f"dwarf-{build_id}.json"
+        return Path(cache_dir()) / f"dwarf-{build_id}.json"
 
     def _load_remembered(self) -> dict[str, list[int]]:
         path = self._cache_path()

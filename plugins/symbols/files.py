@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import struct
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kvmfx.errors import SymbolError
@@ -64,7 +63,8 @@ def load_text_map(path: str) -> SymbolTable:
         if size > MAX_TEXT_BYTES:
             raise SymbolError(f"symbol file of {size} bytes is too large to be a System.map",
                               path=path)
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as exc:
         raise SymbolError(exc.strerror or str(exc), path=path) from None
     if b"\0" in data[:4096]:

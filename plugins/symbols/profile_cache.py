@@ -18,7 +18,6 @@ import re
 import struct
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from kvmfx.arrays import from_little, to_little
@@ -42,16 +41,28 @@ PROFILE_FORMAT = "kvmfx-profile"
 PROFILE_VERSION = 4
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("KVMFX_PROFILE_DIR") or
-                user_cache_dir() / "profiles")
+def cache_dir() -> str:
+    return os.environ.get("KVMFX_PROFILE_DIR") or os.path.join(user_cache_dir(), "profiles")
 
 
-def shipped_dir() -> Path:
+def shipped_dir() -> str:
     """Profiles that ship with kvmfx (package data of ``kvmfx_profiles``), read-only."""
     import kvmfx_profiles
 
-    return Path(kvmfx_profiles.__file__).resolve().parent
+    return os.path.dirname(os.path.realpath(kvmfx_profiles.__file__))
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write ``path`` whole or not at all (a temporary file renamed into place)."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def kernel_key(session: Session) -> str | None:
@@ -138,12 +149,13 @@ class StoredZip:
         return blob
 
 
-def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]], list[int]],
-                 btf: bytes | None, meta: dict[str, object],
-                 btf_index: dict[str, bytes] | None = None) -> None:
+def save_profile(path: str | os.PathLike[str], symbols: SymbolTable,
+                 unslide: Callable[[list[int]], list[int]], btf: bytes | None,
+                 meta: dict[str, object], btf_index: dict[str, bytes] | None = None) -> None:
     """Write a profile atomically (a temporary file renamed into place); addresses as in
     the kernel file (``unslide`` takes the image's KASLR offset off a list of them)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     members: dict[str, bytes] = {}
     indexed = symbols.symbols
     if isinstance(indexed, IndexedSymbols) and indexed.move is None:
@@ -172,7 +184,7 @@ def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]]
         members[_KINDS] = kinds.encode("latin-1", "replace")
     import zipfile
 
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp = f"{os.path.splitext(path)[0]}.tmp{os.getpid()}"
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
         z.writestr("meta.json", json.dumps({"format": PROFILE_FORMAT,
                                             "version": PROFILE_VERSION, **meta}))
@@ -185,10 +197,11 @@ def save_profile(path: Path, symbols: SymbolTable, unslide: Callable[[list[int]]
     os.replace(tmp, path)
 
 
-def load_profile(path: Path, slide: Callable[[int], int] | None = None
+def load_profile(path: str | os.PathLike[str], slide: Callable[[int], int] | None = None
                  ) -> tuple[SymbolTable, bytes | None, dict[str, Any]]:
     """Read a profile, its addresses moved by ``slide`` (when a symbol is made) to where
     this image's kernel lies; FormatError when it is not one kvmfx can use."""
+    path = os.fspath(path)
     try:
         with open(path, "rb") as f:
             try:
@@ -238,11 +251,11 @@ def load_profile(path: Path, slide: Callable[[int], int] | None = None
         symbols = SortedSymbols(raw_names, offsets, from_little("Q", raw_addrs), kinds, slide)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
-    table = SymbolTable(f"profile:{path.name}", symbols)
+    table = SymbolTable(f"profile:{os.path.basename(path)}", symbols)
     return table, btf, meta
 
 
-def _indexed_profile(path: Path, raw: dict[str, bytes], meta: dict[str, Any],
+def _indexed_profile(path: str, raw: dict[str, bytes], meta: dict[str, Any],
                      slide: Callable[[int], int] | None) -> SymbolTable:
     """The kallsyms tables of a profile, read through their index (FormatError when the
     members do not fit together)."""
@@ -273,7 +286,7 @@ def _indexed_profile(path: Path, raw: dict[str, bytes], meta: dict[str, Any],
             symbols.forget(str(name))
     except (TypeError, ValueError, AttributeError) as exc:
         raise FormatError(f"unreadable profile symbols: {exc}", path=str(path)) from None
-    return SymbolTable(f"profile:{path.name}", symbols)
+    return SymbolTable(f"profile:{os.path.basename(path)}", symbols)
 
 
 class ProfileCacheProvider:
@@ -285,7 +298,7 @@ class ProfileCacheProvider:
     priority = 5
     type_format = "btf"
 
-    def _path(self, session: Session) -> Path | None:
+    def _path(self, session: Session) -> str | None:
         """The profile of the session's kernel: the user's cache first, then the profiles
         shipped with kvmfx (the ``kvmfx_profiles`` package: the repository's profiles/)."""
         key = kernel_key(session)
@@ -293,15 +306,15 @@ class ProfileCacheProvider:
             return None
         name = f"{key}-v{PROFILE_VERSION}.zip"
         for folder in (cache_dir(), shipped_dir()):
-            if (folder / name).exists():
-                return folder / name
-        return cache_dir() / name
+            if os.path.exists(os.path.join(folder, name)):
+                return os.path.join(folder, name)
+        return os.path.join(cache_dir(), name)
 
     def load(self, session: Session, path: str | None) -> SymbolTable | None:
         if "profile-table" in session.plugin_data:
             return session.plugin_data["profile-table"]
         where = self._path(session)
-        if where is None or not where.exists():
+        if where is None or not os.path.exists(where):
             return None
         try:
             table, btf, meta = load_profile(where, session.image.slide)
@@ -311,7 +324,7 @@ class ProfileCacheProvider:
         if info is not None and (meta.get("release"), meta.get("build_id")) != (
                 info.osrelease, info.build_id):
             raise SymbolError(f"profile is of {meta.get('release')} ({meta.get('build_id')}), "
-                              f"not of this dump's kernel", path=str(where))
+                              f"not of this dump's kernel", path=where)
         keep_lookups(session, table, _lookups_path(where))
         for name, (address, kind) in self._found(session).items():
             if name not in table.symbols:
@@ -320,15 +333,16 @@ class ProfileCacheProvider:
         session.plugin_data["profile-table"] = session.relocate_symbols(table)
         return session.plugin_data["profile-table"]
 
-    def _found_path(self, session: Session) -> Path | None:
+    def _found_path(self, session: Session) -> str | None:
         key = kernel_key(session)
-        return None if key is None else cache_dir() / f"{key}-v{PROFILE_VERSION}.found.json"
+        return None if key is None else os.path.join(cache_dir(),
+                                                     f"{key}-v{PROFILE_VERSION}.found.json")
 
     def _found(self, session: Session) -> dict[str, tuple[int, str]]:
         """Symbols an earlier open of this kernel found by searching (unslid)."""
         where = self._found_path(session)
         try:
-            raw = json.loads(where.read_text()) if where is not None else {}
+            raw = json.loads(_read_text(where)) if where is not None else {}
             return {str(n): (int(a), str(k)[:1] or "?") for n, (a, k) in raw.items()}
         except (OSError, ValueError, TypeError, AttributeError):
             return {}
@@ -337,13 +351,11 @@ class ProfileCacheProvider:
         """Keep a symbol found by searching beside this kernel's profile (the next open
         reads it with the profile instead of searching)."""
         where, profile = self._found_path(session), self._path(session)
-        if where is None or profile is None or not profile.exists():
+        if where is None or profile is None or not os.path.exists(profile):
             return
         found = self._found(session)
         found[name] = (session.image.unslide(address), kind)
-        tmp = where.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({n: list(v) for n, v in sorted(found.items())}))
-        os.replace(tmp, where)
+        _write_atomically(where, json.dumps({n: list(v) for n, v in sorted(found.items())}))
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
         if "profile-btf" not in session.plugin_data:
@@ -364,11 +376,11 @@ class ProfileCacheProvider:
 MAX_LOOKUPS = 4096
 
 
-def _lookups_path(profile: Path) -> Path:
-    return profile.with_name(profile.stem + ".lookups.json")
+def _lookups_path(profile: str) -> str:
+    return os.path.splitext(profile)[0] + ".lookups.json"
 
 
-def keep_lookups(session: Session, table: SymbolTable, where: Path) -> None:
+def keep_lookups(session: Session, table: SymbolTable, where: str) -> None:
     """For a kallsyms table looked up compressed (no name index): answer the names earlier
     opens of this kernel searched for from ``where`` (a JSON object ``name -> [table
     indexes]`` beside the profile), and add the names this session searches for when it
@@ -378,7 +390,7 @@ def keep_lookups(session: Session, table: SymbolTable, where: Path) -> None:
     if not isinstance(index, CompressedNames):
         return
     try:
-        known = json.loads(where.read_text())
+        known = json.loads(_read_text(where))
     except (OSError, ValueError):
         known = None
     if isinstance(known, dict):
@@ -392,9 +404,7 @@ def keep_lookups(session: Session, table: SymbolTable, where: Path) -> None:
         if not new or room <= 0:
             return
         merged = {**known, **dict(new[:room])}
-        tmp = where.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(merged, sort_keys=True))
-        os.replace(tmp, where)
+        _write_atomically(where, json.dumps(merged, sort_keys=True))
 
     session.at_close(keep)
 
@@ -403,7 +413,7 @@ def remember(session: Session, table: SymbolTable, btf: bytes | None,
              model: TypeModel | None = None) -> None:
     """Save the profile of a session's kernel (best effort: a cache, never an error)."""
     where = ProfileCacheProvider()._path(session)
-    if where is None or where.exists():
+    if where is None or os.path.exists(where):
         return
     info = session.boot
     try:

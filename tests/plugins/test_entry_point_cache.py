@@ -133,6 +133,7 @@ def test_the_user_cache_keeps_the_newest_interpreters_entry_points(tmp_path, mon
     assert ("commands_ps", "kvmfx_plugins.commands.ps") in specs
     left = sorted(p.name for p in folder.glob("entry-points-*.json"))
     assert len(left) == registry.KEEP_ENTRY_POINT_FILES
-    assert registry._cache_path().name in left and "entry-points-00000000.json" not in left
+    assert os.path.basename(registry._cache_path()) in left
+    assert "entry-points-00000000.json" not in left
     assert f"entry-points-{registry.KEEP_ENTRY_POINT_FILES + 4:08x}.json" in left
     assert (folder / "profile.zip").exists()
