@@ -14,12 +14,12 @@ import bisect
 import struct
 from collections import Counter, namedtuple
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from kvmfx.errors import FormatError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE, DumpFormat, FileSource, PhysicalLayer, Segment, SegmentedLayer
+from kvmfx.records import Record
 
 # The ELF64 headers (little-endian; <elf.h>), read with struct: this format is opened more
 # than any other, and these three fixed layouts do not need construct's import at start-up.
@@ -37,15 +37,23 @@ MAX_NOTES_BYTES = 64 << 20
 NO_PADDR = 0xFFFFFFFFFFFFFFFF
 
 
-@dataclass
-class ElfCore:
+class ElfCore(Record):
     """What the headers of an ELF core say."""
 
+    __slots__ = ("machine", "loads", "notes", "tails")
     machine: int
     loads: list[dict[str, int]]
-    notes: list[tuple[int, int]] = field(default_factory=list)  # (offset, size) of PT_NOTEs
+    notes: list[tuple[int, int]]  # (offset, size) of PT_NOTEs
     #: Physical ranges a PT_LOAD covers past its file bytes (p_memsz > p_filesz).
-    tails: list[tuple[int, int]] = field(default_factory=list)
+    tails: list[tuple[int, int]]
+
+    def __init__(self, machine: int, loads: list[dict[str, int]],
+                 notes: list[tuple[int, int]] | None = None,
+                 tails: list[tuple[int, int]] | None = None) -> None:
+        self.machine = machine
+        self.loads = loads
+        self.notes = [] if notes is None else notes
+        self.tails = [] if tails is None else tails
 
 
 def parse_elf_core(head: bytes, file_size: int, read: Any = None) -> ElfCore:
