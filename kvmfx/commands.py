@@ -8,8 +8,9 @@ data could only be read in part carries ``partial: True``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from kvmfx.records import Record
 
 if TYPE_CHECKING:
     from kvmfx.session import Session
@@ -40,14 +41,26 @@ class Option(NamedTuple):
     flag: bool = False
 
 
-@dataclass
-class Command:
-    """Base class of commands; subclasses set the fields and implement :meth:`run`."""
+class Command(Record):
+    """Base class of commands; subclasses set the fields and implement :meth:`run`.
 
+    A subclass passes the fields to ``__init__`` or sets them as class attributes (a field
+    not passed keeps the class's value; ``columns`` and ``options`` are then copied)."""
+
+    _fields = ("name", "description", "columns", "options")
     name: str = ""
     description: str = ""
-    columns: list[Column] = field(default_factory=list)
-    options: list[Option] = field(default_factory=list)
+    columns: list[Column]
+    options: list[Option]
+
+    def __init__(self, name: str = "", description: str = "",
+                 columns: list[Column] | None = None,
+                 options: list[Option] | None = None) -> None:
+        cls = type(self)
+        self.name = name or cls.name
+        self.description = description or cls.description
+        self.columns = [*getattr(cls, "columns", ())] if columns is None else columns
+        self.options = [*getattr(cls, "options", ())] if options is None else options
 
     def run(self, session: Session, options: dict[str, Any]) -> Iterable[dict[str, Any]]:
         raise NotImplementedError

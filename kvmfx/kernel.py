@@ -12,13 +12,13 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kvmfx.arch import Architecture, VirtualLayer
 from kvmfx.boot import BootNotes
 from kvmfx.errors import KvmError, TranslationError
 from kvmfx.layers import PAGE_SIZE, PhysicalLayer
+from kvmfx.records import Record
 
 #: The kernel image is read in runs of this size (its mapping's largest block).
 RUN = 2 << 20
@@ -28,37 +28,64 @@ IMAGE_PAST = 32 << 20
 _UNMAPPED = bytes(RUN)
 
 
-@dataclass
-class KernelImage:
+class KernelImage(Record):
     """One kernel in one image: identity (release, build id), placement (KASLR offset,
     page-table root) and its address space."""
+
+    __slots__ = ("os", "layer", "release", "build_id", "kaslr_offset", "kaslr_source",
+                 "anchors", "boot", "cpus", "page_size", "image_window", "extra",
+                 "_find_banner", "_banner")
+    _no_repr = frozenset({"_find_banner", "_banner"})
 
     #: Which OS's finder found it (``linux``).
     os: str
     #: The kernel's virtual address space.
     layer: VirtualLayer
-    release: str | None = None
-    build_id: str | None = None
+    release: str | None
+    build_id: str | None
     #: KASLR offset of the kernel text (0 when not randomised or not reported).
-    kaslr_offset: int = 0
+    kaslr_offset: int
     #: Where the offset came from (``vmcoreinfo``, or why it is assumed 0).
-    kaslr_source: str = "assumed 0"
+    kaslr_source: str
     #: Symbol addresses the kernel reports itself (VMCOREINFO SYMBOL()s), KASLR included:
     #: symbol files are checked and slid against these.
-    anchors: dict[str, int] = field(default_factory=dict)
+    anchors: dict[str, int]
     #: What the kernel says of itself (VMCOREINFO), empty when it says nothing.
-    boot: BootNotes = field(default_factory=BootNotes)
+    boot: BootNotes
     #: Registers of each CPU from the dump's notes (architecture-decoded).
-    cpus: list[dict[str, Any]] = field(default_factory=list)
+    cpus: list[dict[str, Any]]
     #: Page size of the kernel (bytes).
-    page_size: int = 4096
+    page_size: int
     #: Where the kernel image lies when not randomised, [low, high): symbols in it move
     #: with the KASLR offset, others (per-CPU offsets, absolute values) do not.
-    image_window: tuple[int, int] = (0, 0)
+    image_window: tuple[int, int]
     #: Further facts for ``kvmfx info`` (phys_base...).
-    extra: dict[str, Any] = field(default_factory=dict)
-    _find_banner: Callable[[], str | None] | None = field(default=None, repr=False)
-    _banner: str | None | bool = field(default=False, repr=False)
+    extra: dict[str, Any]
+    _find_banner: Callable[[], str | None] | None
+    _banner: str | None | bool
+
+    def __init__(self, os: str, layer: VirtualLayer, release: str | None = None,
+                 build_id: str | None = None, kaslr_offset: int = 0,
+                 kaslr_source: str = "assumed 0", anchors: dict[str, int] | None = None,
+                 boot: BootNotes | None = None, cpus: list[dict[str, Any]] | None = None,
+                 page_size: int = 4096, image_window: tuple[int, int] = (0, 0),
+                 extra: dict[str, Any] | None = None,
+                 _find_banner: Callable[[], str | None] | None = None,
+                 _banner: str | None | bool = False) -> None:
+        self.os = os
+        self.layer = layer
+        self.release = release
+        self.build_id = build_id
+        self.kaslr_offset = kaslr_offset
+        self.kaslr_source = kaslr_source
+        self.anchors = {} if anchors is None else anchors
+        self.boot = BootNotes() if boot is None else boot
+        self.cpus = [] if cpus is None else cpus
+        self.page_size = page_size
+        self.image_window = image_window
+        self.extra = {} if extra is None else extra
+        self._find_banner = _find_banner
+        self._banner = _banner
 
     def banner(self) -> str | None:
         """The kernel's version banner (``Linux version ...``), found on first use."""

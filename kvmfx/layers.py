@@ -15,10 +15,10 @@ import os
 import stat
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 from kvmfx.errors import FormatError, KvmError, KvmOpenError, MissingPageError, ReadOnlyError
+from kvmfx.records import Record
 
 PAGE_SIZE = 4096
 
@@ -355,13 +355,18 @@ class PhysicalLayer:
         self.close()
 
 
-@dataclass
-class Segment:
+class Segment(Record):
     """A run of physical memory stored contiguously in a file."""
 
+    __slots__ = ("paddr", "size", "offset")
     paddr: int
     size: int
     offset: int
+
+    def __init__(self, paddr: int, size: int, offset: int) -> None:
+        self.paddr = paddr
+        self.size = size
+        self.offset = offset
 
 
 class SegmentedLayer(PhysicalLayer):

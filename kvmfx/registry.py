@@ -13,7 +13,6 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ import pluggy
 
 from kvmfx import hookspecs
 from kvmfx.errors import UsageError
+from kvmfx.records import Record
 
 if TYPE_CHECKING:  # pathlib is imported where a plugin folder is given, not at every start
     from pathlib import Path
@@ -34,21 +34,32 @@ HOOKS = ("kvmfx_dump_formats", "kvmfx_swap_formats", "kvmfx_symbol_providers",
          "kvmfx_commands")
 
 
-@dataclass
-class PluginFailure:
+class PluginFailure(Record):
     """A plugin that could not be used, and why (one line)."""
 
+    __slots__ = ("name", "reason")
     name: str
     reason: str
 
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
 
-@dataclass
-class Registry:
+
+class Registry(Record):
     """Every provider contributed by the loaded plugins."""
 
+    __slots__ = ("manager", "failures", "_cache")
     manager: pluggy.PluginManager
-    failures: list[PluginFailure] = field(default_factory=list)
-    _cache: dict[str, list[Any]] = field(default_factory=dict)
+    failures: list[PluginFailure]
+    _cache: dict[str, list[Any]]
+
+    def __init__(self, manager: pluggy.PluginManager,
+                 failures: list[PluginFailure] | None = None,
+                 _cache: dict[str, list[Any]] | None = None) -> None:
+        self.manager = manager
+        self.failures = [] if failures is None else failures
+        self._cache = {} if _cache is None else _cache
 
     def _collect(self, hook_name: str) -> list[Any]:
         if hook_name in self._cache:

@@ -12,10 +12,10 @@ import operator
 import os
 import struct
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from kvmfx.errors import SymbolError
+from kvmfx.records import Record
 
 if TYPE_CHECKING:
     from kvmfx.session import Session
@@ -26,11 +26,16 @@ TYPE_FORMATS = (None, "btf", "dwarf", "isf")
 STAGES = ("execfile", "ksyms", "booted", "path_unix", "image")
 
 
-@dataclass
-class Symbol:
+class Symbol(Record):
+    __slots__ = ("name", "address", "type")
     name: str
     address: int
-    type: str = "?"  # nm-style type letter: T, t, D, d, B, ...
+    type: str  # nm-style type letter: T, t, D, d, B, ...
+
+    def __init__(self, name: str, address: int, type: str = "?") -> None:
+        self.name = name
+        self.address = address
+        self.type = type
 
 
 class _Columns(MutableMapping[str, Symbol]):
@@ -253,16 +258,27 @@ def columns_of(symbols: Mapping[str, Symbol]) -> tuple[list[str], list[int], str
     return names, addrs, "".join(kinds)
 
 
-@dataclass
-class SymbolTable:
+class SymbolTable(Record):
     """Name <-> address maps of one kernel, with where they came from."""
 
+    __slots__ = ("source", "symbols", "complete", "slide", "_sorted")
+    _no_repr = frozenset({"_sorted"})
+
     source: str
-    symbols: MutableMapping[str, Symbol] = field(default_factory=dict)
-    complete: bool = True
+    symbols: MutableMapping[str, Symbol]
+    complete: bool
     #: KASLR slide applied to the file's addresses (0: used as found).
-    slide: int = 0
-    _sorted: list[tuple[int, str]] = field(default_factory=list, repr=False)
+    slide: int
+    _sorted: list[tuple[int, str]]
+
+    def __init__(self, source: str, symbols: MutableMapping[str, Symbol] | None = None,
+                 complete: bool = True, slide: int = 0,
+                 _sorted: list[tuple[int, str]] | None = None) -> None:
+        self.source = source
+        self.symbols = {} if symbols is None else symbols
+        self.complete = complete
+        self.slide = slide
+        self._sorted = [] if _sorted is None else _sorted
 
     @classmethod
     def from_pairs(cls, source: str, pairs: Mapping[str, int] | Iterator[tuple[str, int, str]],

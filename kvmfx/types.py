@@ -8,10 +8,10 @@ A :class:`TypeModel` holds C types by id. Plugins ask it for member offsets by n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from kvmfx.errors import SymbolError
+from kvmfx.records import Record
 
 #: Kinds of the model (BTF's names, lower case).
 INT, PTR, ARRAY, STRUCT, UNION, ENUM, FWD, TYPEDEF, VOLATILE, CONST, RESTRICT = (
@@ -24,52 +24,90 @@ QUALIFIERS = frozenset({TYPEDEF, VOLATILE, CONST, RESTRICT, TYPE_TAG})
 MAX_TYPE_DEPTH = 64
 
 
-@dataclass
-class Member:
+class Member(Record):
     """A struct/union member: offsets in bits; ``bit_size`` 0 for a whole member."""
 
+    __slots__ = ("name", "type_id", "bit_offset", "bit_size")
     name: str
     type_id: int
     bit_offset: int
-    bit_size: int = 0
+    bit_size: int
+
+    def __init__(self, name: str, type_id: int, bit_offset: int, bit_size: int = 0) -> None:
+        self.name = name
+        self.type_id = type_id
+        self.bit_offset = bit_offset
+        self.bit_size = bit_size
 
 
-@dataclass
-class CType:
+class CType(Record):
+    __slots__ = ("kind", "name", "size", "target", "members", "nelems", "signed",
+                 "enumerators")
     kind: str
-    name: str = ""
-    size: int = 0
+    name: str
+    size: int
     #: the referenced type (pointer target, array element, typedef target...).
-    target: int = 0
-    members: list[Member] = field(default_factory=list)
-    nelems: int = 0
-    signed: bool = False
-    enumerators: dict[str, int] = field(default_factory=dict)
+    target: int
+    members: list[Member]
+    nelems: int
+    signed: bool
+    enumerators: dict[str, int]
+
+    def __init__(self, kind: str, name: str = "", size: int = 0, target: int = 0,
+                 members: list[Member] | None = None, nelems: int = 0, signed: bool = False,
+                 enumerators: dict[str, int] | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        self.size = size
+        self.target = target
+        self.members = [] if members is None else members
+        self.nelems = nelems
+        self.signed = signed
+        self.enumerators = {} if enumerators is None else enumerators
 
 
-@dataclass
-class StructMember:
+class StructMember(Record):
     """A member of :class:`StructType`: byte offset, and bit offset/size for bitfields."""
 
+    __slots__ = ("name", "offset", "type_name", "size", "bit_offset", "bit_size")
     name: str
     offset: int
     type_name: str
     size: int
-    bit_offset: int = 0
-    bit_size: int = 0
+    bit_offset: int
+    bit_size: int
+
+    def __init__(self, name: str, offset: int, type_name: str, size: int,
+                 bit_offset: int = 0, bit_size: int = 0) -> None:
+        self.name = name
+        self.offset = offset
+        self.type_name = type_name
+        self.size = size
+        self.bit_offset = bit_offset
+        self.bit_size = bit_size
 
 
-@dataclass
-class StructType:
+class StructType(Record):
     """A struct or union as plugins see it (``session.types.struct("task_struct")``):
     its size and its members at their offsets (anonymous members flattened in, as C names
     them). Instances are read field by field with :class:`kvmfx.objects.Object`."""
+
+    __slots__ = ("name", "kind", "size", "members", "model")
+    _no_repr = frozenset({"model"})
 
     name: str
     kind: str
     size: int
     members: dict[str, StructMember]
-    model: TypeModel = field(repr=False)
+    model: TypeModel
+
+    def __init__(self, name: str, kind: str, size: int, members: dict[str, StructMember],
+                 model: TypeModel) -> None:
+        self.name = name
+        self.kind = kind
+        self.size = size
+        self.members = members
+        self.model = model
 
     def offsetof(self, member: str) -> int:
         """Byte offset of a (dotted) member path."""

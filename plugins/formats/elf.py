@@ -12,23 +12,22 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections import Counter, namedtuple
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from kvmfx.errors import FormatError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE, DumpFormat, FileSource, PhysicalLayer, Segment, SegmentedLayer
+from kvmfx.records import Record
 
 # The ELF64 headers (little-endian; <elf.h>), read with struct: this format is opened more
-# than any other, and these three fixed layouts do not need construct's import at start-up.
-Elf64Ehdr = namedtuple("Elf64Ehdr", "magic ei_class ei_data ei_version ei_pad e_type e_machine "
-                       "e_version e_entry e_phoff e_shoff e_flags e_ehsize e_phentsize e_phnum "
-                       "e_shentsize e_shnum e_shstrndx")
-Elf64Phdr = namedtuple("Elf64Phdr", "p_type p_flags p_offset p_vaddr p_paddr p_filesz p_memsz "
-                       "p_align")
+# than any other, and these three fixed layouts do not need construct's import at start-up
+# (nor a named tuple's definition: the fields are unpacked into names where they are read).
+#: Elf64_Ehdr: magic ei_class ei_data ei_version ei_pad e_type e_machine e_version e_entry
+#: e_phoff e_shoff e_flags e_ehsize e_phentsize e_phnum e_shentsize e_shnum e_shstrndx
 ELF64_EHDR = struct.Struct("<4sBBB9sHHIQQQIHHHHHH")
+#: Elf64_Phdr: p_type p_flags p_offset p_vaddr p_paddr p_filesz p_memsz p_align
 ELF64_PHDR = struct.Struct("<IIQQQQQQ")
 NOTE_HDR = struct.Struct("<III")  # namesz, descsz, type
 PT_LOAD, PT_NOTE, ET_CORE = 1, 4, 4
@@ -37,15 +36,23 @@ MAX_NOTES_BYTES = 64 << 20
 NO_PADDR = 0xFFFFFFFFFFFFFFFF
 
 
-@dataclass
-class ElfCore:
+class ElfCore(Record):
     """What the headers of an ELF core say."""
 
+    __slots__ = ("machine", "loads", "notes", "tails")
     machine: int
     loads: list[dict[str, int]]
-    notes: list[tuple[int, int]] = field(default_factory=list)  # (offset, size) of PT_NOTEs
+    notes: list[tuple[int, int]]  # (offset, size) of PT_NOTEs
     #: Physical ranges a PT_LOAD covers past its file bytes (p_memsz > p_filesz).
-    tails: list[tuple[int, int]] = field(default_factory=list)
+    tails: list[tuple[int, int]]
+
+    def __init__(self, machine: int, loads: list[dict[str, int]],
+                 notes: list[tuple[int, int]] | None = None,
+                 tails: list[tuple[int, int]] | None = None) -> None:
+        self.machine = machine
+        self.loads = loads
+        self.notes = [] if notes is None else notes
+        self.tails = [] if tails is None else tails
 
 
 def parse_elf_core(head: bytes, file_size: int, read: Any = None) -> ElfCore:
@@ -57,28 +64,29 @@ def parse_elf_core(head: bytes, file_size: int, read: Any = None) -> ElfCore:
         raise FormatError(f"ELF header truncated ({len(head)} of 64 bytes)", offset=0)
     if head[4] != 2 or head[5] != 1:
         raise FormatError("only little-endian ELF64 cores are supported", offset=4)
-    eh = Elf64Ehdr._make(ELF64_EHDR.unpack_from(head))
-    if eh.e_type != ET_CORE:
-        raise FormatError(f"ELF type {eh.e_type} is not a core (4)", offset=16)
-    if eh.e_phentsize != ELF64_PHDR.size or not 0 < eh.e_phnum <= MAX_PHNUM:
-        raise FormatError(f"bad program header table ({eh.e_phnum} x {eh.e_phentsize})",
+    (_magic, _class, _data, _version, _pad, e_type, e_machine, _e_version, _entry, e_phoff,
+     _shoff, _flags, _ehsize, e_phentsize, e_phnum, *_sections) = ELF64_EHDR.unpack_from(head)
+    if e_type != ET_CORE:
+        raise FormatError(f"ELF type {e_type} is not a core (4)", offset=16)
+    if e_phentsize != ELF64_PHDR.size or not 0 < e_phnum <= MAX_PHNUM:
+        raise FormatError(f"bad program header table ({e_phnum} x {e_phentsize})",
                           offset=54)
-    size = eh.e_phnum * eh.e_phentsize
-    if eh.e_phoff + size > file_size:
+    size = e_phnum * e_phentsize
+    if e_phoff + size > file_size:
         raise FormatError("program headers lie past the end of the file", offset=32)
-    table = head[eh.e_phoff:eh.e_phoff + size] if eh.e_phoff + size <= len(head) else \
-        read(eh.e_phoff, size)
-    core = ElfCore(eh.e_machine, [])
-    for i in range(eh.e_phnum):
-        ph = Elf64Phdr._make(ELF64_PHDR.unpack_from(table, i * 56))
-        if ph.p_type == PT_LOAD and ph.p_memsz > ph.p_filesz:
-            core.tails.append((ph.p_paddr + ph.p_filesz, ph.p_paddr + ph.p_memsz))
-        if ph.p_type == PT_LOAD and ph.p_filesz:
-            core.loads.append({"paddr": ph.p_paddr, "vaddr": ph.p_vaddr,
-                               "offset": ph.p_offset, "filesz": ph.p_filesz,
-                               "memsz": ph.p_memsz, "index": i})
-        elif ph.p_type == PT_NOTE and ph.p_filesz:
-            core.notes.append((ph.p_offset, ph.p_filesz))
+    table = head[e_phoff:e_phoff + size] if e_phoff + size <= len(head) else \
+        read(e_phoff, size)
+    core = ElfCore(e_machine, [])
+    for i in range(e_phnum):
+        p_type, _flags, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _align = \
+            ELF64_PHDR.unpack_from(table, i * 56)
+        if p_type == PT_LOAD and p_memsz > p_filesz:
+            core.tails.append((p_paddr + p_filesz, p_paddr + p_memsz))
+        if p_type == PT_LOAD and p_filesz:
+            core.loads.append({"paddr": p_paddr, "vaddr": p_vaddr, "offset": p_offset,
+                               "filesz": p_filesz, "memsz": p_memsz, "index": i})
+        elif p_type == PT_NOTE and p_filesz:
+            core.notes.append((p_offset, p_filesz))
     return core
 
 

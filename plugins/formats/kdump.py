@@ -21,13 +21,13 @@ import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Protocol
 
 from kvmfx.errors import FormatError, MissingPageError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import DumpFormat, FileSource, PhysicalLayer, Range
+from kvmfx.records import Record
 from kvmfx_plugins.formats.elf import parse_notes
 
 KDUMP_SIGNATURE = b"KDUMP   "
@@ -119,8 +119,9 @@ class Reader(Protocol):
 Extent = tuple[int, int, "mmap.mmap", int]
 
 
-@dataclass
-class KdumpHeader:
+class KdumpHeader(Record):
+    __slots__ = ("header_version", "block_size", "sub_hdr_size", "bitmap_blocks", "max_mapnr",
+                 "status", "utsname", "sub")
     header_version: int
     block_size: int
     sub_hdr_size: int
@@ -129,6 +130,18 @@ class KdumpHeader:
     status: int
     utsname: dict[str, str]
     sub: dict[str, int]
+
+    def __init__(self, header_version: int, block_size: int, sub_hdr_size: int,
+                 bitmap_blocks: int, max_mapnr: int, status: int, utsname: dict[str, str],
+                 sub: dict[str, int]) -> None:
+        self.header_version = header_version
+        self.block_size = block_size
+        self.sub_hdr_size = sub_hdr_size
+        self.bitmap_blocks = bitmap_blocks
+        self.max_mapnr = max_mapnr
+        self.status = status
+        self.utsname = utsname
+        self.sub = sub
 
     @property
     def bitmap_offset(self) -> int:

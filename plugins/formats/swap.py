@@ -8,12 +8,12 @@ pure function of the area's first page.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 from kvmfx.errors import FormatError, MissingPageError
 from kvmfx.hookspecs import hookimpl
 from kvmfx.layers import PAGE_SIZE, FileSource
+from kvmfx.records import Record
 
 SWAP_MAGIC = b"SWAPSPACE2"
 #: union swap_header, info view (include/linux/swap.h); the magic ends the first page.
@@ -43,13 +43,21 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass
-class SwapHeader:
+class SwapHeader(Record):
+    __slots__ = ("version", "last_page", "bad_pages", "uuid", "label")
     version: int
     last_page: int
     bad_pages: frozenset[int]
     uuid: str
     label: str
+
+    def __init__(self, version: int, last_page: int, bad_pages: frozenset[int], uuid: str,
+                 label: str) -> None:
+        self.version = version
+        self.last_page = last_page
+        self.bad_pages = bad_pages
+        self.uuid = uuid
+        self.label = label
 
 
 def parse_swap_header(page: bytes, path: str | None = None) -> SwapHeader:

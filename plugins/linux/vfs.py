@@ -25,11 +25,11 @@ directory and most of their paths' ancestors. Live memory is read afresh every t
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from kvmfx.errors import FormatError, KvmError
 from kvmfx.objects import Fields, Object, cstring
+from kvmfx.records import FrozenRecord
 from kvmfx_plugins.linux.tasks import LinuxKernel, for_each_task
 
 #: the kernel's longest path (include/uapi/linux/limits.h), terminating NUL included
@@ -96,18 +96,28 @@ class Mount(NamedTuple):
     mnt_id: int
 
 
-@dataclass(frozen=True)
-class FileInfo:
+class FileInfo(FrozenRecord):
     """An open file as /proc/PID/fdinfo shows it: ``pos``, ``flags`` (``f_flags``, without
     the descriptor's O_CLOEXEC), the mount's id and the inode number (None, with why in
     ``missing``, when unreadable); and its ``struct path``."""
 
+    __slots__ = ("path", "pos", "f_flags", "mnt_id", "inode", "missing")
     path: VfsPath
     pos: int
     f_flags: int
     mnt_id: int | None
     inode: int | None
-    missing: dict[str, str] = field(default_factory=dict)
+    missing: dict[str, str]
+
+    def __init__(self, path: VfsPath, pos: int, f_flags: int, mnt_id: int | None,
+                 inode: int | None, missing: dict[str, str] | None = None) -> None:
+        set_ = object.__setattr__
+        set_(self, "path", path)
+        set_(self, "pos", pos)
+        set_(self, "f_flags", f_flags)
+        set_(self, "mnt_id", mnt_id)
+        set_(self, "inode", inode)
+        set_(self, "missing", {} if missing is None else missing)
 
 
 class OpenFile(NamedTuple):

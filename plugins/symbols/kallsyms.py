@@ -30,10 +30,10 @@ import operator
 import re
 import struct
 from collections.abc import Callable, ItemsView, Iterator, Mapping, Sequence, ValuesView
-from dataclasses import dataclass, field
 
 from kvmfx.arrays import from_big, from_little
 from kvmfx.errors import FormatError
+from kvmfx.records import Record
 from kvmfx.symbols import SortedSymbols, Symbol, _SearchedColumns, sorted_columns
 
 #: The token table keeps the digits as single-character tokens, in order.
@@ -53,8 +53,7 @@ PLACE_RELATIVE = "place-relative"
 ENCODINGS = (ABSOLUTE, ABSOLUTE_PERCPU, BASE_RELATIVE, PLACE_RELATIVE)
 
 
-@dataclass
-class KallsymsLayout:
+class KallsymsLayout(Record):
     """Where the tables are inside the buffer, and how the addresses are encoded.
 
     ``markers`` is None when the tables were named by VMCOREINFO (it does not name the
@@ -62,6 +61,10 @@ class KallsymsLayout:
     and place-relative encodings; ``address`` is the virtual address of the buffer's first
     byte when known (place-relative offsets need it).
     """
+
+    __slots__ = ("token_table", "token_index", "markers", "marker_size", "names", "num_syms",
+                 "offsets", "relative_base", "encoding", "entry_size", "address", "converted")
+    _no_repr = _no_compare = frozenset({"converted"})
 
     token_table: int
     token_index: int
@@ -71,13 +74,32 @@ class KallsymsLayout:
     num_syms: int
     offsets: int
     relative_base: int | None
-    encoding: str = ABSOLUTE_PERCPU
-    entry_size: int = 4
-    address: int | None = None
+    encoding: str
+    entry_size: int
+    address: int | None
     #: whole-table conversions already made, by (encoding, base, place): the structure
-    #: checks and the decode that follows them convert the same table
-    converted: dict[tuple[str, int, int | None], list[int]] = field(
-        default_factory=dict, repr=False, compare=False)
+    #: checks and the decode that follows them convert the same table (neither shown nor
+    #: compared)
+    converted: dict[tuple[str, int, int | None], list[int]]
+
+    def __init__(self, token_table: int, token_index: int, markers: int | None,
+                 marker_size: int, names: int, num_syms: int, offsets: int,
+                 relative_base: int | None, encoding: str = ABSOLUTE_PERCPU,
+                 entry_size: int = 4, address: int | None = None,
+                 converted: dict[tuple[str, int, int | None], list[int]] | None = None,
+                 ) -> None:
+        self.token_table = token_table
+        self.token_index = token_index
+        self.markers = markers
+        self.marker_size = marker_size
+        self.names = names
+        self.num_syms = num_syms
+        self.offsets = offsets
+        self.relative_base = relative_base
+        self.encoding = encoding
+        self.entry_size = entry_size
+        self.address = address
+        self.converted = {} if converted is None else converted
 
     @property
     def absolute_percpu(self) -> bool:

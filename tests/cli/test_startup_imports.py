@@ -31,10 +31,11 @@ finally:
 #: hashlib and pdb), plugin discovery's metadata reader, which the remembered entry points
 #: spare; rich, which measures text cells only when a cell is not ASCII; platformdirs, whose
 #: answer on Linux kvmfx computes itself; zipfile (and with it shutil, bz2, lzma), which
-#: only writing a profile needs: a profile is read member by member
+#: only writing a profile needs: a profile is read member by member; dataclasses, whose
+#: classes cost about 1 ms each to define (records are kvmfx.records classes)
 NOT_FOR_AN_ELF_DUMP = ("elftools", "zstandard", "lzallright", "cramjam", "construct",
                        "importlib.metadata", "hashlib", "pdb", "rich", "platformdirs",
-                       "zipfile", "shutil", "bz2", "lzma")
+                       "zipfile", "shutil", "bz2", "lzma", "dataclasses")
 
 
 def _modules(*args: str, env: dict[str, str]) -> set[str]:
