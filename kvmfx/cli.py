@@ -57,7 +57,7 @@ class State:
         if self._registry is None:
             from kvmfx.registry import load_registry
 
-            self._registry = load_registry(self.plugin_dirs)
+            self._registry = load_registry(self.plugin_dirs, defer_commands=True)
             self._registry.collect_all()
         return self._registry
 
@@ -185,7 +185,7 @@ def _process_starts(session: Session, plugin: str, command: Any) -> dict[int, st
 
     if plugin not in PROCESS_COMMANDS or any(c.name == "start_time" for c in command.columns):
         return {}
-    pslist = session.registry.commands.get("pslist")
+    pslist = session.registry.find_command("pslist")
     if pslist is None:
         return {}
     try:
@@ -409,7 +409,7 @@ def run_plain(args: list[str]) -> State | None:
         registry = state.load_registry()
         if registry.failures:  # click's tree names them, where it always does
             return state
-        command = registry.commands.get(name)
+        command = registry.find_command(name)
         parsed = None if command is None else _plain_options(command, words)
         if parsed is None:
             return state

@@ -336,7 +336,7 @@ class _PluginGroup(click.Group):
         if own is not None:
             return own
         plugin = self.prefix + cmd_name
-        command = self.registry(ctx).commands.get(plugin)
+        command = self.registry(ctx).find_command(plugin)
         return None if command is None else _command_for(plugin, command, cmd_name)
 
     def resolve_command(self, ctx: click.Context,

@@ -49,7 +49,8 @@ class PluginFailure(Record):
 class Registry(Record):
     """Every provider contributed by the loaded plugins."""
 
-    __slots__ = ("manager", "failures", "_cache")
+    __slots__ = ("manager", "failures", "_cache", "_deferred", "_homes", "_rank", "_late")
+    _fields = ("manager", "failures", "_cache")
     manager: pluggy.PluginManager
     failures: list[PluginFailure]
     _cache: dict[str, list[Any]]
@@ -60,10 +61,57 @@ class Registry(Record):
         self.manager = manager
         self.failures = [] if failures is None else failures
         self._cache = {} if _cache is None else _cache
+        #: command-only entry points not imported yet (name -> "module:attr"), the entry
+        #: point each of their commands comes from, and every entry point's place in the
+        #: order they are registered in when none waits (see :func:`load_registry`)
+        self._deferred: dict[str, str] = {}
+        self._homes: dict[str, str] = {}
+        self._rank: dict[str, int] = {}
+        self._late = False
+
+    def _load_deferred(self, names: Iterable[str]) -> None:
+        """Import and register deferred entry points; the command list is then made again
+        in the order a registry loading every plugin at once has (:meth:`_ordered`)."""
+        for name in [n for n in names if n in self._deferred]:
+            value = self._deferred.pop(name)
+            try:
+                self.manager.register(_load_spec(value), name=name)
+                self._late = True
+            except Exception as exc:
+                self.failures.append(PluginFailure(name, f"{type(exc).__name__}: {exc}"))
+        self._cache.pop("kvmfx_commands", None)
+
+    def _ordered(self, hook_name: str) -> list[Any] | None:
+        """The hook's answers in the order of a registry that registered every plugin at
+        once, when plugins were registered later than their turn (None otherwise: pluggy's
+        own order is that order)."""
+        if not self._late:
+            return None
+        hook = getattr(self.manager.hook, hook_name)
+        impls = hook.get_hookimpls()
+        if any(impl.hookwrapper or impl.wrapper for impl in impls):
+            return None  # a wrapper: every plugin was loaded before (see command())
+        last = len(self._rank)
+        items: list[Any] = []
+        def place(impl: Any) -> tuple[int, int]:  # as pluggy orders them (trylast: newest
+            rank = self._rank.get(impl.plugin_name, last)  # first)
+            return (0, -rank) if impl.trylast else (2 if impl.tryfirst else 1, rank)
+
+        for impl in sorted(impls, key=place):
+            try:
+                items.extend(impl.function() or [])
+            except Exception as exc:
+                self.failures.append(PluginFailure(impl.plugin_name, f"{hook_name}: "
+                                                   f"{type(exc).__name__}: {exc}"))
+        return items
 
     def _collect(self, hook_name: str) -> list[Any]:
         if hook_name in self._cache:
             return self._cache[hook_name]
+        ordered = self._ordered(hook_name)
+        if ordered is not None:
+            self._cache[hook_name] = ordered
+            return ordered
         hook = getattr(self.manager.hook, hook_name)
         items: list[Any] = []
         try:
@@ -113,17 +161,38 @@ class Registry(Record):
 
     @property
     def commands(self) -> dict[str, Any]:
+        """Every command by name (the first of a name wins), every plugin loaded."""
+        if self._deferred:
+            self._load_deferred(list(self._deferred))
+        return self._loaded_commands()
+
+    def _loaded_commands(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for cmd in self._collect("kvmfx_commands"):
             out.setdefault(cmd.name, cmd)
         return out
 
+    def find_command(self, name: str) -> Any:
+        """The command ``name``, or None; of the plugins not loaded yet, only the one known
+        to provide it is imported (all of them when none is known to)."""
+        home = self._homes.get(name)
+        if home in self._deferred:
+            if any(impl.hookwrapper or impl.wrapper
+                   for impl in self.manager.hook.kvmfx_commands.get_hookimpls()):
+                self._load_deferred(list(self._deferred))
+            else:
+                self._load_deferred([home])
+        found = self._loaded_commands().get(name)
+        if found is None and self._deferred:
+            found = self.commands.get(name)
+        return found
+
     def command(self, name: str) -> Any:
-        try:
-            return self.commands[name]
-        except KeyError:
+        found = self.find_command(name)
+        if found is None:
             known = ", ".join(sorted(self.commands)) or "none"
-            raise UsageError(f"unknown command {name!r} (known: {known})") from None
+            raise UsageError(f"unknown command {name!r} (known: {known})")
+        return found
 
 
 class _PluginManager(pluggy.PluginManager):
@@ -235,6 +304,7 @@ def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
         with open(path, encoding="utf-8") as f:
             cached = json.loads(f.read())
         if cached.get("state") == state and group in cached.get("groups", {}):
+            _remembered[group] = (path, cached)
             return [(str(n), str(v)) for n, v in cached["groups"][group]]
     except (OSError, ValueError, AttributeError, TypeError):
         pass
@@ -246,9 +316,11 @@ def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
         if folder:
             os.makedirs(folder, exist_ok=True)
         tmp = f"{os.path.splitext(path)[0]}.tmp{os.getpid()}"
+        made = {"state": state, "groups": {group: specs}}
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"state": state, "groups": {group: specs}}))
+            f.write(json.dumps(made))
         os.replace(tmp, path)
+        _remembered[group] = (path, json.loads(json.dumps(made)))  # as read next time
         if not os.environ.get(ENTRY_POINT_CACHE_ENV):
             _prune(folder, "entry-points-", KEEP_ENTRY_POINT_FILES)
     except OSError:
@@ -278,6 +350,93 @@ def _prune(folder: str, prefix: str, keep: int) -> None:
             pass
 
 
+#: group -> (cache file, its contents) as entry_point_specs read them on this start
+_remembered: dict[str, tuple[str, dict[str, Any]]] = {}
+
+
+def _file_stat(path: str | None) -> list[int] | None:
+    """mtime and size of a file (None when there is none)."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        return None
+    return None if st is None else [st.st_mtime_ns, st.st_size]
+
+
+def _plugin_index(pm: pluggy.PluginManager, specs: list[tuple[str, str]]
+                  ) -> dict[str, Any]:
+    """What each entry point's plugin provides, for later starts: its hooks, its commands'
+    names, its module's file and that file's mtime and size."""
+    index: dict[str, Any] = {}
+    for name, value in specs:
+        plugin = pm.get_plugin(name)
+        if plugin is None:
+            continue
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or ())
+        commands: list[str] = []
+        for impl in pm.hook.kvmfx_commands.get_hookimpls():
+            if impl.plugin is plugin:
+                try:
+                    made: Any = impl.function()
+                    commands = [str(c.name) for c in made or ()]
+                except Exception:  # noqa: BLE001 - reported when the registry asks
+                    return {}
+        module = value.partition(":")[0].strip()
+        path = getattr(sys.modules.get(module), "__file__", None)
+        index[name] = {"hooks": hooks, "commands": commands, "module": module,
+                       "file": path, "stat": _file_stat(path)}
+    return index
+
+
+def _save_plugin_index(group: str, index: dict[str, Any]) -> None:
+    """Add ``index`` to the entry points remembered for ``group`` (a cache: best effort)."""
+    path, cached = _remembered.get(group, (None, None))
+    if path is None or cached is None or not index:
+        return
+    cached = {**cached, "plugins": {**cached.get("plugins", {}), group: index}}
+    try:
+        tmp = f"{os.path.splitext(path)[0]}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps(cached))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _deferrable(group: str, specs: list[tuple[str, str]]
+                ) -> tuple[dict[str, str], dict[str, str]] | None:
+    """The entry points a start may leave unimported until one of their commands is asked
+    for (those that only provide commands, whose module file is as it was when the index
+    was made, and none of whose commands another plugin also names) and the entry point
+    of each of their commands; None when the remembered index does not cover ``specs``."""
+    _path, cached = _remembered.get(group, (None, None))
+    index = (cached or {}).get("plugins", {}).get(group)
+    if not isinstance(index, dict) or set(index) != {n for n, _v in specs}:
+        return None
+    try:
+        owners: dict[str, list[str]] = {}
+        for name, info in index.items():
+            for command in info["commands"]:
+                owners.setdefault(str(command), []).append(name)
+        deferred: dict[str, str] = {}
+        homes: dict[str, str] = {}
+        for name, value in specs:
+            info = index[name]
+            if info["hooks"] != ["kvmfx_commands"] or info["module"] != \
+                    value.partition(":")[0].strip():
+                continue
+            if any(len(owners[c]) > 1 for c in info["commands"]):
+                continue
+            now = _file_stat(info["file"])
+            if now is None or now != info["stat"]:
+                return None  # a plugin changed since: load everything, index again
+            deferred[name] = value
+            homes.update((str(c), name) for c in info["commands"])
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return deferred, homes
+
+
 def _load_spec(value: str) -> Any:
     """The object an entry point's ``module:attr`` value names (as EntryPoint.load)."""
     module, _, attr = value.partition(":")
@@ -288,14 +447,22 @@ def _load_spec(value: str) -> Any:
 
 
 def load_registry(plugin_dirs: Iterable[str] = (), *, use_entry_points: bool = True,
-                  extra_plugins: Iterable[Any] = ()) -> Registry:
-    """Build a registry from entry points, ``plugin_dirs`` and ``$KVMFX_PLUGIN_PATH``."""
+                  extra_plugins: Iterable[Any] = (), defer_commands: bool = False) -> Registry:
+    """Build a registry from entry points, ``plugin_dirs`` and ``$KVMFX_PLUGIN_PATH``.
+
+    ``defer_commands`` (the command line's start): entry points that only provide
+    commands are imported when one of their commands is asked for
+    (:meth:`Registry.find_command`) or the whole list is; which those are is remembered
+    with the entry points (made on a start that loads every plugin)."""
     pm = _PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     failures: list[PluginFailure] = []
+    specs = entry_point_specs() if use_entry_points else []
+    deferred, homes = (_deferrable(ENTRY_POINT_GROUP, specs) or ({}, {})) \
+        if defer_commands else ({}, {})
     if use_entry_points:
-        for name, value in entry_point_specs():
-            if pm.has_plugin(name):
+        for name, value in specs:
+            if pm.has_plugin(name) or name in deferred:
                 continue
             try:
                 pm.register(_load_spec(value), name=name)
@@ -312,4 +479,9 @@ def load_registry(plugin_dirs: Iterable[str] = (), *, use_entry_points: bool = T
             failures.append(PluginFailure(str(path), f"{type(exc).__name__}: {exc}"))
     for plugin in extra_plugins:
         pm.register(plugin)
-    return Registry(pm, failures)
+    registry = Registry(pm, failures)
+    if defer_commands and not deferred and specs and not failures:
+        _save_plugin_index(ENTRY_POINT_GROUP, _plugin_index(pm, specs))
+    registry._deferred, registry._homes = deferred, homes
+    registry._rank = {name: k for k, (name, _v) in enumerate(specs)}
+    return registry

@@ -32,10 +32,12 @@ finally:
 #: spare; rich, which measures text cells only when a cell is not ASCII; platformdirs, whose
 #: answer on Linux kvmfx computes itself; zipfile (and with it shutil, bz2, lzma), which
 #: only writing a profile needs: a profile is read member by member; dataclasses, whose
-#: classes cost about 1 ms each to define (records are kvmfx.records classes)
+#: classes cost about 1 ms each to define (records are kvmfx.records classes); pathlib (and
+#: with it urllib.parse and ipaddress), which only /proc and plugin folders need
 NOT_FOR_AN_ELF_DUMP = ("elftools", "zstandard", "lzallright", "cramjam", "construct",
                        "importlib.metadata", "hashlib", "pdb", "rich", "platformdirs",
-                       "zipfile", "shutil", "bz2", "lzma", "dataclasses")
+                       "zipfile", "shutil", "bz2", "lzma", "dataclasses", "pathlib",
+                       "urllib", "ipaddress")
 
 
 def _modules(*args: str, env: dict[str, str]) -> set[str]:
@@ -77,3 +79,6 @@ def test_a_warm_elf_dump_loads_only_what_it_reads(env):
     unwanted = {m for m in loaded for lib in NOT_FOR_AN_ELF_DUMP
                 if m == lib or m.startswith(lib + ".")}
     assert not unwanted, sorted(unwanted)
+    # of the plugins that only provide commands, the one providing pslist
+    commands = {m for m in loaded if m.startswith("kvmfx_plugins.commands.")}
+    assert commands == {"kvmfx_plugins.commands.ps"}, sorted(commands)
