@@ -458,8 +458,8 @@ def load_registry(plugin_dirs: Iterable[str] = (), *, use_entry_points: bool = T
     pm.add_hookspecs(hookspecs)
     failures: list[PluginFailure] = []
     specs = entry_point_specs() if use_entry_points else []
-    deferred, homes = (_deferrable(ENTRY_POINT_GROUP, specs) or ({}, {})) \
-        if defer_commands else ({}, {})
+    known = _deferrable(ENTRY_POINT_GROUP, specs) if defer_commands else None
+    deferred, homes = known or ({}, {})
     if use_entry_points:
         for name, value in specs:
             if pm.has_plugin(name) or name in deferred:
@@ -480,7 +480,7 @@ def load_registry(plugin_dirs: Iterable[str] = (), *, use_entry_points: bool = T
     for plugin in extra_plugins:
         pm.register(plugin)
     registry = Registry(pm, failures)
-    if defer_commands and not deferred and specs and not failures:
+    if defer_commands and known is None and specs and not failures:
         _save_plugin_index(ENTRY_POINT_GROUP, _plugin_index(pm, specs))
     registry._deferred, registry._homes = deferred, homes
     registry._rank = {name: k for k, (name, _v) in enumerate(specs)}

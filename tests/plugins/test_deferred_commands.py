@@ -33,7 +33,9 @@ def test_the_first_start_loads_every_plugin_and_the_next_only_the_command_asked_
     assert "pslist" in index["commands_ps"]["commands"]
     assert "kvmfx_dump_formats" in index["formats_elf"]["hooks"]
 
+    made = cache.read_text()
     lazy = load_registry(defer_commands=True)
+    assert cache.read_text() == made  # read, not written again
     assert {"commands_ps", "commands_caps", "commands_modules"} <= set(lazy._deferred)
     assert not {"formats_elf", "linux_tasks", "arch"} & set(lazy._deferred)
     lazy.collect_all()
