@@ -377,7 +377,10 @@ MAX_LOOKUPS = 4096
 
 
 def _lookups_path(profile: str) -> str:
-    return os.path.splitext(profile)[0] + ".lookups.json"
+    """Where the compressed lookups of a profile's kernel are kept: in the user's cache
+    (a profile shipped with kvmfx lies in the installed package, never written)."""
+    name = os.path.splitext(os.path.basename(profile))[0]
+    return os.path.join(cache_dir(), name + ".lookups.json")
 
 
 def keep_lookups(session: Session, table: SymbolTable, where: str) -> None:
