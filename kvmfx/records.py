@@ -70,6 +70,12 @@ class FrozenRecord(Record):
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(self._compared())
 
+    def __setstate__(self, state: Any) -> None:
+        """Fields restored by copy and pickle (which would assign them one by one)."""
+        values = state[1] if isinstance(state, tuple) else state
+        for name, value in (values or {}).items():
+            object.__setattr__(self, name, value)
+
 
 def record_fields(cls: type[Record] | Record) -> tuple[str, ...]:
     """The field names of a record class (or of a record), in order."""

@@ -96,3 +96,19 @@ def test_a_command_takes_its_fields_from_init_or_from_class_attributes():
     assert (d.name, d.description, d.columns) == ("declared", "set on the class", [Column("y")])
     assert d.columns is not Declared.columns
     assert repr(Command()) == "Command(name='', description='', columns=[], options=[])"
+
+
+def test_records_copy_and_pickle_as_dataclasses_do():
+    import copy
+    import pickle
+
+    from kvmfx.symbols import Symbol
+    from kvmfx_plugins.linux.vfs import FileInfo
+
+    records = [Frozen(1, (2,)), Point(3, 4, note="n"), Process(5, 1, "init", missing={"x": "y"}),
+               Symbol("init_task", 0xFFFF, "D"), FileInfo(None, 1, 0o2, 3, None, {"inode": "?"})]
+    for obj in records:
+        for again in (copy.copy(obj), copy.deepcopy(obj), pickle.loads(pickle.dumps(obj))):
+            assert type(again) is type(obj) and again == obj and repr(again) == repr(obj)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        copy.copy(records[0]).a = 2  # type: ignore[misc]
