@@ -71,7 +71,7 @@ class Registry(Record):
 
     def _load_deferred(self, names: Iterable[str]) -> None:
         """Import and register deferred entry points; the command list is then made again
-        in the order a registry loading every plugin at once has (:meth:`_ordered`)."""
+        in the order a registry loading every plugin at once has (:meth:`_collect`)."""
         for name in [n for n in names if n in self._deferred]:
             value = self._deferred.pop(name)
             try:
@@ -81,52 +81,46 @@ class Registry(Record):
                 self.failures.append(PluginFailure(name, f"{type(exc).__name__}: {exc}"))
         self._cache.pop("kvmfx_commands", None)
 
-    def _ordered(self, hook_name: str) -> list[Any] | None:
-        """The hook's answers in the order of a registry that registered every plugin at
-        once, when plugins were registered later than their turn (None otherwise: pluggy's
-        own order is that order)."""
-        if not self._late:
-            return None
-        hook = getattr(self.manager.hook, hook_name)
-        impls = hook.get_hookimpls()
-        if any(impl.hookwrapper or impl.wrapper for impl in impls):
-            return None  # a wrapper: every plugin was loaded before (see command())
-        last = len(self._rank)
-        items: list[Any] = []
-        def place(impl: Any) -> tuple[int, int]:  # as pluggy orders them (trylast: newest
-            rank = self._rank.get(impl.plugin_name, last)  # first)
-            return (0, -rank) if impl.trylast else (2 if impl.tryfirst else 1, rank)
+    def _wrapped(self, hook_name: str) -> bool:
+        """Whether a plugin wraps the hook (it must see every plugin's answer)."""
+        return any(impl.hookwrapper or impl.wrapper
+                   for impl in getattr(self.manager.hook, hook_name).get_hookimpls())
 
-        for impl in sorted(impls, key=place):
+    def _place(self, impl: Any) -> tuple[int, int]:
+        """Where pluggy puts an implementation among a hook's when every plugin registers
+        in entry point order (trylast ones first, the newest first; tryfirst ones last)."""
+        rank = self._rank.get(impl.plugin_name, len(self._rank))
+        return (0, -rank) if impl.trylast else (2 if impl.tryfirst else 1, rank)
+
+    def _each(self, hook_name: str, impls: Iterable[Any]) -> list[Any]:
+        """Every implementation's answer, asked one by one: a broken plugin is reported and
+        skipped."""
+        items: list[Any] = []
+        for impl in impls:
+            name = self.manager.get_name(impl.plugin) or repr(impl.plugin)
             try:
                 items.extend(impl.function() or [])
             except Exception as exc:
-                self.failures.append(PluginFailure(impl.plugin_name, f"{hook_name}: "
+                self.failures.append(PluginFailure(name, f"{hook_name}: "
                                                    f"{type(exc).__name__}: {exc}"))
         return items
 
     def _collect(self, hook_name: str) -> list[Any]:
         if hook_name in self._cache:
             return self._cache[hook_name]
-        ordered = self._ordered(hook_name)
-        if ordered is not None:
-            self._cache[hook_name] = ordered
-            return ordered
         hook = getattr(self.manager.hook, hook_name)
-        items: list[Any] = []
-        try:
-            # pluggy calls the newest registration first: keep registration order
-            for result in reversed(hook()):
-                items.extend(result or [])
-        except Exception:  # a broken plugin: ask each alone, report and skip the culprit
-            items = []
-            for impl in hook.get_hookimpls():
-                name = self.manager.get_name(impl.plugin) or repr(impl.plugin)
-                try:
-                    items.extend(impl.function() or [])
-                except Exception as exc:
-                    self.failures.append(PluginFailure(name, f"{hook_name}: "
-                                                       f"{type(exc).__name__}: {exc}"))
+        if self._late and not self._wrapped(hook_name):
+            # plugins registered after their turn: answers in the order of a registry that
+            # registered every plugin at once (a wrapper had every plugin loaded first)
+            items = self._each(hook_name, sorted(hook.get_hookimpls(), key=self._place))
+        else:
+            try:
+                # pluggy calls the newest registration first: keep registration order
+                items = []
+                for result in reversed(hook()):
+                    items.extend(result or [])
+            except Exception:  # a broken plugin: ask each alone, report and skip the culprit
+                items = self._each(hook_name, hook.get_hookimpls())
         self._cache[hook_name] = items
         return items
 
@@ -177,11 +171,8 @@ class Registry(Record):
         to provide it is imported (all of them when none is known to)."""
         home = self._homes.get(name)
         if home in self._deferred:
-            if any(impl.hookwrapper or impl.wrapper
-                   for impl in self.manager.hook.kvmfx_commands.get_hookimpls()):
-                self._load_deferred(list(self._deferred))
-            else:
-                self._load_deferred([home])
+            self._load_deferred(list(self._deferred) if self._wrapped("kvmfx_commands")
+                                else [home])
         found = self._loaded_commands().get(name)
         if found is None and self._deferred:
             found = self.commands.get(name)
@@ -315,17 +306,23 @@ def entry_point_specs(group: str = ENTRY_POINT_GROUP) -> list[tuple[str, str]]:
         folder = os.path.dirname(path)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        tmp = f"{os.path.splitext(path)[0]}.tmp{os.getpid()}"
-        made = {"state": state, "groups": {group: specs}}
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(made))
-        os.replace(tmp, path)
-        _remembered[group] = (path, json.loads(json.dumps(made)))  # as read next time
+        made: dict[str, Any] = {"state": state, "groups": {group: specs}}
+        write_atomically(path, json.dumps(made))
+        _remembered[group] = (path, made)
         if not os.environ.get(ENTRY_POINT_CACHE_ENV):
             _prune(folder, "entry-points-", KEEP_ENTRY_POINT_FILES)
     except OSError:
         pass  # a cache: reading the metadata again next time is fine
     return specs
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Write a cache file whole or not at all (a temporary file renamed into place): a
+    start reading it meanwhile sees the old one or the new one."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 #: how many interpreters' (or search paths') remembered entry points the cache keeps
@@ -395,10 +392,7 @@ def _save_plugin_index(group: str, index: dict[str, Any]) -> None:
         return
     cached = {**cached, "plugins": {**cached.get("plugins", {}), group: index}}
     try:
-        tmp = f"{os.path.splitext(path)[0]}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps(cached))
-        os.replace(tmp, path)
+        write_atomically(path, json.dumps(cached))
     except OSError:
         pass
 

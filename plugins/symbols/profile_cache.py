@@ -23,7 +23,7 @@ from typing import Any
 from kvmfx.arrays import from_little, to_little
 from kvmfx.errors import FormatError, KvmError, SymbolError
 from kvmfx.hookspecs import hookimpl
-from kvmfx.registry import user_cache_dir
+from kvmfx.registry import user_cache_dir, write_atomically
 from kvmfx.session import Session
 from kvmfx.symbols import (
     SortedSymbols,
@@ -55,14 +55,6 @@ def shipped_dir() -> str:
 def _read_text(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         return f.read()
-
-
-def _write_atomically(path: str, text: str) -> None:
-    """Write ``path`` whole or not at all (a temporary file renamed into place)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def kernel_key(session: Session) -> str | None:
@@ -355,7 +347,7 @@ class ProfileCacheProvider:
             return
         found = self._found(session)
         found[name] = (session.image.unslide(address), kind)
-        _write_atomically(where, json.dumps({n: list(v) for n, v in sorted(found.items())}))
+        write_atomically(where, json.dumps({n: list(v) for n, v in sorted(found.items())}))
 
     def load_types(self, session: Session, path: str | None) -> TypeModel | None:
         if "profile-btf" not in session.plugin_data:
@@ -407,7 +399,7 @@ def keep_lookups(session: Session, table: SymbolTable, where: str) -> None:
         if not new or room <= 0:
             return
         merged = {**known, **dict(new[:room])}
-        _write_atomically(where, json.dumps(merged, sort_keys=True))
+        write_atomically(where, json.dumps(merged, sort_keys=True))
 
     session.at_close(keep)
 
